@@ -1,0 +1,251 @@
+package filter
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Reason says why a host was denied. The set is closed and fit for metric labels.
+type Reason string
+
+// The reasons. Details (which country, which rule) go to logs and events only.
+const (
+	ReasonNone             Reason = ""
+	CountryNotAllowed      Reason = "country_not_allowed"
+	OrganizationNotAllowed Reason = "organization_not_allowed"
+	HostUnregistered       Reason = "host_unregistered"
+	LedgerUnavailable      Reason = "ledger_unavailable"
+	// VMUnregulated denies every host for a VM with no regulation, only when
+	// Options.DenyUnregulated is set.
+	VMUnregulated Reason = "vm_unregulated"
+)
+
+// Reasons lists every deny reason, in a fixed order (for metrics and summaries).
+func Reasons() []Reason {
+	return []Reason{CountryNotAllowed, OrganizationNotAllowed, HostUnregistered, LedgerUnavailable, VMUnregulated}
+}
+
+func (r Reason) index() int {
+	switch r {
+	case CountryNotAllowed:
+		return 0
+	case OrganizationNotAllowed:
+		return 1
+	case HostUnregistered:
+		return 2
+	case LedgerUnavailable:
+		return 3
+	case VMUnregulated:
+		return 4
+	}
+	return -1
+}
+
+// Candidate is a host to decide on. Host is nil when the ledger has no record
+// of it.
+type Candidate struct {
+	Name string
+	Host *Host
+}
+
+// Verdict is the decision for one candidate host.
+type Verdict struct {
+	Host    string `json:"host"`
+	Allowed bool   `json:"allowed"`
+	Reason  Reason `json:"reason,omitempty"`
+	// Subject is the regulation that denied the host.
+	Subject Subject `json:"subject,omitempty"`
+	// Country and Organization are the host's facts that no rule allowed.
+	Country      string `json:"country,omitempty"`
+	Organization string `json:"organization,omitempty"`
+}
+
+// Detail explains a deny in words, for logs and events.
+func (v Verdict) Detail() string {
+	switch v.Reason {
+	case ReasonNone:
+		return "allowed"
+	case CountryNotAllowed:
+		return "country " + v.Country + " is not allowed by " + string(v.Subject)
+	case OrganizationNotAllowed:
+		return "organization " + v.Organization + " in " + v.Country + " is not allowed by " + string(v.Subject)
+	case HostUnregistered:
+		return "host has no record in the ledger"
+	case LedgerUnavailable:
+		return "the ledger could not answer"
+	case VMUnregulated:
+		return "VM has no regulation and unregulated VMs are denied"
+	}
+	return string(v.Reason)
+}
+
+// Options tune a decision.
+type Options struct {
+	// DenyUnregulated denies every host to a VM that no regulation applies to.
+	DenyUnregulated bool
+}
+
+// Result is the decision for a VM over a list of candidate hosts.
+type Result struct {
+	// Verdicts, one per candidate, in the candidates' order.
+	Verdicts []Verdict `json:"verdicts"`
+	// Regulated is false when no regulation applied.
+	Regulated bool `json:"regulated"`
+	Allowed   int  `json:"allowed"`
+	denied    [5]int
+}
+
+// Denied returns how many hosts were denied for reason r.
+func (r *Result) Denied(reason Reason) int {
+	if i := reason.index(); i >= 0 {
+		return r.denied[i]
+	}
+	return 0
+}
+
+// Summary reads like "2/7 hosts eligible: 2 country_not_allowed, 2
+// organization_not_allowed, 1 host_unregistered".
+func (r *Result) Summary() string {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(r.Allowed))
+	b.WriteByte('/')
+	b.WriteString(strconv.Itoa(len(r.Verdicts)))
+	b.WriteString(" hosts eligible")
+	sep := ": "
+	for _, reason := range Reasons() {
+		if n := r.Denied(reason); n > 0 {
+			b.WriteString(sep)
+			b.WriteString(strconv.Itoa(n))
+			b.WriteByte(' ')
+			b.WriteString(string(reason))
+			sep = ", "
+		}
+	}
+	return b.String()
+}
+
+func (r *Result) add(v Verdict) {
+	r.Verdicts = append(r.Verdicts, v)
+	if v.Allowed {
+		r.Allowed++
+	} else if i := v.Reason.index(); i >= 0 {
+		r.denied[i]++
+	}
+}
+
+// Evaluate decides, for a VM to which regs apply (its project's and its own
+// regulation; several intersect), which candidates it may go to. A host passes
+// only if it is registered and, for every regulation, every organisation
+// operating it is allowed in its country by some rule. With no regulation
+// every host passes, unless opts.DenyUnregulated.
+func Evaluate(regs []Regulation, candidates []Candidate, opts Options) Result {
+	res := Result{Verdicts: make([]Verdict, 0, len(candidates)), Regulated: len(regs) > 0}
+	if len(regs) == 0 {
+		for _, c := range candidates {
+			if opts.DenyUnregulated {
+				res.add(Verdict{Host: c.Name, Reason: VMUnregulated})
+			} else {
+				res.add(Verdict{Host: c.Name, Allowed: true})
+			}
+		}
+		return res
+	}
+	policies := make([]policy, len(regs))
+	for i := range regs {
+		policies[i] = compile(&regs[i])
+	}
+	for _, c := range candidates {
+		res.add(decide(policies, c))
+	}
+	return res
+}
+
+// Unavailable is the decision when the ledger cannot answer for the VM: every
+// candidate is denied with LedgerUnavailable (fail closed).
+func Unavailable(candidates []Candidate) Result {
+	res := Result{Verdicts: make([]Verdict, 0, len(candidates)), Regulated: true}
+	for _, c := range candidates {
+		res.add(Verdict{Host: c.Name, Reason: LedgerUnavailable})
+	}
+	return res
+}
+
+func decide(policies []policy, c Candidate) Verdict {
+	if c.Host == nil {
+		return Verdict{Host: c.Name, Reason: HostUnregistered}
+	}
+	h := c.Host
+	for i := range policies {
+		p := &policies[i]
+		orgs, countryKnown := p.orgsIn(h.Country)
+		if !countryKnown {
+			return Verdict{Host: c.Name, Reason: CountryNotAllowed, Subject: p.subject, Country: h.Country}
+		}
+		for _, o := range h.Organizations {
+			if !orgs.allows(o) && !p.anyCountry.allows(o) {
+				return Verdict{Host: c.Name, Reason: OrganizationNotAllowed, Subject: p.subject, Country: h.Country, Organization: o}
+			}
+		}
+	}
+	return Verdict{Host: c.Name, Allowed: true}
+}
+
+// orgSet is the organisations a rule set allows; all is true for Any.
+type orgSet struct {
+	all  bool
+	orgs map[string]struct{}
+}
+
+func (s *orgSet) allows(o string) bool {
+	if s == nil {
+		return false
+	}
+	if s.all {
+		return true
+	}
+	_, ok := s.orgs[o]
+	return ok
+}
+
+func (s *orgSet) add(o string) {
+	if o == Any {
+		s.all = true
+		return
+	}
+	if s.orgs == nil {
+		s.orgs = make(map[string]struct{})
+	}
+	s.orgs[o] = struct{}{}
+}
+
+// policy is a regulation compiled for lookups by country.
+type policy struct {
+	subject    Subject
+	anyCountry *orgSet            // rules with country Any
+	byCountry  map[string]*orgSet // rules naming a country
+}
+
+func compile(r *Regulation) policy {
+	p := policy{subject: r.Subject, byCountry: make(map[string]*orgSet)}
+	for _, rule := range r.Allow {
+		var s *orgSet
+		if rule.Country == Any {
+			if p.anyCountry == nil {
+				p.anyCountry = &orgSet{}
+			}
+			s = p.anyCountry
+		} else if s = p.byCountry[rule.Country]; s == nil {
+			s = &orgSet{}
+			p.byCountry[rule.Country] = s
+		}
+		s.add(rule.Organization)
+	}
+	return p
+}
+
+// orgsIn returns the organisations allowed by rules naming country, and
+// whether any rule (naming it or Any) speaks of the country at all.
+func (p *policy) orgsIn(country string) (*orgSet, bool) {
+	s := p.byCountry[country]
+	return s, s != nil || p.anyCountry != nil
+}

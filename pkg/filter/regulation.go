@@ -1,0 +1,238 @@
+package filter
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Any is the wildcard for a rule's country or organisation.
+const Any = "*"
+
+// seedAll is the seed paper's spelling of the wildcard, accepted on input.
+const seedAll = "All"
+
+// Rule allows one organisation in one country; either may be Any.
+type Rule struct {
+	Country      string `json:"country"`
+	Organization string `json:"organization"`
+}
+
+func (r Rule) String() string { return r.Country + "." + r.Organization }
+
+func compareRules(a, b Rule) int {
+	if c := strings.Compare(a.Country, b.Country); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Organization, b.Organization)
+}
+
+// Regulation says where the data of a subject (a VM or a project) may go.
+type Regulation struct {
+	Subject Subject `json:"subject"`
+	Allow   []Rule  `json:"allow"`
+	// Owner is the identity that first wrote the regulation.
+	Owner string `json:"owner,omitempty"`
+	// Version counts the changes of the regulation, from 1.
+	Version uint64 `json:"version,omitempty"`
+}
+
+// Subject kinds.
+const (
+	KindVM      = "vm"
+	KindProject = "project"
+)
+
+// Subject names what a regulation applies to: "vm:<instance uuid>" or
+// "project:<project id>".
+type Subject string
+
+// VMSubject and ProjectSubject build subjects without validation.
+func VMSubject(uuid string) Subject    { return Subject(KindVM + ":" + uuid) }
+func ProjectSubject(id string) Subject { return Subject(KindProject + ":" + id) }
+
+// Kind returns "vm" or "project" ("" for an invalid subject).
+func (s Subject) Kind() string {
+	k, _, _ := strings.Cut(string(s), ":")
+	return k
+}
+
+// ID returns the part after the kind.
+func (s Subject) ID() string {
+	_, id, _ := strings.Cut(string(s), ":")
+	return id
+}
+
+// ParseSubject validates s and returns it in canonical form (a VM's UUID in
+// lower case).
+func ParseSubject(s string) (Subject, error) {
+	kind, id, ok := strings.Cut(s, ":")
+	if !ok {
+		return "", invalid("subject", "%q is neither vm:<instance uuid> nor project:<project id>", clip(s))
+	}
+	switch kind {
+	case KindVM:
+		u, err := NormalizeUUID(id)
+		if err != nil {
+			return "", invalid("subject", "vm: %v", err)
+		}
+		return VMSubject(u), nil
+	case KindProject:
+		if err := validateCode("subject", id, MaxOrganizationLen); err != nil {
+			return "", err
+		}
+		return ProjectSubject(id), nil
+	}
+	return "", invalid("subject", "unknown kind %q: want vm:<instance uuid> or project:<project id>", clip(kind))
+}
+
+// NormalizeUUID checks that u is a UUID in its 8-4-4-4-12 hex form and returns
+// it in lower case.
+func NormalizeUUID(u string) (string, error) {
+	if len(u) != 36 {
+		return "", fmt.Errorf("%q is not a UUID", clip(u))
+	}
+	b := []byte(strings.ToLower(u))
+	for i, c := range b {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return "", fmt.Errorf("%q is not a UUID", u)
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return "", fmt.Errorf("%q is not a UUID", u)
+			}
+		}
+	}
+	return string(b), nil
+}
+
+// NormalizeRules validates rules and returns them in canonical form: Any for
+// the seed's "All", countries in upper case, sorted, without duplicates.
+func NormalizeRules(rules []Rule) ([]Rule, error) {
+	if len(rules) == 0 {
+		return nil, invalid("allow", "at least one rule is required (delete the regulation to lift it)")
+	}
+	if len(rules) > MaxRules {
+		return nil, invalid("allow", "at most %d rules are allowed, got %d", MaxRules, len(rules))
+	}
+	out := make([]Rule, 0, len(rules))
+	for i, r := range rules {
+		c, err := NormalizeCountry(r.Country, true)
+		if err != nil {
+			return nil, invalid(fmt.Sprintf("allow[%d].country", i), "%q is not an ISO 3166-1 alpha-2 country code, * or All", clip(r.Country))
+		}
+		o := r.Organization
+		if o == Any || strings.EqualFold(o, seedAll) {
+			o = Any
+		} else if err := validateCode(fmt.Sprintf("allow[%d].organization", i), o, MaxOrganizationLen); err != nil {
+			return nil, err
+		}
+		out = append(out, Rule{Country: c, Organization: o})
+	}
+	slices.SortFunc(out, compareRules)
+	return slices.Compact(out), nil
+}
+
+// regulationInput accepts the three input forms of a regulation. Owner,
+// version and subject are tolerated so that a stored regulation can be sent
+// back as it was read; they are not taken from input.
+type regulationInput struct {
+	Allow         json.RawMessage `json:"allow"`
+	Countries     []string        `json:"countries"`
+	Organizations []string        `json:"organizations"`
+	Subject       json.RawMessage `json:"subject"`
+	Owner         json.RawMessage `json:"owner"`
+	Version       json.RawMessage `json:"version"`
+}
+
+// ParseRules reads a regulation body in any of its three input forms and
+// returns its normalised rules:
+//
+//	{"allow": [{"country": "JP", "organization": "CompanyA"}]}
+//	{"countries": ["JP", "GB"], "organizations": ["CompanyA", "CompanyB"]}
+//	{"allow": ["JP.CompanyA", "GB.All"]}
+func ParseRules(data []byte) ([]Rule, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var in regulationInput
+	if err := dec.Decode(&in); err != nil {
+		return nil, invalid("", "regulation is not a JSON object of a known form: %v", clipErr(err))
+	}
+	if dec.More() {
+		return nil, invalid("", "regulation has trailing data after the JSON object")
+	}
+	hasAllow := len(in.Allow) > 0 && !bytes.Equal(bytes.TrimSpace(in.Allow), []byte("null"))
+	hasLists := in.Countries != nil || in.Organizations != nil
+	switch {
+	case hasAllow && hasLists:
+		return nil, invalid("", "give either allow or countries and organizations, not both")
+	case hasLists:
+		if len(in.Countries) == 0 || len(in.Organizations) == 0 {
+			return nil, invalid("", "countries and organizations must both be non-empty")
+		}
+		if len(in.Countries) > MaxListLen || len(in.Organizations) > MaxListLen {
+			return nil, invalid("", "at most %d countries and %d organizations are allowed", MaxListLen, MaxListLen)
+		}
+		rules := make([]Rule, 0, len(in.Countries)*len(in.Organizations))
+		for _, c := range in.Countries {
+			for _, o := range in.Organizations {
+				rules = append(rules, Rule{Country: c, Organization: o})
+			}
+		}
+		return NormalizeRules(rules)
+	case hasAllow:
+		return parseAllow(in.Allow)
+	}
+	return nil, invalid("", "regulation needs allow, or countries and organizations")
+}
+
+func parseAllow(raw json.RawMessage) ([]Rule, error) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, invalid("allow", "must be a list")
+	}
+	if len(items) > MaxRules {
+		return nil, invalid("allow", "at most %d rules are allowed, got %d", MaxRules, len(items))
+	}
+	rules := make([]Rule, 0, len(items))
+	for i, it := range items {
+		it = bytes.TrimSpace(it)
+		switch {
+		case len(it) > 0 && it[0] == '"':
+			var id string
+			if err := json.Unmarshal(it, &id); err != nil {
+				return nil, invalid(fmt.Sprintf("allow[%d]", i), "not a string")
+			}
+			c, o, ok := strings.Cut(id, ".")
+			if !ok {
+				return nil, invalid(fmt.Sprintf("allow[%d]", i), "%q is not CountryCode.OrganizationCode", clip(id))
+			}
+			rules = append(rules, Rule{Country: c, Organization: o})
+		case len(it) > 0 && it[0] == '{':
+			dec := json.NewDecoder(bytes.NewReader(it))
+			dec.DisallowUnknownFields()
+			var r Rule
+			if err := dec.Decode(&r); err != nil {
+				return nil, invalid(fmt.Sprintf("allow[%d]", i), "want {\"country\", \"organization\"}: %v", clipErr(err))
+			}
+			rules = append(rules, r)
+		default:
+			return nil, invalid(fmt.Sprintf("allow[%d]", i), "want an object or a \"CC.Organization\" string")
+		}
+	}
+	return NormalizeRules(rules)
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+func clipErr(err error) string { return clip(err.Error()) }
