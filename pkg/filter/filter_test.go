@@ -1,0 +1,329 @@
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// seedHosts are the five host machines of the seed paper's evaluation.
+func seedHosts() []Host {
+	return []Host{
+		{Name: "hm1", Country: "JP", Organizations: []string{"CompanyA", "CompanyB"}, Region: "region1"},
+		{Name: "hm2", Country: "JP", Organizations: []string{"CompanyA"}, Region: "region1"},
+		{Name: "hm3", Country: "DE", Organizations: []string{"CompanyA"}, Region: "region2"},
+		{Name: "hm4", Country: "GB", Organizations: []string{"CompanyC"}, Region: "region3"},
+		{Name: "hm5", Country: "GB", Organizations: []string{"CompanyB"}, Region: "region3"},
+	}
+}
+
+func candidates(hosts []Host, unregistered ...string) []Candidate {
+	out := make([]Candidate, 0, len(hosts)+len(unregistered))
+	for i := range hosts {
+		out = append(out, Candidate{Name: hosts[i].Name, Host: &hosts[i]})
+	}
+	for _, n := range unregistered {
+		out = append(out, Candidate{Name: n})
+	}
+	return out
+}
+
+func mustRules(t testing.TB, body string) []Rule {
+	t.Helper()
+	r, err := ParseRules([]byte(body))
+	if err != nil {
+		t.Fatalf("ParseRules(%s): %v", body, err)
+	}
+	return r
+}
+
+const vm1 = "0b3e1c52-7a4e-4b8e-9f3a-3d2c1b0a9e8f"
+
+// TestSeedTable4 is the seed paper's Table 4: VM1 may go to JP and GB for
+// CompanyA and CompanyB.
+func TestSeedTable4(t *testing.T) {
+	reg := Regulation{Subject: VMSubject(vm1), Allow: mustRules(t, `{"countries":["JP","GB"],"organizations":["CompanyA","CompanyB"]}`)}
+	res := Evaluate([]Regulation{reg}, candidates(seedHosts(), "hm6"), Options{})
+	want := []struct {
+		host   string
+		reason Reason
+	}{
+		{"hm1", ReasonNone},
+		{"hm2", ReasonNone},
+		{"hm3", CountryNotAllowed},
+		{"hm4", OrganizationNotAllowed},
+		{"hm5", ReasonNone},
+		{"hm6", HostUnregistered},
+	}
+	if len(res.Verdicts) != len(want) {
+		t.Fatalf("got %d verdicts, want %d", len(res.Verdicts), len(want))
+	}
+	for i, w := range want {
+		v := res.Verdicts[i]
+		if v.Host != w.host || v.Reason != w.reason || v.Allowed != (w.reason == ReasonNone) {
+			t.Errorf("verdict %d = %+v, want host %s reason %q", i, v, w.host, w.reason)
+		}
+	}
+	if got, want := res.Summary(), "3/6 hosts eligible: 1 country_not_allowed, 1 organization_not_allowed, 1 host_unregistered"; got != want {
+		t.Errorf("Summary() = %q, want %q", got, want)
+	}
+	if d := res.Verdicts[2].Detail(); !strings.Contains(d, "DE") || !strings.Contains(d, vm1) {
+		t.Errorf("detail of hm3 = %q, want the country and the subject", d)
+	}
+	if d := res.Verdicts[3].Detail(); !strings.Contains(d, "CompanyC") {
+		t.Errorf("detail of hm4 = %q, want the organisation", d)
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	jp := Host{Name: "a", Country: "JP", Organizations: []string{"CompanyA"}}
+	jpShared := Host{Name: "b", Country: "JP", Organizations: []string{"CompanyA", "CompanyX"}}
+	de := Host{Name: "c", Country: "DE", Organizations: []string{"CompanyA"}}
+	cases := []struct {
+		name    string
+		regs    []string // regulation bodies; subjects vm then project
+		opts    Options
+		host    Host
+		allowed bool
+		reason  Reason
+	}{
+		{"unregulated passes", nil, Options{}, de, true, ReasonNone},
+		{"unregulated denied by option", nil, Options{DenyUnregulated: true}, de, false, VMUnregulated},
+		{"exact rule", []string{`{"allow":[{"country":"JP","organization":"CompanyA"}]}`}, Options{}, jp, true, ReasonNone},
+		{"country wildcard", []string{`{"allow":["All.CompanyA"]}`}, Options{}, de, true, ReasonNone},
+		{"organization wildcard", []string{`{"allow":["DE.All"]}`}, Options{}, de, true, ReasonNone},
+		{"both wildcards", []string{`{"allow":["*.*"]}`}, Options{}, de, true, ReasonNone},
+		{"country not allowed", []string{`{"allow":["JP.*"]}`}, Options{}, de, false, CountryNotAllowed},
+		{"every organisation must be allowed", []string{`{"allow":["JP.CompanyA"]}`}, Options{}, jpShared, false, OrganizationNotAllowed},
+		{"organisation allowed through wildcard country", []string{`{"allow":["JP.CompanyA","*.CompanyX"]}`}, Options{}, jpShared, true, ReasonNone},
+		{"country named but organisation only elsewhere", []string{`{"allow":["JP.CompanyB","DE.CompanyA"]}`}, Options{}, jp, false, OrganizationNotAllowed},
+		{"regulations intersect: project narrows vm", []string{`{"allow":["*.CompanyA"]}`, `{"allow":["JP.*"]}`}, Options{}, de, false, CountryNotAllowed},
+		{"regulations intersect: both allow", []string{`{"allow":["*.CompanyA"]}`, `{"allow":["JP.*"]}`}, Options{}, jp, true, ReasonNone},
+		{"no regulation can widen another", []string{`{"allow":["*.*"]}`, `{"allow":["JP.CompanyB"]}`}, Options{}, jp, false, OrganizationNotAllowed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var regs []Regulation
+			for i, body := range tc.regs {
+				s := VMSubject(vm1)
+				if i == 1 {
+					s = ProjectSubject("p1")
+				}
+				regs = append(regs, Regulation{Subject: s, Allow: mustRules(t, body)})
+			}
+			h := tc.host
+			res := Evaluate(regs, []Candidate{{Name: h.Name, Host: &h}}, tc.opts)
+			v := res.Verdicts[0]
+			if v.Allowed != tc.allowed || v.Reason != tc.reason {
+				t.Fatalf("verdict %+v, want allowed=%v reason=%q", v, tc.allowed, tc.reason)
+			}
+			if res.Regulated != (len(regs) > 0) {
+				t.Errorf("Regulated = %v with %d regulations", res.Regulated, len(regs))
+			}
+		})
+	}
+}
+
+func TestUnavailableFailsClosed(t *testing.T) {
+	res := Unavailable(candidates(seedHosts()))
+	if res.Allowed != 0 || res.Denied(LedgerUnavailable) != 5 {
+		t.Fatalf("Unavailable: allowed %d, ledger_unavailable %d; want 0 and 5", res.Allowed, res.Denied(LedgerUnavailable))
+	}
+	if got := res.Summary(); got != "0/5 hosts eligible: 5 ledger_unavailable" {
+		t.Errorf("Summary() = %q", got)
+	}
+}
+
+func TestSummaryCountsEveryReason(t *testing.T) {
+	// 2/7 hosts eligible: 2 country_not_allowed, 2 organization_not_allowed, 1 host_unregistered
+	hosts := []Host{
+		{Name: "ok1", Country: "JP", Organizations: []string{"A"}},
+		{Name: "ok2", Country: "GB", Organizations: []string{"A"}},
+		{Name: "c1", Country: "DE", Organizations: []string{"A"}},
+		{Name: "c2", Country: "FR", Organizations: []string{"A"}},
+		{Name: "o1", Country: "JP", Organizations: []string{"B"}},
+		{Name: "o2", Country: "GB", Organizations: []string{"A", "C"}},
+	}
+	reg := Regulation{Subject: VMSubject(vm1), Allow: mustRules(t, `{"countries":["JP","GB"],"organizations":["A"]}`)}
+	res := Evaluate([]Regulation{reg}, candidates(hosts, "gone"), Options{})
+	if got, want := res.Summary(), "2/7 hosts eligible: 2 country_not_allowed, 2 organization_not_allowed, 1 host_unregistered"; got != want {
+		t.Fatalf("Summary() = %q, want %q", got, want)
+	}
+}
+
+func TestParseRulesForms(t *testing.T) {
+	want := []Rule{{"GB", "CompanyA"}, {"GB", "CompanyB"}, {"JP", "CompanyA"}, {"JP", "CompanyB"}}
+	forms := map[string]string{
+		"objects": `{"allow":[{"country":"JP","organization":"CompanyA"},{"country":"jp","organization":"CompanyB"},
+			{"country":"GB","organization":"CompanyA"},{"country":"GB","organization":"CompanyB"}]}`,
+		"lists":       `{"countries":["JP","GB"],"organizations":["CompanyA","CompanyB"]}`,
+		"identifiers": `{"allow":["JP.CompanyA","JP.CompanyB","GB.CompanyA","GB.CompanyB","GB.CompanyB"]}`,
+		"stored record sent back": `{"subject":"vm:x","owner":"o","version":3,"allow":[{"country":"GB","organization":"CompanyA"},
+			{"country":"GB","organization":"CompanyB"},{"country":"JP","organization":"CompanyA"},{"country":"JP","organization":"CompanyB"}]}`,
+	}
+	for name, body := range forms {
+		t.Run(name, func(t *testing.T) {
+			got := mustRules(t, body)
+			if !slices.Equal(got, want) {
+				t.Fatalf("rules %v, want %v", got, want)
+			}
+		})
+	}
+	t.Run("All is the wildcard", func(t *testing.T) {
+		got := mustRules(t, `{"allow":["All.CompanyA","GB.All","all.ALL"]}`)
+		w := []Rule{{"*", "*"}, {"*", "CompanyA"}, {"GB", "*"}}
+		if !slices.Equal(got, w) {
+			t.Fatalf("rules %v, want %v", got, w)
+		}
+	})
+}
+
+func TestParseRulesRejects(t *testing.T) {
+	cases := map[string]string{
+		"not json":               `{"allow":`,
+		"not an object":          `["JP.CompanyA"]`,
+		"empty object":           `{}`,
+		"empty allow":            `{"allow":[]}`,
+		"both forms":             `{"allow":["JP.A"],"countries":["JP"],"organizations":["A"]}`,
+		"countries only":         `{"countries":["JP"]}`,
+		"empty organizations":    `{"countries":["JP"],"organizations":[]}`,
+		"unknown field":          `{"allow":["JP.A"],"deny":["DE.A"]}`,
+		"unknown rule field":     `{"allow":[{"country":"JP","organization":"A","region":"r"}]}`,
+		"invalid country":        `{"allow":["XX.CompanyA"]}`,
+		"three-letter country":   `{"countries":["JPN"],"organizations":["A"]}`,
+		"reserved code":          `{"allow":["UK.CompanyA"]}`,
+		"identifier without dot": `{"allow":["JPCompanyA"]}`,
+		"organisation charset":   `{"allow":["JP.Company A"]}`,
+		"organisation too long":  `{"allow":["JP.` + strings.Repeat("a", 65) + `"]}`,
+		"empty organisation":     `{"allow":[{"country":"JP","organization":""}]}`,
+		"number as rule":         `{"allow":[42]}`,
+		"allow not a list":       `{"allow":"JP.A"}`,
+		"trailing data":          `{"allow":["JP.A"]} {}`,
+		"too many countries":     `{"countries":[` + strings.Repeat(`"JP",`, MaxListLen) + `"GB"],"organizations":["A"]}`,
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseRules([]byte(body))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("ParseRules(%.60s) error = %v, want a *ValidationError", body, err)
+			}
+		})
+	}
+}
+
+func TestNormalizeHost(t *testing.T) {
+	got, err := NormalizeHost(Host{Name: "compute-1.example", Country: "jp", Organizations: []string{"B", "A", "B"}, Region: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Host{Name: "compute-1.example", Country: "JP", Organizations: []string{"A", "B"}, Region: "r1"}
+	if !got.Equal(want) {
+		t.Fatalf("NormalizeHost = %+v, want %+v", got, want)
+	}
+	bad := map[string]Host{
+		"empty name":       {Country: "JP", Organizations: []string{"A"}},
+		"name charset":     {Name: "a b", Country: "JP", Organizations: []string{"A"}},
+		"name too long":    {Name: strings.Repeat("h", MaxHostNameLen+1), Country: "JP", Organizations: []string{"A"}},
+		"unknown country":  {Name: "h", Country: "ZZ", Organizations: []string{"A"}},
+		"wildcard country": {Name: "h", Country: "*", Organizations: []string{"A"}},
+		"no organisation":  {Name: "h", Country: "JP"},
+		"wildcard org":     {Name: "h", Country: "JP", Organizations: []string{"All"}},
+		"bad organisation": {Name: "h", Country: "JP", Organizations: []string{"A/B"}},
+		"bad region":       {Name: "h", Country: "JP", Organizations: []string{"A"}, Region: "r 1"},
+		"too many orgs":    {Name: "h", Country: "JP", Organizations: manyOrgs(MaxHostOrganizations + 1)},
+	}
+	for name, h := range bad {
+		t.Run(name, func(t *testing.T) {
+			if _, err := NormalizeHost(h); err == nil {
+				t.Fatalf("NormalizeHost(%+v) accepted bad input", h)
+			}
+		})
+	}
+}
+
+func manyOrgs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("org%d", i)
+	}
+	return out
+}
+
+func TestParseSubject(t *testing.T) {
+	good := map[string]Subject{
+		"vm:0B3E1C52-7A4E-4B8E-9F3A-3D2C1B0A9E8F":  VMSubject(vm1),
+		"project:8f2c3e1d4b5a4c6d9e7f0a1b2c3d4e5f": ProjectSubject("8f2c3e1d4b5a4c6d9e7f0a1b2c3d4e5f"),
+	}
+	for in, want := range good {
+		got, err := ParseSubject(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSubject(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if s := VMSubject(vm1); s.Kind() != KindVM || s.ID() != vm1 {
+		t.Errorf("Kind/ID of %q = %q/%q", s, s.Kind(), s.ID())
+	}
+	for _, in := range []string{"", "vm", "vm:", "vm:not-a-uuid", "vm:0b3e1c52x7a4e-4b8e-9f3a-3d2c1b0a9e8f", "host:hm1", "project:", "project:a b", "domain:x"} {
+		if _, err := ParseSubject(in); err == nil {
+			t.Errorf("ParseSubject(%q) accepted bad input", in)
+		}
+	}
+}
+
+func TestISOCountries(t *testing.T) {
+	if n := (len(isoCodes) + 1) / 3; n != 249 {
+		t.Fatalf("the list holds %d codes; ISO 3166-1 assigns 249", n)
+	}
+	for _, c := range []string{"JP", "GB", "DE", "US", "SS", "BQ", "AX"} {
+		if !isCountry(c) {
+			t.Errorf("%s should be a country", c)
+		}
+	}
+	for _, c := range []string{"UK", "EU", "XK", "ZZ", "D ", " D", "D", "JPN", "jp", "E D"} {
+		if isCountry(c) {
+			t.Errorf("%q should not be a country", c)
+		}
+	}
+	// The list is sorted and without duplicates.
+	codes := strings.Fields(isoCodes)
+	if !slices.IsSorted(codes) || len(slices.Compact(slices.Clone(codes))) != len(codes) {
+		t.Error("isoCodes is not sorted and unique")
+	}
+}
+
+func FuzzParseRules(f *testing.F) {
+	for _, s := range []string{
+		`{"allow":[{"country":"JP","organization":"CompanyA"}]}`,
+		`{"countries":["JP","GB"],"organizations":["CompanyA","CompanyB"]}`,
+		`{"allow":["JP.CompanyA","GB.All"]}`,
+		`{"allow":["*.*"]}`, `{}`, `null`, `{"allow":[1,{"country":null}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rules, err := ParseRules(data)
+		if err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error %v is not a *ValidationError", err)
+			}
+			return
+		}
+		if len(rules) == 0 || len(rules) > MaxRules {
+			t.Fatalf("accepted %d rules", len(rules))
+		}
+		// Output is canonical: normalising again changes nothing.
+		again, err := NormalizeRules(rules)
+		if err != nil || !slices.Equal(again, rules) {
+			t.Fatalf("rules %v not canonical: %v, %v", rules, again, err)
+		}
+		for _, r := range rules {
+			if r.Country != Any && !isCountry(r.Country) {
+				t.Fatalf("accepted country %q", r.Country)
+			}
+		}
+	})
+}
