@@ -1,0 +1,380 @@
+// Package chaincode is ledgerfence's Fabric contract: hosts and regulations,
+// batched and paged reads, a read-only check that decides with pkg/filter,
+// the history of a record, one chaincode event per write, and the access
+// rules of DESIGN.md "Ledger contract".
+//
+// Transactions take and return strings: their arguments are names or JSON,
+// their results pkg/ledger's records (and chaincode/wire's result types) in
+// JSON. This keeps one wire format (pkg/ledger's) and spares every call the
+// contract API's schema validation of large results.
+//
+// A refused transaction fails with a *wire.Error, whose text names the rule
+// ("ledgerfence/forbidden: ...", "ledgerfence/invalid: ...",
+// "ledgerfence/not_found: ...").
+package chaincode
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
+
+	"github.com/ledgerfence/ledgerfence/chaincode/wire"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// Contract is the ledgerfence contract. Its exported methods are the
+// transactions named in chaincode/wire.
+type Contract struct {
+	contractapi.Contract
+}
+
+// Ctx is what a transaction sees: the stub and the client identity.
+type Ctx = contractapi.TransactionContextInterface
+
+// New returns the chaincode, ready for shim.Start or a shim.ChaincodeServer.
+func New() (*contractapi.ContractChaincode, error) {
+	cc, err := contractapi.NewChaincode(&Contract{})
+	if err != nil {
+		return nil, err
+	}
+	cc.Info.Title = "ledgerfence"
+	cc.Info.Version = "1"
+	return cc, nil
+}
+
+func refuse(code, format string, args ...any) error {
+	return &wire.Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+func invalid(err error) error { return &wire.Error{Code: wire.CodeInvalid, Msg: err.Error()} }
+
+func result(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encode result: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeList reads a JSON list of strings of at most wire.MaxBatch items.
+func decodeList(field, s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []string
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		return nil, refuse(wire.CodeInvalid, "%s: want a JSON list of strings", field)
+	}
+	if len(out) > wire.MaxBatch {
+		return nil, refuse(wire.CodeInvalid, "%s: at most %d items, got %d", field, wire.MaxBatch, len(out))
+	}
+	return out, nil
+}
+
+// PutHost registers or updates a host. hostJSON is {"host", "country",
+// "organizations", "region"}. An unchanged host is not written again.
+func (c *Contract) PutHost(ctx Ctx, hostJSON string) (string, error) {
+	var in filter.Host
+	if err := json.Unmarshal([]byte(hostJSON), &in); err != nil {
+		return "", refuse(wire.CodeInvalid, "host: want a JSON object {host, country, organizations, region}")
+	}
+	h, err := filter.NormalizeHost(in)
+	if err != nil {
+		return "", invalid(err)
+	}
+	who, err := caller(ctx)
+	if err != nil {
+		return "", err
+	}
+	st := store{ctx.GetStub()}
+	old, found, err := st.host(h.Name)
+	if err != nil {
+		return "", err
+	}
+	if err := mayWriteHost(who, h.Name, old, found); err != nil {
+		return "", err
+	}
+	if found && old.Host.Equal(h) {
+		return result(wire.PutHostResult{Record: old, Changed: false})
+	}
+	txID, at, err := st.tx()
+	if err != nil {
+		return "", err
+	}
+	rec := ledger.HostRecord{Host: h, Writer: who.writer(), TxID: txID, UpdatedAt: at}
+	if err := st.putHost(rec); err != nil {
+		return "", err
+	}
+	ev := ledger.Event{Kind: ledger.KindHost, Key: h.Name, Op: ledger.OpPut, TxID: txID, Writer: rec.Writer, Time: at, Host: &rec}
+	if err := st.emit(ev); err != nil {
+		return "", err
+	}
+	return result(wire.PutHostResult{Record: rec, Changed: true})
+}
+
+// GetHost returns one host record.
+func (c *Contract) GetHost(ctx Ctx, name string) (string, error) {
+	if err := filter.ValidateHostName(name); err != nil {
+		return "", invalid(err)
+	}
+	rec, found, err := store{ctx.GetStub()}.host(name)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", refuse(wire.CodeNotFound, "host %s is not registered", name)
+	}
+	return result(rec)
+}
+
+// GetHosts returns the records of the named hosts (a JSON list), as a JSON
+// object by name. Unknown hosts are absent.
+func (c *Contract) GetHosts(ctx Ctx, namesJSON string) (string, error) {
+	names, err := decodeList("hosts", namesJSON)
+	if err != nil {
+		return "", err
+	}
+	hosts, err := store{ctx.GetStub()}.hosts(names)
+	if err != nil {
+		return "", err
+	}
+	return result(hosts)
+}
+
+// ListHosts returns up to limit hosts (wire.DefaultPage when limit is 0)
+// whose names sort after after, as a ledger.HostPage.
+func (c *Contract) ListHosts(ctx Ctx, after string, limit int) (string, error) {
+	switch {
+	case limit == 0:
+		limit = wire.DefaultPage
+	case limit < 0 || limit > wire.MaxPage:
+		return "", refuse(wire.CodeInvalid, "limit: want 1..%d, got %d", wire.MaxPage, limit)
+	}
+	if after != "" {
+		if err := filter.ValidateHostName(after); err != nil {
+			return "", invalid(err)
+		}
+	}
+	page, err := store{ctx.GetStub()}.listHosts(after, limit)
+	if err != nil {
+		return "", err
+	}
+	return result(page)
+}
+
+// PutRegulation puts the regulation of subject (vm:<uuid> or project:<id>).
+// body is a regulation in any of DESIGN.md's three input forms. The first
+// writer becomes the owner; an unchanged regulation is not written again.
+func (c *Contract) PutRegulation(ctx Ctx, subject, body string) (string, error) {
+	subj, err := filter.ParseSubject(subject)
+	if err != nil {
+		return "", invalid(err)
+	}
+	rules, err := filter.ParseRules([]byte(body))
+	if err != nil {
+		return "", invalid(err)
+	}
+	who, err := caller(ctx)
+	if err != nil {
+		return "", err
+	}
+	st := store{ctx.GetStub()}
+	old, found, err := st.regulation(subj)
+	if err != nil {
+		return "", err
+	}
+	live := found && !old.Deleted
+	if err := mayWriteRegulation(who, subj, old.RegulationRecord, live, "change"); err != nil {
+		return "", err
+	}
+	if live && slices.Equal(old.Allow, rules) {
+		return result(wire.PutRegulationResult{Record: old.RegulationRecord, Changed: false})
+	}
+	txID, at, err := st.tx()
+	if err != nil {
+		return "", err
+	}
+	reg := filter.Regulation{Subject: subj, Allow: rules, Owner: who.writer().String(), Version: 1}
+	if found {
+		reg.Version = old.Version + 1
+	}
+	if live {
+		reg.Owner = old.Owner
+	}
+	rec := ledger.RegulationRecord{Regulation: reg, Writer: who.writer(), TxID: txID, UpdatedAt: at}
+	if err := st.putRegulation(storedRegulation{RegulationRecord: rec}); err != nil {
+		return "", err
+	}
+	ev := ledger.Event{Kind: ledger.KindRegulation, Key: string(subj), Op: ledger.OpPut, TxID: txID, Writer: rec.Writer, Time: at, Regulation: &rec}
+	if err := st.emit(ev); err != nil {
+		return "", err
+	}
+	return result(wire.PutRegulationResult{Record: rec, Changed: true})
+}
+
+// GetRegulation returns the regulation of subject.
+func (c *Contract) GetRegulation(ctx Ctx, subject string) (string, error) {
+	subj, err := filter.ParseSubject(subject)
+	if err != nil {
+		return "", invalid(err)
+	}
+	old, found, err := store{ctx.GetStub()}.regulation(subj)
+	if err != nil {
+		return "", err
+	}
+	if !found || old.Deleted {
+		return "", refuse(wire.CodeNotFound, "no regulation for %s", subj)
+	}
+	return result(old.RegulationRecord)
+}
+
+// DeleteRegulation lifts the regulation of subject. Only its owner or a
+// policy admin of the owner's organisation may. The record keeps who deleted
+// it (as a tombstone, so that History can tell); the delete counts as a
+// version, and the next regulation of the subject continues the count.
+func (c *Contract) DeleteRegulation(ctx Ctx, subject string) error {
+	subj, err := filter.ParseSubject(subject)
+	if err != nil {
+		return invalid(err)
+	}
+	who, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	st := store{ctx.GetStub()}
+	old, found, err := st.regulation(subj)
+	if err != nil {
+		return err
+	}
+	if !found || old.Deleted {
+		return refuse(wire.CodeNotFound, "no regulation for %s", subj)
+	}
+	if err := mayWriteRegulation(who, subj, old.RegulationRecord, true, "delete"); err != nil {
+		return err
+	}
+	txID, at, err := st.tx()
+	if err != nil {
+		return err
+	}
+	tomb := old
+	tomb.Deleted = true
+	tomb.Version++
+	tomb.Writer = who.writer()
+	tomb.TxID = txID
+	tomb.UpdatedAt = at
+	if err := st.putRegulation(tomb); err != nil {
+		return err
+	}
+	return st.emit(ledger.Event{Kind: ledger.KindRegulation, Key: string(subj), Op: ledger.OpDelete, TxID: txID, Writer: tomb.Writer, Time: at})
+}
+
+// Lookup reads the regulations of some subjects and the records of some
+// hosts (two JSON lists) in one query, as a wire.LookupResult.
+func (c *Contract) Lookup(ctx Ctx, subjectsJSON, hostsJSON string) (string, error) {
+	subjects, err := decodeList("subjects", subjectsJSON)
+	if err != nil {
+		return "", err
+	}
+	names, err := decodeList("hosts", hostsJSON)
+	if err != nil {
+		return "", err
+	}
+	st := store{ctx.GetStub()}
+	regs, err := st.regulations(subjects)
+	if err != nil {
+		return "", err
+	}
+	hosts, err := st.hosts(names)
+	if err != nil {
+		return "", err
+	}
+	return result(wire.LookupResult{Regulations: regs, Hosts: hosts})
+}
+
+// Check decides, with pkg/filter, which of the hosts (a JSON list; every
+// registered host when empty) a VM may go to. The regulations that apply are
+// its project's (when projectID is given) and its own (when instanceUUID is
+// given). It writes nothing. The result is a wire.CheckResult.
+func (c *Contract) Check(ctx Ctx, instanceUUID, projectID, hostsJSON string, denyUnregulated bool) (string, error) {
+	var subjects []string
+	if projectID != "" {
+		s, err := filter.ParseSubject(string(filter.ProjectSubject(projectID)))
+		if err != nil {
+			return "", invalid(err)
+		}
+		subjects = append(subjects, string(s))
+	}
+	if instanceUUID != "" {
+		s, err := filter.ParseSubject(string(filter.VMSubject(instanceUUID)))
+		if err != nil {
+			return "", invalid(err)
+		}
+		subjects = append(subjects, string(s))
+	}
+	names, err := decodeList("hosts", hostsJSON)
+	if err != nil {
+		return "", err
+	}
+	st := store{ctx.GetStub()}
+	regs, err := st.regulations(subjects)
+	if err != nil {
+		return "", err
+	}
+	var hosts map[string]ledger.HostRecord
+	if len(names) == 0 {
+		if names, hosts, err = st.allHosts(); err != nil {
+			return "", err
+		}
+	} else if hosts, err = st.hosts(names); err != nil {
+		return "", err
+	}
+	applied := make([]filter.Regulation, 0, len(regs))
+	for _, s := range subjects {
+		if r, ok := regs[filter.Subject(s)]; ok {
+			applied = append(applied, r.Regulation)
+		}
+	}
+	candidates := make([]filter.Candidate, len(names))
+	for i, n := range names {
+		candidates[i] = filter.Candidate{Name: n}
+		if rec, ok := hosts[n]; ok {
+			h := rec.Host
+			candidates[i].Host = &h
+		}
+	}
+	res := filter.Evaluate(applied, candidates, filter.Options{DenyUnregulated: denyUnregulated})
+	return result(wire.CheckResult{Regulated: res.Regulated, Allowed: res.Allowed, Verdicts: res.Verdicts})
+}
+
+// History returns every version of a host (kind "host", key its name) or a
+// regulation (kind "regulation", key its subject), oldest first, as a JSON
+// list of ledger.Change. Block is not known to the chaincode and is 0.
+func (c *Contract) History(ctx Ctx, kind, key string) (string, error) {
+	var k string
+	switch ledger.Kind(kind) {
+	case ledger.KindHost:
+		if err := filter.ValidateHostName(key); err != nil {
+			return "", invalid(err)
+		}
+		k = hostKey(key)
+	case ledger.KindRegulation:
+		subj, err := filter.ParseSubject(key)
+		if err != nil {
+			return "", invalid(err)
+		}
+		k = regulationKey(subj)
+	default:
+		return "", refuse(wire.CodeInvalid, "kind: want host or regulation, got %q", kind)
+	}
+	changes, err := store{ctx.GetStub()}.history(ledger.Kind(kind), k)
+	if err != nil {
+		return "", err
+	}
+	if len(changes) == 0 {
+		return "", refuse(wire.CodeNotFound, "no history for %s %s", kind, key)
+	}
+	return result(changes)
+}

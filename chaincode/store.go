@@ -1,0 +1,276 @@
+package chaincode
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hyperledger/fabric-chaincode-go/v2/shim"
+
+	"github.com/ledgerfence/ledgerfence/chaincode/wire"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// Keys: "host/<name>" and "regulation/<subject>", so that hosts and
+// regulations never collide and hosts list in name order with a range query.
+const (
+	hostPrefix       = "host/"
+	hostEnd          = "host0" // '0' follows '/'
+	regulationPrefix = "regulation/"
+)
+
+func hostKey(name string) string            { return hostPrefix + name }
+func regulationKey(s filter.Subject) string { return regulationPrefix + string(s) }
+func hostName(key string) string            { return strings.TrimPrefix(key, hostPrefix) }
+func regulationSubject(key string) filter.Subject {
+	return filter.Subject(strings.TrimPrefix(key, regulationPrefix))
+}
+
+// storedRegulation is a regulation as kept in the world state. A deleted
+// regulation stays as a tombstone that records who deleted it; every read
+// treats it as absent.
+type storedRegulation struct {
+	ledger.RegulationRecord
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// store reads and writes records through the stub. Failures of the stub are
+// plain errors (the peer could not serve the transaction), refusals are
+// *wire.Error.
+type store struct {
+	stub shim.ChaincodeStubInterface
+}
+
+func (s store) tx() (string, time.Time, error) {
+	ts, err := s.stub.GetTxTimestamp()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("transaction timestamp: %w", err)
+	}
+	return s.stub.GetTxID(), ts.AsTime().UTC(), nil
+}
+
+func (s store) host(name string) (ledger.HostRecord, bool, error) {
+	var rec ledger.HostRecord
+	b, err := s.stub.GetState(hostKey(name))
+	if err != nil {
+		return rec, false, fmt.Errorf("read host %s: %w", name, err)
+	}
+	if b == nil {
+		return rec, false, nil
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, false, fmt.Errorf("decode host %s: %w", name, err)
+	}
+	return rec, true, nil
+}
+
+// hosts reads the named hosts in one batch; unknown or invalid names are absent.
+func (s store) hosts(names []string) (map[string]ledger.HostRecord, error) {
+	out := make(map[string]ledger.HostRecord, len(names))
+	keys := make([]string, 0, len(names))
+	for _, n := range names {
+		if filter.ValidateHostName(n) == nil {
+			keys = append(keys, hostKey(n))
+		}
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	vals, err := s.stub.GetMultipleStates(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("read hosts: %w", err)
+	}
+	for i, b := range vals {
+		if b == nil {
+			continue
+		}
+		var rec ledger.HostRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", keys[i], err)
+		}
+		out[rec.Name] = rec
+	}
+	return out, nil
+}
+
+func (s store) putHost(rec ledger.HostRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode host: %w", err)
+	}
+	return s.stub.PutState(hostKey(rec.Name), b)
+}
+
+func (s store) listHosts(after string, limit int) (ledger.HostPage, error) {
+	page := ledger.HostPage{Hosts: []ledger.HostRecord{}}
+	start := hostPrefix
+	if after != "" {
+		start = hostKey(after)
+	}
+	it, err := s.stub.GetStateByRange(start, hostEnd)
+	if err != nil {
+		return page, fmt.Errorf("list hosts: %w", err)
+	}
+	defer it.Close()
+	for it.HasNext() {
+		kv, err := it.Next()
+		if err != nil {
+			return page, fmt.Errorf("list hosts: %w", err)
+		}
+		if kv.Key == start && after != "" {
+			continue
+		}
+		if len(page.Hosts) == limit {
+			page.Next = page.Hosts[limit-1].Name
+			break
+		}
+		var rec ledger.HostRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			return page, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		page.Hosts = append(page.Hosts, rec)
+	}
+	return page, nil
+}
+
+// allHosts reads every host, in name order.
+func (s store) allHosts() ([]string, map[string]ledger.HostRecord, error) {
+	it, err := s.stub.GetStateByRange(hostPrefix, hostEnd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list hosts: %w", err)
+	}
+	defer it.Close()
+	var names []string
+	hosts := make(map[string]ledger.HostRecord)
+	for it.HasNext() {
+		kv, err := it.Next()
+		if err != nil {
+			return nil, nil, fmt.Errorf("list hosts: %w", err)
+		}
+		var rec ledger.HostRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			return nil, nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		names = append(names, hostName(kv.Key))
+		hosts[hostName(kv.Key)] = rec
+	}
+	return names, hosts, nil
+}
+
+func (s store) regulation(subj filter.Subject) (storedRegulation, bool, error) {
+	var rec storedRegulation
+	b, err := s.stub.GetState(regulationKey(subj))
+	if err != nil {
+		return rec, false, fmt.Errorf("read regulation %s: %w", subj, err)
+	}
+	if b == nil {
+		return rec, false, nil
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, false, fmt.Errorf("decode regulation %s: %w", subj, err)
+	}
+	return rec, true, nil
+}
+
+// regulations reads the live regulations of some subjects in one batch,
+// keyed by their canonical form. An invalid subject is refused.
+func (s store) regulations(subjects []string) (map[filter.Subject]ledger.RegulationRecord, error) {
+	out := make(map[filter.Subject]ledger.RegulationRecord, len(subjects))
+	keys := make([]string, 0, len(subjects))
+	for _, raw := range subjects {
+		subj, err := filter.ParseSubject(raw)
+		if err != nil {
+			return nil, invalid(err)
+		}
+		keys = append(keys, regulationKey(subj))
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	vals, err := s.stub.GetMultipleStates(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("read regulations: %w", err)
+	}
+	for i, b := range vals {
+		if b == nil {
+			continue
+		}
+		var rec storedRegulation
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", keys[i], err)
+		}
+		if !rec.Deleted {
+			out[regulationSubject(keys[i])] = rec.RegulationRecord
+		}
+	}
+	return out, nil
+}
+
+func (s store) putRegulation(rec storedRegulation) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode regulation: %w", err)
+	}
+	return s.stub.PutState(regulationKey(rec.Subject), b)
+}
+
+// emit sets the transaction's one chaincode event.
+func (s store) emit(ev ledger.Event) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	return s.stub.SetEvent(wire.EventName(ev.Kind, ev.Op), b)
+}
+
+func (s store) history(kind ledger.Kind, key string) ([]ledger.Change, error) {
+	it, err := s.stub.GetHistoryForKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", key, err)
+	}
+	defer it.Close()
+	changes := []ledger.Change{}
+	for it.HasNext() {
+		m, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("history of %s: %w", key, err)
+		}
+		c := ledger.Change{TxID: m.GetTxId(), Op: ledger.OpPut}
+		if ts := m.GetTimestamp(); ts != nil {
+			c.Time = ts.AsTime().UTC()
+		}
+		if m.GetIsDelete() || len(m.GetValue()) == 0 {
+			c.Op = ledger.OpDelete
+			changes = append(changes, c)
+			continue
+		}
+		switch kind {
+		case ledger.KindHost:
+			var rec ledger.HostRecord
+			if err := json.Unmarshal(m.GetValue(), &rec); err != nil {
+				return nil, fmt.Errorf("decode %s at %s: %w", key, m.GetTxId(), err)
+			}
+			c.Writer = rec.Writer
+			c.Host = &rec
+		case ledger.KindRegulation:
+			var rec storedRegulation
+			if err := json.Unmarshal(m.GetValue(), &rec); err != nil {
+				return nil, fmt.Errorf("decode %s at %s: %w", key, m.GetTxId(), err)
+			}
+			c.Writer = rec.Writer
+			if rec.Deleted {
+				c.Op = ledger.OpDelete
+			} else {
+				c.Regulation = &rec.RegulationRecord
+			}
+		}
+		changes = append(changes, c)
+	}
+	// The peer returns the newest version first; the contract is oldest first.
+	for i, j := 0, len(changes)-1; i < j; i, j = i+1, j-1 {
+		changes[i], changes[j] = changes[j], changes[i]
+	}
+	return changes, nil
+}

@@ -1,0 +1,138 @@
+// Package wire is the ledgerfence chaincode's interface as its clients see
+// it: transaction names, the attributes and roles it checks, the shapes of
+// its results, the name of its events and the form of its errors.
+//
+// Records and events are pkg/ledger's JSON types; this package adds only what
+// the chaincode and the fabric backend must agree on besides them.
+package wire
+
+import (
+	"strings"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// Transaction names.
+const (
+	TxPutHost          = "PutHost"
+	TxGetHost          = "GetHost"
+	TxGetHosts         = "GetHosts"
+	TxListHosts        = "ListHosts"
+	TxPutRegulation    = "PutRegulation"
+	TxGetRegulation    = "GetRegulation"
+	TxDeleteRegulation = "DeleteRegulation"
+	TxLookup           = "Lookup"
+	TxCheck            = "Check"
+	TxHistory          = "History"
+)
+
+// Certificate attributes (Fabric CA, put in the enrolment certificate with
+// the :ecert suffix) that the chaincode reads.
+const (
+	AttrRole = "ledgerfence.role"
+	AttrHost = "ledgerfence.host"
+)
+
+// Roles, the values of AttrRole.
+const (
+	// RoleHostAgent may write only the host named by AttrHost.
+	RoleHostAgent = "hostagent"
+	// RoleHostAdmin may write any host of its organisation (MSP).
+	RoleHostAdmin = "hostadmin"
+	// RoleVMManager may create regulations and change those it owns.
+	RoleVMManager = "vmmanager"
+	// RolePolicyAdmin may create regulations and change or delete any
+	// regulation owned by an identity of its organisation.
+	RolePolicyAdmin = "policyadmin"
+)
+
+// Limits on the size of one request.
+const (
+	MaxBatch    = 10000 // hosts or subjects in one GetHosts, Lookup or Check
+	MaxPage     = 1000  // hosts in one ListHosts page
+	DefaultPage = 100
+)
+
+// PutHostResult is the result of PutHost. Changed is false when the record was
+// already as asked: nothing was written and no event was emitted.
+type PutHostResult struct {
+	Record  ledger.HostRecord `json:"record"`
+	Changed bool              `json:"changed"`
+}
+
+// PutRegulationResult is the result of PutRegulation, like PutHostResult.
+type PutRegulationResult struct {
+	Record  ledger.RegulationRecord `json:"record"`
+	Changed bool                    `json:"changed"`
+}
+
+// LookupResult is the result of Lookup. Missing records are absent.
+type LookupResult struct {
+	Regulations map[filter.Subject]ledger.RegulationRecord `json:"regulations"`
+	Hosts       map[string]ledger.HostRecord               `json:"hosts"`
+}
+
+// CheckResult is the result of Check: pkg/filter's decision, one verdict per
+// host in the order asked.
+type CheckResult struct {
+	Regulated bool             `json:"regulated"`
+	Allowed   int              `json:"allowed"`
+	Verdicts  []filter.Verdict `json:"verdicts"`
+}
+
+// EventName is the name of the chaincode event of a write: "host.put",
+// "regulation.put" or "regulation.delete". Its payload is a ledger.Event in
+// JSON, without Block (the client knows it from the block).
+func EventName(kind ledger.Kind, op ledger.Op) string { return string(kind) + "." + string(op) }
+
+// Error codes. A refused transaction's message is Marker + code + ": " +
+// text, so that clients can tell a refusal from a failure and map it to
+// pkg/ledger's sentinels.
+const (
+	Marker       = "ledgerfence/"
+	CodeInvalid  = "invalid"
+	CodeForbid   = "forbidden"
+	CodeNotFound = "not_found"
+)
+
+// Error is a refusal by the chaincode.
+type Error struct {
+	Code string
+	Msg  string
+}
+
+func (e *Error) Error() string { return Marker + e.Code + ": " + e.Msg }
+
+// ParseError finds a chaincode refusal in msg (which the peer may have
+// prefixed, e.g. "chaincode response 500, ..."). ok is false when msg holds
+// none.
+func ParseError(msg string) (e *Error, ok bool) {
+	i := strings.Index(msg, Marker)
+	if i < 0 {
+		return nil, false
+	}
+	rest := msg[i+len(Marker):]
+	code, text, found := strings.Cut(rest, ": ")
+	if !found {
+		return nil, false
+	}
+	switch code {
+	case CodeInvalid, CodeForbid, CodeNotFound:
+		return &Error{Code: code, Msg: text}, true
+	}
+	return nil, false
+}
+
+// Kind returns the pkg/ledger sentinel of the error's code.
+func (e *Error) Kind() error {
+	switch e.Code {
+	case CodeInvalid:
+		return ledger.ErrInvalid
+	case CodeForbid:
+		return ledger.ErrForbidden
+	case CodeNotFound:
+		return ledger.ErrNotFound
+	}
+	return ledger.ErrUnavailable
+}
