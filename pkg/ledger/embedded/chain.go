@@ -1,0 +1,300 @@
+package embedded
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// entry is one link of the hash chain, stored as JSON under its sequence
+// number (8 bytes, big endian) in the chain bucket.
+type entry struct {
+	Seq uint64 `json:"seq"`
+	// Prev is the hash of the previous entry (hex; zeros for the first).
+	Prev string      `json:"prev"`
+	Kind ledger.Kind `json:"kind"`
+	Key  string      `json:"key"`
+	Op   ledger.Op   `json:"op"`
+	// Value is the filter.Host or filter.Regulation written, as JSON; empty
+	// for a delete.
+	Value  json.RawMessage `json:"value,omitempty"`
+	Writer ledger.Writer   `json:"writer"`
+	Time   time.Time       `json:"time"`
+	// TxID is the hex SHA-256 of the entry's canonical encoding.
+	TxID string `json:"tx_id"`
+}
+
+// hashDomain starts every hashed encoding, so that an entry's hash cannot be
+// mistaken for the hash of anything else.
+const hashDomain = "ledgerfence/embedded/entry/v1"
+
+// zeroHash is the Prev of the first entry.
+var zeroHash = hex.EncodeToString(make([]byte, sha256.Size))
+
+// hash returns the SHA-256 of the canonical encoding of e: the domain, the
+// sequence number (8 bytes, big endian), the previous hash (32 bytes), then
+// kind, key, op, value, writer MSP, writer ID and the time (RFC 3339, UTC,
+// nanoseconds), each preceded by its length as a uvarint. TxID is not part of
+// it: it is the hash.
+func (e *entry) hash() ([sha256.Size]byte, error) {
+	prev, err := hex.DecodeString(e.Prev)
+	if err != nil || len(prev) != sha256.Size {
+		return [sha256.Size]byte{}, fmt.Errorf("previous hash %q is not %d hex bytes", clip(e.Prev), sha256.Size)
+	}
+	buf := make([]byte, 0, 256+len(e.Value))
+	buf = appendField(buf, []byte(hashDomain))
+	buf = binary.BigEndian.AppendUint64(buf, e.Seq)
+	buf = append(buf, prev...)
+	buf = appendField(buf, []byte(e.Kind))
+	buf = appendField(buf, []byte(e.Key))
+	buf = appendField(buf, []byte(e.Op))
+	buf = appendField(buf, e.Value)
+	buf = appendField(buf, []byte(e.Writer.MSP))
+	buf = appendField(buf, []byte(e.Writer.ID))
+	buf = appendField(buf, []byte(e.Time.UTC().Format(time.RFC3339Nano)))
+	return sha256.Sum256(buf), nil
+}
+
+func appendField(buf, field []byte) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(field)))
+	return append(buf, field...)
+}
+
+// head is the last entry of the chain, kept in the meta bucket as its
+// sequence number (8 bytes, big endian) followed by its hash.
+type head struct {
+	Seq  uint64
+	Hash [sha256.Size]byte
+}
+
+func readHead(tx *bolt.Tx) (head, error) {
+	v := tx.Bucket(bucketMeta).Get(metaHead)
+	if v == nil {
+		return head{}, nil
+	}
+	if len(v) != 8+sha256.Size {
+		return head{}, errors.New("chain head is malformed")
+	}
+	h := head{Seq: binary.BigEndian.Uint64(v)}
+	copy(h.Hash[:], v[8:])
+	return h, nil
+}
+
+func (h head) prev() string {
+	if h.Seq == 0 {
+		return zeroHash
+	}
+	return hex.EncodeToString(h.Hash[:])
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// indexPrefix is where the index keeps the sequence numbers of one record's
+// entries: kind, NUL, key, NUL, then each sequence number (8 bytes, big
+// endian). Keys never hold a NUL: pkg/filter forbids it.
+func indexPrefix(kind ledger.Kind, key string) []byte {
+	p := make([]byte, 0, len(kind)+len(key)+2+8)
+	p = append(p, kind...)
+	p = append(p, 0)
+	p = append(p, key...)
+	return append(p, 0)
+}
+
+func indexKey(kind ledger.Kind, key string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(indexPrefix(kind, key), seq)
+}
+
+// stateBucket is where the current records of a kind live.
+func stateBucket(kind ledger.Kind) ([]byte, bool) {
+	switch kind {
+	case ledger.KindHost:
+		return bucketHosts, true
+	case ledger.KindRegulation:
+		return bucketRegulations, true
+	}
+	return nil, false
+}
+
+// appendEntry adds an entry for a write to the chain, the index and the
+// state, all in tx, and returns it.
+func appendEntry(tx *bolt.Tx, kind ledger.Kind, key string, op ledger.Op, value []byte, w ledger.Writer, now time.Time) (*entry, error) {
+	h, err := readHead(tx)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{
+		Seq:    h.Seq + 1,
+		Prev:   h.prev(),
+		Kind:   kind,
+		Key:    key,
+		Op:     op,
+		Value:  value,
+		Writer: w,
+		Time:   now.UTC().Round(0),
+	}
+	sum, err := e.hash()
+	if err != nil {
+		return nil, err
+	}
+	e.TxID = hex.EncodeToString(sum[:])
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	if tx.Bucket(bucketChain).Get(seqKey(e.Seq)) != nil {
+		// The head is behind the chain: the file was altered. Never
+		// overwrite an entry.
+		return nil, fmt.Errorf("chain entry %d exists beyond the chain head; the file is damaged (run Verify)", e.Seq)
+	}
+	if err := tx.Bucket(bucketChain).Put(seqKey(e.Seq), data); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bucketIndex).Put(indexKey(kind, key, e.Seq), nil); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bucketMeta).Put(metaHead, append(seqKey(e.Seq), sum[:]...)); err != nil {
+		return nil, err
+	}
+	rec, err := e.stateJSON()
+	if err != nil {
+		return nil, err
+	}
+	b, _ := stateBucket(kind)
+	if rec == nil {
+		return e, tx.Bucket(b).Delete([]byte(key))
+	}
+	return e, tx.Bucket(b).Put([]byte(key), rec)
+}
+
+// records decodes the value of e into the record it leaves in the state (both
+// nil for a delete).
+func (e *entry) records() (*ledger.HostRecord, *ledger.RegulationRecord, error) {
+	if e.Op == ledger.OpDelete {
+		return nil, nil, nil
+	}
+	switch e.Kind {
+	case ledger.KindHost:
+		r := &ledger.HostRecord{Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
+		if err := json.Unmarshal(e.Value, &r.Host); err != nil {
+			return nil, nil, fmt.Errorf("entry %d: host value: %w", e.Seq, err)
+		}
+		return r, nil, nil
+	case ledger.KindRegulation:
+		r := &ledger.RegulationRecord{Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
+		if err := json.Unmarshal(e.Value, &r.Regulation); err != nil {
+			return nil, nil, fmt.Errorf("entry %d: regulation value: %w", e.Seq, err)
+		}
+		return nil, r, nil
+	}
+	return nil, nil, fmt.Errorf("entry %d: unknown kind %q", e.Seq, clip(string(e.Kind)))
+}
+
+// stateJSON is the record e leaves in its state bucket, exactly as stored
+// (nil for a delete). Writes and Verify's replay both use it, so the state
+// written and the state replayed are byte for byte the same.
+func (e *entry) stateJSON() ([]byte, error) {
+	host, reg, err := e.records()
+	switch {
+	case err != nil:
+		return nil, err
+	case host != nil:
+		return json.Marshal(host)
+	case reg != nil:
+		return json.Marshal(reg)
+	}
+	return nil, nil
+}
+
+// event is e as the Watch stream carries it.
+func (e *entry) event() (ledger.Event, error) {
+	host, reg, err := e.records()
+	if err != nil {
+		return ledger.Event{}, err
+	}
+	return ledger.Event{
+		Kind: e.Kind, Key: e.Key, Op: e.Op, TxID: e.TxID, Block: e.Seq,
+		Writer: e.Writer, Time: e.Time, Host: host, Regulation: reg,
+	}, nil
+}
+
+// change is e as a History item.
+func (e *entry) change() (ledger.Change, error) {
+	host, reg, err := e.records()
+	if err != nil {
+		return ledger.Change{}, err
+	}
+	return ledger.Change{
+		TxID: e.TxID, Block: e.Seq, Time: e.Time, Writer: e.Writer, Op: e.Op,
+		Host: host, Regulation: reg,
+	}, nil
+}
+
+func decodeEntry(data []byte) (*entry, error) {
+	var e entry
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// readEntry loads entry seq.
+func readEntry(tx *bolt.Tx, seq uint64) (*entry, error) {
+	data := tx.Bucket(bucketChain).Get(seqKey(seq))
+	if data == nil {
+		return nil, fmt.Errorf("chain entry %d is missing", seq)
+	}
+	e, err := decodeEntry(data)
+	if err != nil {
+		return nil, fmt.Errorf("chain entry %d: %w", seq, err)
+	}
+	return e, nil
+}
+
+// clip shortens s for a message.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// lastRegulationVersion returns the version of the last put of subject in
+// the chain, 0 if there is none. It is what a put after a delete continues
+// from.
+func lastRegulationVersion(tx *bolt.Tx, subject filter.Subject) (uint64, error) {
+	prefix := indexPrefix(ledger.KindRegulation, string(subject))
+	c := tx.Bucket(bucketIndex).Cursor()
+	k, _ := c.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		e, err := readEntry(tx, binary.BigEndian.Uint64(k[len(prefix):]))
+		if err != nil {
+			return 0, err
+		}
+		if e.Op != ledger.OpPut {
+			continue
+		}
+		_, reg, err := e.records()
+		if err != nil {
+			return 0, err
+		}
+		return reg.Version, nil
+	}
+	return 0, nil
+}

@@ -1,0 +1,303 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// ErrTampered is returned by Verify when the file does not match its hash
+// chain.
+var ErrTampered = errors.New("embedded: the ledger file does not match its hash chain")
+
+// VerifyReport is the outcome of Verify.
+type VerifyReport struct {
+	// Height is the number of chain entries checked.
+	Height uint64 `json:"height"`
+	// Head is the hash of the last entry (its tx id). A chain rewritten
+	// from its first entry on, hashes and all, is consistent in itself;
+	// keeping Head somewhere else and comparing it later detects that too.
+	Head string `json:"head,omitempty"`
+	// Hosts and Regulations count the current records checked against the
+	// chain.
+	Hosts       int `json:"hosts"`
+	Regulations int `json:"regulations"`
+	// OK is true when every check passed.
+	OK bool `json:"ok"`
+	// BrokenSeq is the first chain entry found wrong; 0 when OK, or when
+	// the fault lies in no entry (a record that no entry wrote).
+	BrokenSeq uint64 `json:"broken_seq,omitempty"`
+	// Problem says what is wrong, empty when OK.
+	Problem string `json:"problem,omitempty"`
+}
+
+// Verify checks the whole file in one read transaction: every chain entry
+// follows the previous one (sequence number, previous hash), its hash and tx
+// id are recomputed from its content, its value obeys pkg/filter's rules and
+// the owner and version rules, and the state (hosts, regulations, the history
+// index, the chain head) is exactly the state replayed from the chain. It
+// stops at the first broken entry. When a check fails it returns the report
+// and an error matching ErrTampered; other errors match ErrUnavailable.
+func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
+	var rep VerifyReport
+	err := l.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		rep, err = verify(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	if !rep.OK {
+		return rep, fmt.Errorf("%w: %s", ErrTampered, rep.Problem)
+	}
+	return rep, nil
+}
+
+// replayed is a record as the chain leaves it.
+type replayed struct {
+	json []byte // the state record, as stored
+	seq  uint64 // the entry that wrote it
+	reg  *ledger.RegulationRecord
+}
+
+type replay struct {
+	state    map[ledger.Kind]map[string]replayed
+	versions map[string]uint64 // last version put per subject, across deletes
+	index    map[string]struct{}
+}
+
+func verify(ctx context.Context, tx *bolt.Tx) (VerifyReport, error) {
+	var rep VerifyReport
+	fail := func(seq uint64, format string, args ...any) (VerifyReport, error) {
+		rep.OK, rep.BrokenSeq = false, seq
+		rep.Problem = fmt.Sprintf(format, args...)
+		if seq != 0 {
+			rep.Problem = fmt.Sprintf("entry %d: %s", seq, rep.Problem)
+		}
+		return rep, nil
+	}
+	r := replay{
+		state:    map[ledger.Kind]map[string]replayed{ledger.KindHost: {}, ledger.KindRegulation: {}},
+		versions: map[string]uint64{},
+		index:    map[string]struct{}{},
+	}
+
+	// The chain, entry by entry.
+	prev := zeroHash
+	var last [32]byte
+	next := uint64(1)
+	c := tx.Bucket(bucketChain).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if next%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return rep, ledger.Errorf(ledger.ErrUnavailable, err, "request ended: "+err.Error())
+			}
+		}
+		if len(k) != 8 {
+			return fail(next, "unexpected chain key %x", k)
+		}
+		if seq := binary.BigEndian.Uint64(k); seq != next {
+			return fail(next, "missing (the chain goes on at entry %d)", seq)
+		}
+		e, err := decodeEntry(v)
+		if err != nil {
+			return fail(next, "not a chain entry: %v", err)
+		}
+		if e.Seq != next {
+			return fail(next, "says it is entry %d", e.Seq)
+		}
+		if e.Prev != prev {
+			return fail(next, "previous hash %s does not match entry %d (%s)", clip(e.Prev), next-1, prev)
+		}
+		sum, err := e.hash()
+		if err != nil {
+			return fail(next, "%v", err)
+		}
+		if e.TxID != hex.EncodeToString(sum[:]) {
+			return fail(next, "content does not match its hash (tx id %s, content hashes to %x)", clip(e.TxID), sum)
+		}
+		if msg := r.apply(e); msg != "" {
+			return fail(next, "%s", msg)
+		}
+		prev, last = e.TxID, sum
+		rep.Height = next
+		next++
+	}
+	if rep.Height > 0 {
+		rep.Head = prev
+	}
+
+	// The head.
+	h, err := readHead(tx)
+	if err != nil {
+		return fail(rep.Height+1, "%v", err)
+	}
+	switch {
+	case h.Seq > rep.Height:
+		return fail(rep.Height+1, "missing (the chain head is entry %d)", h.Seq)
+	case h.Seq < rep.Height:
+		return fail(h.Seq+1, "beyond the chain head (entry %d)", h.Seq)
+	case h.Seq > 0 && h.Hash != last:
+		return fail(h.Seq, "the chain head holds another hash (%x)", h.Hash)
+	}
+
+	// The current records against the replayed ones.
+	firstSeq, firstMsg := uint64(0), ""
+	note := func(seq uint64, msg string) {
+		if firstMsg == "" || seq != 0 && (firstSeq == 0 || seq < firstSeq) {
+			firstSeq, firstMsg = seq, msg
+		}
+	}
+	for _, kind := range []ledger.Kind{ledger.KindHost, ledger.KindRegulation} {
+		b, _ := stateBucket(kind)
+		want := r.state[kind]
+		seen := 0
+		err := tx.Bucket(b).ForEach(func(k, v []byte) error {
+			seen++
+			exp, ok := want[string(k)]
+			switch {
+			case !ok:
+				note(0, fmt.Sprintf("%s record %q was written by no chain entry", kind, clip(string(k))))
+			case !bytes.Equal(v, exp.json):
+				note(exp.seq, fmt.Sprintf("%s record %q differs from what the entry wrote", kind, clip(string(k))))
+			}
+			return nil
+		})
+		if err != nil {
+			return rep, err
+		}
+		for key, exp := range want {
+			if tx.Bucket(b).Get([]byte(key)) == nil {
+				note(exp.seq, fmt.Sprintf("%s record %q is missing", kind, clip(key)))
+			}
+		}
+		if kind == ledger.KindHost {
+			rep.Hosts = seen
+		} else {
+			rep.Regulations = seen
+		}
+	}
+	if firstMsg != "" {
+		return fail(firstSeq, "%s", firstMsg)
+	}
+
+	// The history index.
+	err = tx.Bucket(bucketIndex).ForEach(func(k, _ []byte) error {
+		if _, ok := r.index[string(k)]; !ok {
+			note(0, fmt.Sprintf("history index key %q names no chain entry", clip(string(k))))
+		} else {
+			delete(r.index, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	for k := range r.index {
+		seq := binary.BigEndian.Uint64([]byte(k[len(k)-8:]))
+		note(seq, "missing from the history index")
+	}
+	if firstMsg != "" {
+		return fail(firstSeq, "%s", firstMsg)
+	}
+	rep.OK = true
+	return rep, nil
+}
+
+// apply checks that e is a write the ledger could have made in the state
+// replayed so far, and replays it. It returns what is wrong, "" if nothing.
+func (r *replay) apply(e *entry) string {
+	state, ok := r.state[e.Kind]
+	if !ok {
+		return fmt.Sprintf("unknown kind %q", clip(string(e.Kind)))
+	}
+	if e.Writer.ID == "" {
+		return "no writer"
+	}
+	cur, exists := state[e.Key]
+	switch {
+	case e.Op == ledger.OpDelete:
+		if e.Kind != ledger.KindRegulation {
+			return fmt.Sprintf("a %s cannot be deleted", e.Kind)
+		}
+		if len(e.Value) != 0 {
+			return "a delete carries a value"
+		}
+		if !exists {
+			return fmt.Sprintf("deletes %q, which does not exist", clip(e.Key))
+		}
+	case e.Op != ledger.OpPut:
+		return fmt.Sprintf("unknown op %q", clip(string(e.Op)))
+	case e.Kind == ledger.KindHost:
+		var h filter.Host
+		if err := strictJSON(e.Value, &h); err != nil {
+			return fmt.Sprintf("host value: %v", err)
+		}
+		n, err := filter.NormalizeHost(h)
+		if err != nil {
+			return fmt.Sprintf("host value: %v", err)
+		}
+		if !n.Equal(h) || h.Name != e.Key {
+			return fmt.Sprintf("host value is not the normalised record of %q", clip(e.Key))
+		}
+	default:
+		var g filter.Regulation
+		if err := strictJSON(e.Value, &g); err != nil {
+			return fmt.Sprintf("regulation value: %v", err)
+		}
+		s, err := filter.ParseSubject(e.Key)
+		if err != nil || string(s) != e.Key || g.Subject != s {
+			return fmt.Sprintf("regulation value is not the record of %q", clip(e.Key))
+		}
+		allow, err := filter.NormalizeRules(g.Allow)
+		if err != nil || !slices.Equal(allow, g.Allow) {
+			return "regulation rules are not normalised"
+		}
+		wantOwner := e.Writer.String()
+		if exists {
+			wantOwner = cur.reg.Owner
+		}
+		if g.Owner != wantOwner {
+			return fmt.Sprintf("owner %q, want %q", clip(g.Owner), clip(wantOwner))
+		}
+		if want := r.versions[e.Key] + 1; g.Version != want {
+			return fmt.Sprintf("version %d, want %d", g.Version, want)
+		}
+		r.versions[e.Key] = g.Version
+	}
+	r.index[string(indexKey(e.Kind, e.Key, e.Seq))] = struct{}{}
+	if e.Op == ledger.OpDelete {
+		delete(state, e.Key)
+		return ""
+	}
+	data, err := e.stateJSON()
+	if err != nil {
+		return err.Error()
+	}
+	_, reg, _ := e.records()
+	state[e.Key] = replayed{json: data, seq: e.Seq, reg: reg}
+	return ""
+}
+
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}

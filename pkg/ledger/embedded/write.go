@@ -1,0 +1,161 @@
+package embedded
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// writer is the writer named by ctx, or the default one.
+func writer(ctx context.Context) ledger.Writer {
+	if w, ok := ledger.WriterFrom(ctx); ok && w.ID != "" {
+		return w
+	}
+	return ledger.Writer{ID: DefaultWriterID}
+}
+
+// update runs fn in a write transaction, synced to disk on commit. fn returns
+// the entry it appended, nil when the write was a no-op. A context that ends
+// while the write waits for its turn cancels it: nothing is written. Watchers
+// are woken after the commit.
+func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error)) error {
+	if err := l.ready(ctx); err != nil {
+		return err
+	}
+	var appended *entry
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		if err := l.ready(ctx); err != nil {
+			return err
+		}
+		e, err := fn(tx)
+		appended = e
+		return err
+	})
+	if err != nil {
+		return l.fail(err)
+	}
+	if appended != nil {
+		l.notify()
+	}
+	return nil
+}
+
+// PutHost validates and normalises h with filter.NormalizeHost and stores
+// it. A record equal to the stored one is not written again: changed is false
+// and the stored record is returned. Errors: ErrInvalid, ErrUnavailable.
+func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRecord, changed bool, err error) {
+	if err := l.ready(ctx); err != nil {
+		return ledger.HostRecord{}, false, err
+	}
+	host, err := filter.NormalizeHost(h)
+	if err != nil {
+		return ledger.HostRecord{}, false, invalid(err)
+	}
+	w := writer(ctx)
+	err = l.update(ctx, func(tx *bolt.Tx) (*entry, error) {
+		cur, ok, err := getHost(tx, host.Name)
+		if err != nil {
+			return nil, err
+		}
+		if ok && cur.Host.Equal(host) {
+			rec, changed = cur, false
+			return nil, nil
+		}
+		value, err := json.Marshal(host)
+		if err != nil {
+			return nil, err
+		}
+		e, err := appendEntry(tx, ledger.KindHost, host.Name, ledger.OpPut, value, w, l.clock())
+		if err != nil {
+			return nil, err
+		}
+		rec = ledger.HostRecord{Host: host, Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
+		changed = true
+		return e, nil
+	})
+	if err != nil {
+		return ledger.HostRecord{}, false, err
+	}
+	return rec, changed, nil
+}
+
+// PutRegulation validates the subject (filter.ParseSubject) and the rules
+// (filter.NormalizeRules) and stores them. The writer of the first put
+// becomes the owner; later puts keep the owner and increment the version.
+// Rules equal to the stored ones are not written again: changed is false and
+// the stored record is returned. Errors: ErrInvalid, ErrUnavailable.
+func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, rules []filter.Rule) (rec ledger.RegulationRecord, changed bool, err error) {
+	if err := l.ready(ctx); err != nil {
+		return ledger.RegulationRecord{}, false, err
+	}
+	subj, err := filter.ParseSubject(string(subject))
+	if err != nil {
+		return ledger.RegulationRecord{}, false, invalid(err)
+	}
+	allow, err := filter.NormalizeRules(rules)
+	if err != nil {
+		return ledger.RegulationRecord{}, false, invalid(err)
+	}
+	w := writer(ctx)
+	err = l.update(ctx, func(tx *bolt.Tx) (*entry, error) {
+		cur, ok, err := getRegulation(tx, subj)
+		if err != nil {
+			return nil, err
+		}
+		if ok && slices.Equal(cur.Allow, allow) {
+			rec, changed = cur, false
+			return nil, nil
+		}
+		reg := filter.Regulation{Subject: subj, Allow: allow}
+		if ok {
+			reg.Owner, reg.Version = cur.Owner, cur.Version+1
+		} else {
+			last, err := lastRegulationVersion(tx, subj)
+			if err != nil {
+				return nil, err
+			}
+			reg.Owner, reg.Version = w.String(), last+1
+		}
+		value, err := json.Marshal(reg)
+		if err != nil {
+			return nil, err
+		}
+		e, err := appendEntry(tx, ledger.KindRegulation, string(subj), ledger.OpPut, value, w, l.clock())
+		if err != nil {
+			return nil, err
+		}
+		rec = ledger.RegulationRecord{Regulation: reg, Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
+		changed = true
+		return e, nil
+	})
+	if err != nil {
+		return ledger.RegulationRecord{}, false, err
+	}
+	return rec, changed, nil
+}
+
+// DeleteRegulation removes the regulation of subject. Errors: ErrInvalid,
+// ErrNotFound, ErrUnavailable.
+func (l *Ledger) DeleteRegulation(ctx context.Context, subject filter.Subject) error {
+	if err := l.ready(ctx); err != nil {
+		return err
+	}
+	subj, err := filter.ParseSubject(string(subject))
+	if err != nil {
+		return invalid(err)
+	}
+	w := writer(ctx)
+	return l.update(ctx, func(tx *bolt.Tx) (*entry, error) {
+		if _, ok, err := getRegulation(tx, subj); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, regulationNotFound(subj)
+		}
+		return appendEntry(tx, ledger.KindRegulation, string(subj), ledger.OpDelete, nil, w, l.clock())
+	})
+}
