@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# ctl.sh: control single components of a running network, e.g. to kill and restart them under load.
+#
+#   ctl.sh ACTION COMPONENT...
+#
+# ACTION     start    start it (from the state folder, same ports and keys) and wait until it listens
+#            stop     SIGTERM, wait until gone (SIGKILL after 10 s)
+#            kill     SIGKILL, like a crash; wait until gone
+#            restart  stop, then start
+#            pause    SIGSTOP (the process hangs: connections stay open, nothing answers)
+#            resume   SIGCONT
+#            status   pid and resident memory of each component
+# COMPONENT  orderer peer1 peer2 ca1 ca2 cc, or all
+# peer1 is Org1MSP's peer, peer2 Org2MSP's; cc is the chaincode server.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+(($# >= 1)) || { sed -n '2,16p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+action=$1
+shift
+[[ -f $LF_DIR/$LF_MARK ]] || lf_die "no network in $LF_DIR (run up.sh)"
+if [[ $action == status ]]; then
+  lf_rss_table
+  exit 0
+fi
+(($# >= 1)) || lf_die "name a component: ${LF_COMPONENTS[*]} or all"
+comps=()
+for c in "$@"; do
+  if [[ $c == all ]]; then
+    comps+=("${LF_COMPONENTS[@]}")
+    continue
+  fi
+  [[ " ${LF_COMPONENTS[*]} " == *" $c "* ]] || lf_die "unknown component: $c (one of ${LF_COMPONENTS[*]} all)"
+  comps+=("$c")
+done
+lf_bin
+
+start_one() {
+  if [[ -n $(lf_pid "$1") ]]; then
+    lf_log "$1 is already running (pid $(lf_pid "$1"))"
+    return 0
+  fi
+  lf_start "$1"
+  lf_log "$1 started (pid $(lf_pid "$1"))"
+}
+
+for c in "${comps[@]}"; do
+  case $action in
+    start) start_one "$c" ;;
+    stop) lf_stop "$c" TERM ;;
+    kill) lf_stop "$c" KILL ;;
+    restart)
+      lf_stop "$c" TERM
+      start_one "$c"
+      ;;
+    pause) lf_signal "$c" STOP || lf_die "$c is not running" ;;
+    resume) lf_signal "$c" CONT || lf_die "$c is not running" ;;
+    *) lf_die "unknown action: $action" ;;
+  esac
+done

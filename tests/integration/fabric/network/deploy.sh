@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# deploy.sh: build the ledgerfence chaincode, run it as a chaincode service (CCaaS) and define it
+# on channel "ledger". Run by up.sh; run it again to rebuild the chaincode and restart its server
+# (the package, so its id, stays the same, and the definition is made only once).
+#
+# Chaincode source (environment):
+#   LEDGERFENCE_CC_PKG  Go package to build (default ./cmd/ledgerfence-cc, relative to the repository
+#                       root); an absolute folder is built in that folder (it may be its own module)
+#   LEDGERFENCE_CC_BIN  a chaincode binary already built: copied instead of building
+#   LEDGERFENCE_CC_READY_ARGS  query that shows the chaincode answers
+#                       (default {"Args":["org.hyperledger.fabric:GetMetadata"]}, any contract-api chaincode)
+# The chaincode process gets CHAINCODE_ID (the package id) and CHAINCODE_SERVER_ADDRESS.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ -f $LF_DIR/$LF_MARK ]] || lf_die "no network in $LF_DIR (run up.sh)"
+lf_bin
+lf_orderer_args
+lf_both_peers_args
+for c in orderer peer1 peer2; do
+  [[ -n $(lf_pid "$c") ]] || lf_die "$c is not running"
+done
+ready_args=${LEDGERFENCE_CC_READY_ARGS:-'{"Args":["org.hyperledger.fabric:GetMetadata"]}'}
+t0=$(lf_now)
+
+# ---- build -----------------------------------------------------------------------------------------
+out=$LF_DIR/bin/ledgerfence-cc
+mkdir -p "$LF_DIR/bin" "$LF_DIR/cc"
+if [[ -n ${LEDGERFENCE_CC_BIN:-} ]]; then
+  install -m 0755 "$LEDGERFENCE_CC_BIN" "$out.new"
+else
+  pkg=${LEDGERFENCE_CC_PKG:-./cmd/ledgerfence-cc}
+  if [[ $pkg == /* ]]; then
+    (cd "$pkg" && go build -o "$out.new" .)
+  else
+    (cd "$LF_REPO" && go build -o "$out.new" "$pkg")
+  fi
+fi
+mv "$out.new" "$out"
+t_build=$(lf_since "$t0")
+
+# ---- package: type ccaas, connection.json only (no code); byte-for-byte reproducible -------------
+p=$LF_DIR/cc
+printf '{"address":"127.0.0.1:%s","dial_timeout":"10s","tls_required":false}\n' "$LF_CC_PORT" >"$p/connection.json"
+printf '{"type":"ccaas","label":"%s"}\n' "$LF_CC_LABEL" >"$p/metadata.json"
+tarball() { # OUT FILE... (fixed order, owner and time, so the package id depends on content only)
+  local o=$1
+  shift
+  tar -C "$p" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - "$@" | gzip -n >"$p/$o"
+}
+tarball code.tar.gz connection.json
+tarball "$LF_CC_NAME.tgz" metadata.json code.tar.gz
+pkgid=$(peer lifecycle chaincode calculatepackageid "$p/$LF_CC_NAME.tgz")
+echo "$pkgid" >"$p/package_id"
+
+# ---- install on both peers (once) -----------------------------------------------------------------
+install_on() { # N
+  lf_admin "$1"
+  if peer lifecycle chaincode queryinstalled 2>/dev/null | grep -qF "Package ID: $pkgid,"; then
+    return 0
+  fi
+  lf_retry 30 peer lifecycle chaincode install "$p/$LF_CC_NAME.tgz" >/dev/null
+}
+(install_on 1) &
+i1=$!
+(install_on 2) &
+i2=$!
+wait "$i1" || lf_die "installing the chaincode on peer1 failed"
+wait "$i2" || lf_die "installing the chaincode on peer2 failed"
+
+# ---- chaincode server ------------------------------------------------------------------------------
+lf_stop cc
+lf_start_cc
+t_server=$(lf_since "$t0")
+
+# ---- definition: approved by both organisations, then committed with both peers' endorsement -------
+lf_admin 1
+defined() {
+  peer lifecycle chaincode querycommitted --channelID "$LF_CHANNEL" --name "$LF_CC_NAME" >/dev/null 2>&1
+}
+approve() { # N
+  lf_admin "$1"
+  local deadline=$((SECONDS + 60)) o
+  while true; do
+    if o=$(peer lifecycle chaincode approveformyorg "${LF_ORDERER_ARGS[@]}" --channelID "$LF_CHANNEL" \
+      --name "$LF_CC_NAME" --version 1 --package-id "$pkgid" --sequence 1 --waitForEvent 2>&1); then
+      return 0
+    fi
+    # an earlier try got through after all
+    [[ $o == *"unchanged content"* ]] && return 0
+    ((SECONDS < deadline)) || { printf '%s\n' "$o" >&2; return 1; }
+    sleep 0.2
+  done
+}
+ready_to_commit() { # N: peer N has seen both approvals
+  lf_admin "$1"
+  local o
+  o=$(peer lifecycle chaincode checkcommitreadiness --channelID "$LF_CHANNEL" --name "$LF_CC_NAME" \
+    --version 1 --sequence 1 --output json 2>&1) || return 1
+  [[ $(grep -c '"Org[12]MSP": true' <<<"$o") == 2 ]]
+}
+if ! defined; then
+  (approve 1) &
+  a1=$!
+  (approve 2) &
+  a2=$!
+  wait "$a1" || lf_die "Org1MSP could not approve the chaincode definition"
+  wait "$a2" || lf_die "Org2MSP could not approve the chaincode definition"
+  lf_retry 30 ready_to_commit 1 || lf_die "peer1 never saw both approvals"
+  lf_retry 30 ready_to_commit 2 || lf_die "peer2 never saw both approvals"
+  lf_admin 1
+  if ! o=$(peer lifecycle chaincode commit "${LF_ORDERER_ARGS[@]}" --channelID "$LF_CHANNEL" \
+    --name "$LF_CC_NAME" --version 1 --sequence 1 "${LF_PEERS_ARGS[@]}" --waitForEvent 2>&1); then
+    defined || { printf '%s\n' "$o" >&2; lf_die "committing the chaincode definition failed"; }
+  fi
+fi
+t_define=$(lf_since "$t0")
+
+# ---- ready: both peers reach the chaincode server ---------------------------------------------------
+for n in 1 2; do
+  (lf_admin "$n" && lf_retry 60 peer chaincode query -C "$LF_CHANNEL" -n "$LF_CC_NAME" -c "$ready_args" >/dev/null) ||
+    lf_die "the chaincode does not answer on peer$n (log: $LF_DIR/logs/cc.log)"
+done
+lf_write_env
+lf_log "chaincode $LF_CC_NAME ready in $(lf_since "$t0")s (build ${t_build}s, server up ${t_server}s, defined ${t_define}s): $pkgid"
