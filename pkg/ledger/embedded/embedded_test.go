@@ -507,7 +507,7 @@ func TestLookup(t *testing.T) {
 	}{
 		{"everything", []filter.Subject{filter.VMSubject(vm1), filter.ProjectSubject("p1")}, []string{"cmp-1", "cmp-2"},
 			[]filter.Subject{filter.VMSubject(vm1), filter.ProjectSubject("p1")}, []string{"cmp-1", "cmp-2"}, nil},
-		{"missing records are absent", []filter.Subject{filter.ProjectSubject("p2")}, []string{"cmp-1", "cmp-9", "not a host"},
+		{"missing records are absent", []filter.Subject{filter.ProjectSubject("p2")}, []string{"cmp-1", "cmp-9", "not a host", ""},
 			nil, []string{"cmp-1"}, nil},
 		{"a VM's UUID in upper case finds its regulation, keyed as asked", []filter.Subject{filter.VMSubject(vm1Upper)}, nil,
 			[]filter.Subject{filter.VMSubject(vm1Upper)}, nil, nil},
