@@ -239,7 +239,8 @@ lf_stop() {
   if [[ -n $pid ]]; then
     # a paused process must run again to handle SIGTERM
     kill -s CONT -- "-$pid" 2>/dev/null || true
-    lf_signal "$name" "$sig"
+    # (it may already be gone: a paused process with a SIGTERM pending dies on SIGCONT)
+    lf_signal "$name" "$sig" || true
     for ((i = 0; i < 200; i++)); do
       lf_alive "$pid" || break
       sleep 0.05
