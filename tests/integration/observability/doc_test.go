@@ -1,0 +1,9 @@
+// Package observability tests ledgerfence's operational surface against real
+// components: Debian's Prometheus scraping filterd (or, while cmd/filterd is
+// absent, a registry with the same metrics), promtool on the alert rules, and
+// the Grafana dashboard's queries.
+//
+// Prometheus and promtool come from Debian's prometheus package (install.sh).
+// Without them the tests skip, unless LEDGERFENCE_REQUIRE_INTEGRATION=1, when
+// they fail.
+package observability
