@@ -66,8 +66,10 @@ type Config struct {
 	AttemptTimeout time.Duration
 	NovaConfs      []string
 	// NovaConfsSet is true when NovaConfs was configured, not defaulted.
-	NovaConfsSet    bool
-	MetricsListen   string
+	NovaConfsSet  bool
+	MetricsListen string
+	// NATS is the URL of a NATS server for violation events; empty: none.
+	NATS            string
 	NoSweep         bool
 	DenyUnregulated bool
 	LogLevel        string
@@ -169,6 +171,8 @@ var settings = []setting{
 		reset: func(c *Config) { c.NovaConfs = nil }},
 	{name: "metrics-listen", usage: "address for /metrics and /healthz (daemon), e.g. 127.0.0.1:9465; empty: none",
 		set: str(func(c *Config) *string { return &c.MetricsListen })},
+	{name: "nats", usage: "NATS server URL for violation events (daemon); empty: none",
+		set: str(func(c *Config) *string { return &c.NATS })},
 	{name: "no-sweep", isBool: true, usage: "daemon: only re-assert the record, do not sweep",
 		set: boolean("no-sweep", func(c *Config) *bool { return &c.NoSweep })},
 	{name: "deny-unregulated", isBool: true, usage: "sweep: treat VMs without a regulation as violations (as filterd's option of that name)",
@@ -213,11 +217,9 @@ func Load(args []string, getenv func(string) string, readFile func(string) ([]by
 		vals := new([]string)
 		flagVals[s.name] = vals
 		usage := s.usage + " [" + envName(s.name) + "]"
+		fs.Func(s.name, usage, func(v string) error { *vals = append(*vals, v); return nil })
 		if s.isBool {
-			fs.Func(s.name, usage, func(v string) error { *vals = append(*vals, v); return nil })
 			boolFlag(fs, s.name)
-		} else {
-			fs.Func(s.name, usage, func(v string) error { *vals = append(*vals, v); return nil })
 		}
 	}
 	if err := fs.Parse(args); err != nil {
