@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitDenied      = 3
+	exitUnavailable = 4
+)
+
+const usageText = `usage: ledgerctl COMMAND [flags]
+
+commands:
+  regulation set SUBJECT (--allow CC.ORG ... | --countries CC,... --organizations ORG,... | --file FILE)
+  regulation get|delete|history SUBJECT      SUBJECT is vm:<uuid> or project:<id> (or --vm / --project)
+  host list | host get NAME | host history NAME
+  check --vm UUID [--project ID] [--host H ...]
+  migrate --vm UUID [--target HOST] [--live|--cold] [--wait]
+  verify --data DIR
+
+common flags: --ledger URL|fabric|embedded, --token T, --data DIR, --fabric-*, -o table|json, --timeout D
+environment: LEDGERFENCE_LEDGER, LEDGERFENCE_TOKEN, LEDGERFENCE_DATA, LEDGERFENCE_FABRIC_*, OS_CLOUD or OS_*
+exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 denied or non-compliant, 4 unavailable
+`
+
+// usageError is a mistake in the command line; exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// deniedError is a check or a request that ledgerfence refuses; exit code 3.
+type deniedError struct{ msg string }
+
+func (e *deniedError) Error() string { return e.msg }
+
+// nova is what ledgerctl asks of OpenStack.
+type nova interface {
+	GetServer(ctx context.Context, id string) (cloud.Server, error)
+	Migrate(ctx context.Context, id, kind, target string, fo cloud.FollowOptions) (cloud.Outcome, error)
+}
+
+// ledgerOpts say which ledger to use.
+type ledgerOpts struct {
+	Ledger string
+	Token  string
+	Data   string
+	Writer string
+	Fabric fabricOpts
+}
+
+type fabricOpts struct {
+	Peer, TLSCA, ServerName, MSPID, Cert, Key, Channel, Chaincode string
+}
+
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	openLedger     func(ctx context.Context, o ledgerOpts) (ledger.Ledger, error)
+	openNova       func(ctx context.Context) (nova, error)
+	followEvery    time.Duration
+	now            func() time.Time
+}
+
+func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, followEvery: 2 * time.Second, now: time.Now}
+	a.openLedger = openLedger
+	a.openNova = func(ctx context.Context) (nova, error) {
+		cr, err := cloud.CredentialsFromEnv(getenv)
+		if err != nil {
+			return nil, err
+		}
+		return cloud.Connect(ctx, cr)
+	}
+	return a
+}
+
+// common holds the flags every command takes.
+type common struct {
+	ledgerOpts
+	output  string
+	timeout time.Duration
+}
+
+func (a *app) commonFlags(fs *flag.FlagSet) *common {
+	c := &common{}
+	env := func(k, def string) string {
+		if v := a.getenv("LEDGERFENCE_" + k); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.Ledger, "ledger", env("LEDGER", ""), "the ledger: a filterd URL, fabric, or embedded (with --data) [LEDGERFENCE_LEDGER]")
+	fs.StringVar(&c.Token, "token", env("TOKEN", ""), "bearer token for a filterd's write API [LEDGERFENCE_TOKEN]")
+	fs.StringVar(&c.Data, "data", env("DATA", ""), "directory of an embedded ledger [LEDGERFENCE_DATA]")
+	fs.StringVar(&c.Writer, "as", env("WRITER", a.getenv("USER")), "writer identity recorded by an embedded ledger [LEDGERFENCE_WRITER]")
+	fs.StringVar(&c.Fabric.Peer, "fabric-peer", env("FABRIC_PEER", ""), "Fabric gateway peer host:port")
+	fs.StringVar(&c.Fabric.TLSCA, "fabric-tls-ca", env("FABRIC_TLS_CA", ""), "PEM file of the peer's TLS CA")
+	fs.StringVar(&c.Fabric.ServerName, "fabric-server-name", env("FABRIC_SERVER_NAME", ""), "TLS server name of the peer")
+	fs.StringVar(&c.Fabric.MSPID, "fabric-msp-id", env("FABRIC_MSP_ID", ""), "MSP id of your Fabric identity")
+	fs.StringVar(&c.Fabric.Cert, "fabric-cert", env("FABRIC_CERT", ""), "PEM file of your Fabric certificate")
+	fs.StringVar(&c.Fabric.Key, "fabric-key", env("FABRIC_KEY", ""), "PEM file of your Fabric private key")
+	fs.StringVar(&c.Fabric.Channel, "fabric-channel", env("FABRIC_CHANNEL", ""), "Fabric channel")
+	fs.StringVar(&c.Fabric.Chaincode, "fabric-chaincode", env("FABRIC_CHAINCODE", ""), "Fabric chaincode")
+	fs.StringVar(&c.output, "o", env("OUTPUT", "table"), "output: table or json")
+	fs.StringVar(&c.output, "output", env("OUTPUT", "table"), "output: table or json")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "timeout of each ledger or OpenStack call (migrate --wait follows longer)")
+	return c
+}
+
+// parse parses flags and positional arguments in any order.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// listFlag is a repeatable flag that also splits on commas.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+func (a *app) run(ctx context.Context, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(a.stderr, usageText)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	var err error
+	switch args[0] {
+	case "regulation", "regulations", "reg":
+		err = a.regulation(ctx, args[1:])
+	case "host", "hosts":
+		err = a.host(ctx, args[1:])
+	case "check":
+		err = a.check(ctx, args[1:])
+	case "migrate":
+		err = a.migrate(ctx, args[1:])
+	case "verify":
+		err = a.verify(ctx, args[1:])
+	default:
+		err = usagef("unknown command %q (regulation, host, check, migrate, verify)", args[0])
+	}
+	return a.exit(err)
+}
+
+// exit prints err on one line and maps it to an exit code.
+func (a *app) exit(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintln(a.stderr, "ledgerctl: "+msg)
+	var ue *usageError
+	var de *deniedError
+	switch {
+	case errors.As(err, &ue), errors.Is(err, ledger.ErrInvalid), errors.Is(err, cloud.ErrNoCredentials):
+		return exitUsage
+	case errors.As(err, &de), errors.Is(err, ledger.ErrForbidden):
+		return exitDenied
+	case errors.Is(err, ledger.ErrUnavailable), errors.Is(err, cloud.ErrUnavailable):
+		return exitUnavailable
+	}
+	return exitError
+}
+
+func (a *app) newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("ledgerctl "+name, flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	return fs
+}
+
+func flagErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &usageError{err.Error()}
+}
+
+// ledger opens the configured ledger, with the writer on the context.
+func (a *app) ledger(ctx context.Context, c *common) (ledger.Ledger, context.Context, error) {
+	if c.output != "table" && c.output != "json" {
+		return nil, ctx, usagef("-o %q: want table or json", c.output)
+	}
+	if c.Ledger == "" {
+		return nil, ctx, usagef("no ledger: give --ledger URL|fabric|embedded (or LEDGERFENCE_LEDGER)")
+	}
+	l, err := a.openLedger(ctx, c.ledgerOpts)
+	if err != nil {
+		return nil, ctx, err
+	}
+	if c.Writer != "" {
+		ctx = ledger.WithWriter(ctx, ledger.Writer{ID: c.Writer})
+	}
+	return l, ctx, nil
+}
+
+func (a *app) callCtx(ctx context.Context, c *common) (context.Context, context.CancelFunc) {
+	if c.timeout > 0 {
+		return context.WithTimeout(ctx, c.timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+func (a *app) json(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// subjectArg takes a subject from a positional argument, --vm or --project.
+func subjectArg(pos []string, vm, project string) (filter.Subject, error) {
+	var raw string
+	n := 0
+	if len(pos) > 0 {
+		raw, n = pos[0], n+1
+	}
+	if vm != "" {
+		raw, n = string(filter.VMSubject(vm)), n+1
+	}
+	if project != "" {
+		raw, n = string(filter.ProjectSubject(project)), n+1
+	}
+	switch {
+	case n == 0:
+		return "", usagef("a subject is required: vm:<uuid>, project:<id>, --vm UUID or --project ID")
+	case n > 1 || len(pos) > 1:
+		return "", usagef("give one subject")
+	}
+	s, err := filter.ParseSubject(raw)
+	if err != nil {
+		return "", usagef("%v", err)
+	}
+	return s, nil
+}

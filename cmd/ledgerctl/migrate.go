@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+)
+
+// migrateResult is what migrate reports.
+type migrateResult struct {
+	InstanceUUID string       `json:"instance_uuid"`
+	Kind         string       `json:"kind"`
+	Target       string       `json:"target,omitempty"`
+	Check        *checkResult `json:"check,omitempty"`
+	Requested    bool         `json:"requested"`
+	Waited       bool         `json:"waited"`
+	OK           bool         `json:"ok"`
+	FromHost     string       `json:"from_host"`
+	ToHost       string       `json:"to_host,omitempty"`
+	Migration    string       `json:"migration_status,omitempty"`
+	Seconds      float64      `json:"seconds,omitempty"`
+}
+
+func (a *app) migrate(ctx context.Context, args []string) error {
+	fs := a.newFlags("migrate")
+	c := a.commonFlags(fs)
+	vm := fs.String("vm", "", "the server's instance UUID (required)")
+	target := fs.String("target", "", "the host to move to (default: Nova's scheduler picks, ledgerfence's filter guards)")
+	live := fs.Bool("live", false, "live migration (the default)")
+	cold := fs.Bool("cold", false, "cold migration, confirmed when it reaches VERIFY_RESIZE")
+	wait := fs.Bool("wait", false, "follow the migration to its end")
+	waitTimeout := fs.Duration("wait-timeout", 30*time.Minute, "give up following after this long")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) > 0 {
+		return usagef("migrate takes flags only: migrate --vm UUID [--target HOST] [--live|--cold] [--wait]")
+	}
+	uuid, err := vmArg(*vm)
+	if err != nil {
+		return err
+	}
+	if *live && *cold {
+		return usagef("give --live or --cold, not both")
+	}
+	kind := cloud.Live
+	if *cold {
+		kind = cloud.Cold
+	}
+	if *target != "" {
+		if err := filter.ValidateHostName(*target); err != nil {
+			return usagef("--target: %v", err)
+		}
+	}
+	if c.output != "table" && c.output != "json" {
+		return usagef("-o %q: want table or json", c.output)
+	}
+	if !cloud.HasCredentials(a.getenv) {
+		return fmt.Errorf("%w: migrate needs OpenStack credentials: set OS_CLOUD (clouds.yaml) or OS_AUTH_URL and the other OS_* variables", cloud.ErrNoCredentials)
+	}
+	cctx, cancel := a.callCtx(ctx, c)
+	defer cancel()
+	n, err := a.openNova(cctx)
+	if err != nil {
+		return err
+	}
+	srv, err := n.GetServer(cctx, uuid)
+	if err != nil {
+		return err
+	}
+	res := migrateResult{InstanceUUID: uuid, Kind: kind, Target: *target, FromHost: srv.Host}
+	if *target != "" {
+		if *target == srv.Host {
+			return usagef("server %s is already on %s", uuid, srv.Host)
+		}
+		l, _, err := a.ledger(ctx, c)
+		if err != nil {
+			return fmt.Errorf("cannot check %s, so no migration was asked for: %w", *target, err)
+		}
+		chk, err := decide(cctx, l, uuid, srv.ProjectID, []string{*target})
+		l.Close()
+		if err != nil {
+			return fmt.Errorf("cannot check %s, so no migration was asked for: %w", *target, err)
+		}
+		res.Check = &chk
+		if d := chk.denied(); len(d) > 0 {
+			if c.output == "json" {
+				if err := a.json(res); err != nil {
+					return err
+				}
+			}
+			return &deniedError{fmt.Sprintf("refused: %s may not go to %s: %s (%s); no migration was asked for", uuid, *target, d[0].Reason, d[0].Detail)}
+		}
+		a.progressf("check: %s may go to %s (%s)", uuid, *target, chk.Summary)
+	} else {
+		a.progressf("no target: Nova's scheduler picks a host, ledgerfence's filter keeps the move compliant")
+	}
+	a.progressf("asking Nova for a %s migration of %s from %s", kind, uuid, srv.Host)
+	start := a.now()
+	// Following a migration outlasts one call's timeout.
+	fctx, fcancel := context.WithTimeout(ctx, *waitTimeout)
+	defer fcancel()
+	out, err := n.Migrate(fctx, uuid, kind, *target, cloud.FollowOptions{
+		Wait:  *wait,
+		Every: a.followEvery,
+		Progress: func(p cloud.Progress) {
+			line := fmt.Sprintf("[%5.1fs] server %s task=%s host=%s", a.now().Sub(start).Seconds(), p.Server.Status, dash(p.Server.TaskState), p.Server.Host)
+			if p.Migration != nil {
+				line += fmt.Sprintf(" migration=%s (%s -> %s)", p.Migration.Status, p.Migration.SourceHost, dash(p.Migration.DestHost))
+			}
+			a.progressf("%s", line)
+		},
+	})
+	if err != nil {
+		if errors.Is(err, cloud.ErrConflict) {
+			return fmt.Errorf("Nova refused the migration: %w", err)
+		}
+		return err
+	}
+	res.Requested, res.Waited = true, *wait
+	if !*wait {
+		if kind == cloud.Cold {
+			a.progressf("requested; a cold migration ends in VERIFY_RESIZE: confirm it (openstack server resize confirm %s) or run with --wait", uuid)
+		} else {
+			a.progressf("requested; follow it with openstack server migration list --server %s, or run with --wait", uuid)
+		}
+		return a.printMigrate(c, res)
+	}
+	res.OK, res.ToHost, res.Seconds = out.OK, out.ToHost, out.Elapsed.Seconds()
+	if out.Migration != nil {
+		res.Migration = out.Migration.Status
+	}
+	if err := a.printMigrate(c, res); err != nil {
+		return err
+	}
+	if !out.OK {
+		why := "Nova recorded no migration"
+		if out.Migration != nil {
+			why = "the migration ended in status " + out.Migration.Status
+		}
+		if *target == "" {
+			why += " (when Nova's scheduler finds no compliant host, it answers NoValidHost)"
+		}
+		return fmt.Errorf("%s of %s failed: %s; the server is on %s (see openstack server event list %s)", kind+" migration", uuid, why, out.ToHost, uuid)
+	}
+	return nil
+}
+
+func (a *app) progressf(format string, args ...any) {
+	fmt.Fprintf(a.stderr, format+"\n", args...)
+}
+
+func (a *app) printMigrate(c *common, res migrateResult) error {
+	if c.output == "json" {
+		return a.json(res)
+	}
+	switch {
+	case !res.Waited:
+		fmt.Fprintf(a.stdout, "%s migration of %s from %s requested\n", res.Kind, res.InstanceUUID, res.FromHost)
+	case res.OK:
+		fmt.Fprintf(a.stdout, "%s migration of %s done: %s -> %s in %.1fs\n", res.Kind, res.InstanceUUID, res.FromHost, res.ToHost, res.Seconds)
+	default:
+		fmt.Fprintf(a.stdout, "%s migration of %s failed: still on %s (migration %s)\n", res.Kind, res.InstanceUUID, res.ToHost, dash(res.Migration))
+	}
+	return nil
+}
