@@ -42,7 +42,48 @@ t_build=$(lf_since "$t0")
 
 # ---- package: type ccaas, connection.json only (no code); byte-for-byte reproducible -------------
 p=$LF_DIR/cc
-printf '{"address":"127.0.0.1:%s","dial_timeout":"10s","tls_required":false}\n' "$LF_CC_PORT" >"$p/connection.json"
+# Mutual TLS between peers and chaincode server: a CA of its own (made once per state folder, so the
+# package id stays the same across deploys), a server certificate for 127.0.0.1 and one client
+# certificate that the peers present (it travels in connection.json, as CCaaS has it).
+cc_tls() {
+  local t=$p/tls
+  [[ -s $t/client-cert.pem ]] && return 0
+  mkdir -p "$t"
+  chmod 700 "$t"
+  local cn=ledgerfence-cc.$LF_DOMAIN
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t/ca-key.pem" 2>/dev/null
+  openssl req -x509 -new -key "$t/ca-key.pem" -subj "/O=$LF_DOMAIN/CN=chaincode TLS CA" -days 30 -sha256 \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -out "$t/ca-cert.pem" 2>/dev/null
+  local who eku san
+  for who in server client; do
+    if [[ $who == server ]]; then
+      eku=serverAuth
+      san="subjectAltName=DNS:$cn,DNS:localhost,IP:127.0.0.1"
+    else
+      eku=clientAuth
+      san="subjectAltName=DNS:peer.$LF_DOMAIN"
+    fi
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t/$who-key.pem" 2>/dev/null
+    openssl req -new -key "$t/$who-key.pem" -subj "/O=$LF_DOMAIN/CN=$cn $who" -out "$t/$who.csr" 2>/dev/null
+    printf '%s\n' "$san" "keyUsage=critical,digitalSignature" "extendedKeyUsage=$eku" \
+      "basicConstraints=critical,CA:FALSE" >"$t/$who.ext"
+    openssl x509 -req -in "$t/$who.csr" -CA "$t/ca-cert.pem" -CAkey "$t/ca-key.pem" \
+      -set_serial "0x$(openssl rand -hex 16)" -days 30 -sha256 -extfile "$t/$who.ext" \
+      -out "$t/$who-cert.pem" 2>/dev/null
+    rm -f "$t/$who.csr" "$t/$who.ext"
+  done
+}
+pem_json() { awk '{ printf "%s\\n", $0 }' "$1"; } # a PEM file as a JSON string body
+if [[ $LF_CC_TLS == 1 ]]; then
+  cc_tls
+  t=$p/tls
+  printf '{"address":"127.0.0.1:%s","domain":"ledgerfence-cc.%s","dial_timeout":"10s","tls_required":true,"client_auth_required":true,"client_key":"%s","client_cert":"%s","root_cert":"%s"}\n' \
+    "$LF_CC_PORT" "$LF_DOMAIN" "$(pem_json "$t/client-key.pem")" "$(pem_json "$t/client-cert.pem")" \
+    "$(pem_json "$t/ca-cert.pem")" >"$p/connection.json"
+else
+  printf '{"address":"127.0.0.1:%s","dial_timeout":"10s","tls_required":false}\n' "$LF_CC_PORT" >"$p/connection.json"
+fi
 printf '{"type":"ccaas","label":"%s"}\n' "$LF_CC_LABEL" >"$p/metadata.json"
 tarball() { # OUT FILE... (fixed order, owner and time, so the package id depends on content only)
   local o=$1

@@ -8,6 +8,7 @@
 #   LEDGERFENCE_FABRIC_PORT_BASE  first port of the 17050..17100 range (default 17050); see README.md
 #   LEDGERFENCE_FABRIC_BIN        folder with the Fabric commands (default: tools/fabric/build.sh builds them)
 #   LEDGERFENCE_FABRIC_LOG_SPEC   FABRIC_LOGGING_SPEC of orderer and peers (default info)
+#   LEDGERFENCE_FABRIC_CC_TLS     1 (default): peers reach the chaincode server over mutual TLS; 0: plain
 # Orderer batching (read by up.sh only):
 #   LEDGERFENCE_FABRIC_BATCH_TIMEOUT (250ms) LEDGERFENCE_FABRIC_MAX_MESSAGES (1) LEDGERFENCE_FABRIC_RAFT_TICK (100ms)
 # The settings up.sh used are saved in $DIR/settings.env and win over the environment afterwards,
@@ -55,6 +56,7 @@ lf_settings() {
     LF_RAFT_TICK=${LEDGERFENCE_FABRIC_RAFT_TICK:-100ms}
     LF_LOG_SPEC=${LEDGERFENCE_FABRIC_LOG_SPEC:-info}
     LF_BIN=${LEDGERFENCE_FABRIC_BIN:-}
+    LF_CC_TLS=${LEDGERFENCE_FABRIC_CC_TLS:-1}
   fi
   if ! [[ $LF_PORT_BASE =~ ^[0-9]+$ ]] || ((LF_PORT_BASE < 1024 || LF_PORT_BASE > 65000)); then
     lf_die "LEDGERFENCE_FABRIC_PORT_BASE must be a number in 1024..65000: $LF_PORT_BASE"
@@ -88,6 +90,7 @@ LF_MAX_MESSAGES=$LF_MAX_MESSAGES
 LF_RAFT_TICK=$LF_RAFT_TICK
 LF_LOG_SPEC=$LF_LOG_SPEC
 LF_BIN=$LF_BIN
+LF_CC_TLS=$LF_CC_TLS
 EOF
 }
 
@@ -395,13 +398,20 @@ lf_start_ca() {
 }
 
 # The chaincode server: CHAINCODE_ID is the installed package id, CHAINCODE_SERVER_ADDRESS where
-# the peers dial it (connection.json of the package).
+# the peers dial it (connection.json of the package); with TLS, its key pair and the CA that the
+# peers' client certificates (also in connection.json) chain to.
 lf_start_cc() {
   [[ -x $LF_DIR/bin/ledgerfence-cc ]] || lf_die "chaincode not built (run deploy.sh)"
   [[ -s $LF_DIR/cc/package_id ]] || lf_die "chaincode not installed (run deploy.sh)"
+  local tlsenv=() t=$LF_DIR/cc/tls
+  if [[ $LF_CC_TLS == 1 ]]; then
+    tlsenv=(CHAINCODE_TLS_KEY_FILE="$t/server-key.pem" CHAINCODE_TLS_CERT_FILE="$t/server-cert.pem"
+      CHAINCODE_TLS_CLIENT_CA_FILE="$t/ca-cert.pem")
+  fi
   lf_spawn cc \
     CHAINCODE_ID="$(<"$LF_DIR/cc/package_id")" \
     CHAINCODE_SERVER_ADDRESS="127.0.0.1:$LF_CC_PORT" \
+    "${tlsenv[@]}" \
     -- "$LF_DIR/bin/ledgerfence-cc"
   lf_wait_port cc "$LF_CC_PORT"
 }
@@ -452,6 +462,7 @@ lf_write_env() {
     echo "LEDGERFENCE_FABRIC_CC_LABEL=$LF_CC_LABEL"
     echo "LEDGERFENCE_FABRIC_CC_PACKAGE_ID=$pkg"
     echo "LEDGERFENCE_FABRIC_CC_ADDRESS=127.0.0.1:$LF_CC_PORT"
+    echo "LEDGERFENCE_FABRIC_CC_TLS=$([[ $LF_CC_TLS == 1 ]] && echo true || echo false)"
     echo "LEDGERFENCE_FABRIC_ORDERER_ADDRESS=127.0.0.1:$LF_ORDERER_PORT"
     echo "LEDGERFENCE_FABRIC_ORDERER_SERVER_NAME=orderer.$LF_DOMAIN"
     echo "LEDGERFENCE_FABRIC_ORDERER_TLS_CA=$LF_ORDERER_TLS_CA"

@@ -214,6 +214,35 @@ for p in "${starters[@]}"; do
 done
 t_start=$(lf_since "$t0")
 
+# ---- identities -----------------------------------------------------------------------------------
+# cryptogen's admins and plain user of each organisation (no ledgerfence attributes)
+for n in 1 2; do
+  for who in admin user; do
+    [[ $who == admin ]] && u=Admin || u=User1
+    d=$LF_DIR/identities/org$n-$who
+    src=$(lf_org_dir "$n")/users/$u@$(lf_org_domain "$n")/msp
+    mkdir -p "$d"
+    cp -r "$src" "$d/msp"
+    cp "$src/signcerts/"*.pem "$d/cert.pem"
+    install -m 0600 "$src/keystore/priv_sk" "$d/key.pem"
+    cp "$src/cacerts/"*.pem "$d/ca.pem"
+    echo "Org${n}MSP" >"$d/mspid"
+  done
+done
+# enrolled through each organisation's Fabric CA, with attributes in the enrolment certificate;
+# side by side, and while the channel is made and the chaincode deployed (the CAs spend their time
+# hashing secrets and writing their databases)
+enrolments=()
+for h in "${hosts[@]}"; do enrolments+=("org1 ${h}agent hostagent $h"); done
+enrolments+=("org1 vmm1 vmmanager" "org1 vmm2 vmmanager" "org1 padmin policyadmin" "org1 hadmin hostadmin"
+  "org1 norole none" "org2 hm6agent hostagent hm6" "org2 vmm-org2 vmmanager")
+enrollers=()
+for e in "${enrolments[@]}"; do
+  read -ra args <<<"$e"
+  "$LF_SRC/enroll.sh" "${args[@]}" >>"$LF_DIR/logs/enroll.log" 2>&1 &
+  enrollers+=($!)
+done
+
 # ---- channel: orderer joins through the channel participation API, then the peers --------------
 osnadmin channel join --channelID "$LF_CHANNEL" --config-block "$LF_BLOCK" \
   -o "127.0.0.1:$LF_ORDERER_ADMIN_PORT" --ca-file "$LF_ORDERER_TLS_CA" \
@@ -235,44 +264,17 @@ done
 grep -q 'Raft leader changed: 0 -> 1' "$LF_DIR/logs/orderer.log" || lf_die "no Raft leader after 10 s"
 t_channel=$(lf_since "$t0")
 
-# ---- identities -----------------------------------------------------------------------------------
-# cryptogen's admins and plain user of each organisation (no ledgerfence attributes)
-for n in 1 2; do
-  for who in admin user; do
-    [[ $who == admin ]] && u=Admin || u=User1
-    d=$LF_DIR/identities/org$n-$who
-    src=$(lf_org_dir "$n")/users/$u@$(lf_org_domain "$n")/msp
-    mkdir -p "$d"
-    cp -r "$src" "$d/msp"
-    cp "$src/signcerts/"*.pem "$d/cert.pem"
-    install -m 0600 "$src/keystore/priv_sk" "$d/key.pem"
-    cp "$src/cacerts/"*.pem "$d/ca.pem"
-    echo "Org${n}MSP" >"$d/mspid"
-  done
-done
-# enrolled through each organisation's Fabric CA, with attributes in the enrolment certificate;
-# side by side (the CA spends its time hashing secrets and writing its database, not on the CPU)
-enrolments=()
-for h in "${hosts[@]}"; do enrolments+=("org1 ${h}agent hostagent $h"); done
-enrolments+=("org1 vmm1 vmmanager" "org1 vmm2 vmmanager" "org1 padmin policyadmin" "org1 hadmin hostadmin"
-  "org1 norole none" "org2 hm6agent hostagent hm6" "org2 vmm-org2 vmmanager")
-enrollers=()
-for e in "${enrolments[@]}"; do
-  read -ra args <<<"$e"
-  "$LF_SRC/enroll.sh" "${args[@]}" >>"$LF_DIR/logs/enroll.log" 2>&1 &
-  enrollers+=($!)
-done
-for p in "${enrollers[@]}"; do
-  wait "$p" || { cat "$LF_DIR/logs/enroll.log" >&2; lf_die "enrolling the default identities failed"; }
-done
-t_ids=$(lf_since "$t0")
-
 lf_write_env
 if ((deploy)); then
   "$LF_SRC/deploy.sh"
 fi
+t_deploy=$(lf_since "$t0")
+for p in "${enrollers[@]}"; do
+  wait "$p" || { cat "$LF_DIR/logs/enroll.log" >&2; lf_die "enrolling the default identities failed"; }
+done
 t_all=$(lf_since "$t0")
+lf_write_env
 
-lf_log "network up in ${t_all}s (crypto ${t_gen}s, processes listening ${t_start}s, channel joined ${t_channel}s, identities ${t_ids}s)"
+lf_log "network up in ${t_all}s (crypto ${t_gen}s, processes listening ${t_start}s, channel joined ${t_channel}s, chaincode ready ${t_deploy}s)"
 lf_rss_table >&2
 echo "$LF_DIR/network.env"
