@@ -3,6 +3,7 @@ package chaincode
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -491,5 +492,38 @@ func TestWireErrorRoundTrip(t *testing.T) {
 	}
 	if _, ok := wire.ParseError("chaincode response 500, Function Nope not found"); ok {
 		t.Error("parsed a foreign message")
+	}
+}
+
+// TestGetHostsLargeBatch reads a batch large enough for one range scan: only
+// the hosts asked for come back, wherever they sit in the range.
+func TestGetHostsLargeBatch(t *testing.T) {
+	l := newLedgerState()
+	for i := range 60 {
+		seedHosts(t, l, filter.Host{Name: fmt.Sprintf("h%02d", i), Country: "JP", Organizations: []string{"A"}})
+	}
+	var ask []string
+	want := map[string]bool{}
+	for i := 5; i < 55; i++ {
+		if i%3 == 0 {
+			continue // hosts in the span that were not asked for
+		}
+		ask = append(ask, fmt.Sprintf("h%02d", i))
+		want[fmt.Sprintf("h%02d", i)] = true
+	}
+	ask = append(ask, "h20x", "h99", "bad name") // unknown, outside the span, invalid
+	if len(ask) < scanFrom {
+		t.Fatalf("batch of %d does not reach the scan", len(ask))
+	}
+	body, _ := json.Marshal(ask)
+	got, err := read[map[string]ledger.HostRecord](t, l, func(ctx Ctx) (string, error) { return cc.GetHosts(ctx, string(body)) })
+	must(t, err)
+	if len(got) != len(want) {
+		t.Errorf("%d hosts, want %d", len(got), len(want))
+	}
+	for n := range want {
+		if got[n].Name != n {
+			t.Errorf("host %s missing", n)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package chaincode
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,6 +79,9 @@ func (s store) hosts(names []string) (map[string]ledger.HostRecord, error) {
 	if len(keys) == 0 {
 		return out, nil
 	}
+	if len(keys) >= scanFrom {
+		return s.scanHosts(keys, out)
+	}
 	vals, err := s.stub.GetMultipleStates(keys...)
 	if err != nil {
 		return nil, fmt.Errorf("read hosts: %w", err)
@@ -89,6 +93,41 @@ func (s store) hosts(names []string) (map[string]ledger.HostRecord, error) {
 		var rec ledger.HostRecord
 		if err := json.Unmarshal(b, &rec); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", keys[i], err)
+		}
+		out[rec.Name] = rec
+	}
+	return out, nil
+}
+
+// scanFrom is the number of hosts from which one range scan over the span of
+// their names beats reading them one by one: a peer without batched reads
+// (GetMultipleStates falls back to one round trip per key) returns a range
+// in pages of a hundred.
+const scanFrom = 32
+
+// scanHosts reads the hosts whose keys are given with one range scan from
+// the smallest key to the largest.
+func (s store) scanHosts(keys []string, out map[string]ledger.HostRecord) (map[string]ledger.HostRecord, error) {
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	it, err := s.stub.GetStateByRange(slices.Min(keys), slices.Max(keys)+"\x00")
+	if err != nil {
+		return nil, fmt.Errorf("read hosts: %w", err)
+	}
+	defer it.Close()
+	for it.HasNext() {
+		kv, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("read hosts: %w", err)
+		}
+		if !want[kv.Key] {
+			continue
+		}
+		var rec ledger.HostRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
 		out[rec.Name] = rec
 	}

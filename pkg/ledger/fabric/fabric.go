@@ -33,9 +33,12 @@ import (
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
 	"github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ledgerfence/ledgerfence/chaincode/wire"
@@ -290,14 +293,54 @@ type submitted struct {
 	block     uint64 // the block that holds it, when committed
 }
 
+// Retries of a write that the network could not take for a passing reason:
+// peers whose endorsements differ because one has not yet committed the
+// previous block, or a read conflict at commit. Nothing was written then.
+const (
+	writeAttempts = 6
+	firstPause    = 5 * time.Millisecond
+)
+
 // submit endorses a transaction and, unless changed says its result needs no
-// write, submits it and waits until it is committed VALID.
+// write, submits it and waits until it is committed VALID. It retries, with a
+// new transaction, when the peers' endorsements differ or the commit hits a
+// read conflict.
 func (l *Ledger) submit(ctx context.Context, name string, changed func([]byte) (bool, error), args ...string) (submitted, error) {
 	if err := ctx.Err(); err != nil {
 		return submitted{}, unavailable(ctx, name, err)
 	}
 	ctx, cancel := l.callCtx(ctx, l.opts.submitTimeout)
 	defer cancel()
+	pause := firstPause
+	for attempt := 1; ; attempt++ {
+		res, err := l.submitOnce(ctx, name, changed, args)
+		if err == nil || attempt == writeAttempts || !transient(err) {
+			return res, err
+		}
+		l.opts.log.Debug("retrying a write", zap.String("tx", name), zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(pause):
+		}
+		pause *= 2
+	}
+}
+
+// transient reports whether a failed write may succeed when tried again at once.
+func transient(err error) bool {
+	var ce *client.CommitError
+	if errors.As(err, &ce) {
+		return ce.Code == peer.TxValidationCode_MVCC_READ_CONFLICT || ce.Code == peer.TxValidationCode_PHANTOM_READ_CONFLICT
+	}
+	var ee *client.EndorseError
+	if errors.As(err, &ee) && !errors.Is(err, ledger.ErrForbidden) && !errors.Is(err, ledger.ErrInvalid) && !errors.Is(err, ledger.ErrNotFound) {
+		return status.Code(ee) == codes.Aborted
+	}
+	return false
+}
+
+func (l *Ledger) submitOnce(ctx context.Context, name string, changed func([]byte) (bool, error), args []string) (submitted, error) {
 	popts := []client.ProposalOption{client.WithArguments(args...)}
 	if len(l.opts.endorsingOrgs) > 0 {
 		popts = append(popts, client.WithEndorsingOrganizations(l.opts.endorsingOrgs...))
