@@ -3,6 +3,9 @@
 // absent, a registry with the same metrics), promtool on the alert rules, and
 // the Grafana dashboard's queries.
 //
+// LEDGERFENCE_FILTERD_BIN names a filterd binary to test instead of building
+// cmd/filterd.
+//
 // Prometheus and promtool come from Debian's prometheus package (install.sh).
 // Without them the tests skip, unless LEDGERFENCE_REQUIRE_INTEGRATION=1, when
 // they fail.

@@ -28,10 +28,14 @@ const (
 	vmUUID     = "0b3e1c52-7a4e-4b8e-9f3a-3d2c1b0a9e8f"
 )
 
-// buildFilterd builds cmd/filterd into a temporary directory, or skips when
+// buildFilterd returns the filterd binary to test: LEDGERFENCE_FILTERD_BIN
+// when set, else cmd/filterd built into a temporary directory. It skips when
 // the tree has no cmd/filterd.
 func buildFilterd(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("LEDGERFENCE_FILTERD_BIN"); bin != "" {
+		return bin
+	}
 	root := repoRoot(t)
 	if _, err := os.Stat(filepath.Join(root, "cmd", "filterd")); err != nil {
 		t.Skip("cmd/filterd is not in this tree; TestPrometheusScrapesRegistry covers the metrics without it")
