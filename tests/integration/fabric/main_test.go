@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -64,6 +65,7 @@ func readEnv(path string) (map[string]string, error) {
 const harness = "network"
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	os.Exit(run(m))
 }
 
