@@ -56,7 +56,8 @@ func mapError(ctx context.Context, op string, err error) error {
 	case codes.Unavailable:
 		return ledger.Errorf(ledger.ErrUnavailable, err, op+": the Fabric peer is unreachable")
 	case codes.DeadlineExceeded:
-		return ledger.Errorf(ledger.ErrUnavailable, err, op+": the Fabric network did not answer in time")
+		// the call's deadline, seen by the peer before the caller's timer fired
+		return ledger.Errorf(ledger.ErrUnavailable, errors.Join(context.DeadlineExceeded, err), op+": the Fabric network did not answer in time")
 	}
 	return ledger.Errorf(ledger.ErrUnavailable, err, op+": the Fabric network could not serve the request ("+st.Code().String()+")")
 }
