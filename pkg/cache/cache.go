@@ -367,7 +367,12 @@ func (c *Cache) observe(ctx context.Context, call int, start time.Time, err erro
 	switch {
 	case err == nil:
 		c.m.up.Set(1)
-	case ctx.Err() == nil:
+	case ctx.Err() != nil:
+	case errors.Is(err, ledger.ErrInvalid), errors.Is(err, ledger.ErrNotFound), errors.Is(err, ledger.ErrForbidden):
+		// The ledger answered, with a refusal.
+		c.m.queryErrors[call].Inc()
+		c.m.up.Set(1)
+	default:
 		c.m.queryErrors[call].Inc()
 		c.m.up.Set(0)
 	}

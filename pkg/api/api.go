@@ -1,0 +1,370 @@
+// Package api serves filterd's HTTP API: Nova's external-scheduler webhook
+// (POST /scheduler/nova/external), the REST API under /v1/ (hosts,
+// regulations, history, what-if checks, recent decisions), /metrics,
+// /healthz and /readyz.
+//
+// The webhook decides from a cache of the ledger (package cache) with
+// pkg/filter's Evaluate, and fails closed: when the ledger cannot answer for
+// a VM, Nova gets 200 {"hosts": []}, never an error that SAP's Nova would
+// answer by trying every host. Every webhook answer carries a decision id
+// (header X-Ledgerfence-Decision); the decision is logged, counted and kept
+// in a bounded store served at GET /v1/decisions/{id}.
+//
+// REST errors are {"error": "..."} with a 4xx or 5xx status; their text never
+// holds internal detail. Writes need the admin bearer token and a backend
+// that accepts writes through filterd (the embedded ledger); reads are open
+// unless a read token is configured.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/ledgerfence/ledgerfence/pkg/cache"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/nova"
+)
+
+// Headers.
+const (
+	// HeaderDecision carries the decision id of every webhook answer.
+	HeaderDecision = "X-Ledgerfence-Decision"
+	// HeaderChanged says whether a write changed the ledger ("true") or was
+	// a no-op ("false").
+	HeaderChanged = "X-Ledgerfence-Changed"
+	// HeaderWriter names the writer of a REST write, for the ledger's
+	// records (the admin token authenticates; this only names).
+	HeaderWriter = "X-Ledgerfence-Writer"
+)
+
+// Defaults of Config.
+const (
+	// DefaultMaxBodyBytes is the webhook's body limit: Nova's request for
+	// 10,000 hosts with long names and weights is about 2 MiB.
+	DefaultMaxBodyBytes = 8 << 20
+	// DefaultDecisions is how many recent decisions are kept.
+	DefaultDecisions = 1000
+	// DefaultDecisionVerdicts bounds the host verdicts kept over all stored
+	// decisions (about 100 bytes each).
+	DefaultDecisionVerdicts = 1_000_000
+	// DefaultWriter names REST writes that do not name their writer.
+	DefaultWriter = "filterd-admin"
+	// DefaultHeartbeat is the idle interval after which GET /v1/events
+	// writes an empty line, so that clients can tell a quiet stream from a
+	// dead one.
+	DefaultHeartbeat = 15 * time.Second
+	// maxRESTBody is the body limit of REST requests other than checks.
+	maxRESTBody = 1 << 20
+)
+
+// Config is the API's configuration. Zero values take the defaults.
+type Config struct {
+	// DenyUnregulated denies every host to a VM no regulation applies to.
+	DenyUnregulated bool
+	// AdminToken authorises writes; with none, writes are refused.
+	AdminToken string
+	// ReadToken, when set, is required (or the admin token) for reads.
+	ReadToken string
+	// WebhookToken, when set, is required for the webhook.
+	WebhookToken string
+	// Backend names the ledger backend, for GET /v1/ledger.
+	Backend string
+	// Writable says whether the backend accepts writes through filterd
+	// (embedded: yes; fabric: writers sign their own transactions).
+	Writable bool
+	// MaxBodyBytes is the webhook's (and checks') body limit.
+	MaxBodyBytes int64
+	// Decisions and DecisionVerdicts bound the decision store.
+	Decisions        int
+	DecisionVerdicts int
+	// Heartbeat is the event stream's idle heartbeat.
+	Heartbeat time.Duration
+	// Publisher, when set, is given every decision that denied a host.
+	Publisher Publisher
+	// Clock is time.Now by default.
+	Clock func() time.Time
+}
+
+func (c *Config) defaults() error {
+	if c.MaxBodyBytes < 0 || c.Decisions < 0 || c.DecisionVerdicts < 0 || c.Heartbeat < 0 {
+		return errors.New("api: negative config value")
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Decisions == 0 {
+		c.Decisions = DefaultDecisions
+	}
+	if c.DecisionVerdicts == 0 {
+		c.DecisionVerdicts = DefaultDecisionVerdicts
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.Backend == "" {
+		c.Backend = "unknown"
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+// Resolver answers from the ledger's cache; *cache.Cache is one.
+type Resolver interface {
+	// Resolve fills q; an error means the ledger cannot answer for q.
+	Resolve(ctx context.Context, q *cache.Query) error
+	// Invalidate forgets a record after a write made through the API.
+	Invalidate(kind ledger.Kind, key string)
+	// Ready reports whether the cache has been filled.
+	Ready() bool
+	// Height is the ledger height of the cache's view.
+	Height() uint64
+}
+
+// Server is the HTTP API. It is an http.Handler.
+type Server struct {
+	cfg       Config
+	ledger    ledger.Ledger
+	cache     Resolver
+	log       *zap.Logger
+	m         *metrics
+	decisions *decisionStore
+	mux       *http.ServeMux
+	scratch   sync.Pool
+
+	// streams ends the event streams on Close (http.Server.Shutdown does
+	// not cancel the contexts of requests in flight).
+	streams    context.Context
+	endStreams context.CancelFunc
+}
+
+// New builds the API over a ledger and its cache. Metrics are registered on
+// reg; /metrics serves gatherer.
+func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer, cfg Config) (*Server, error) {
+	if l == nil || c == nil {
+		return nil, errors.New("api: nil ledger or cache")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		ledger:    l,
+		cache:     c,
+		log:       log,
+		m:         m,
+		decisions: newDecisionStore(cfg.Decisions, cfg.DecisionVerdicts),
+		mux:       http.NewServeMux(),
+	}
+	s.streams, s.endStreams = context.WithCancel(context.Background())
+	s.scratch.New = func() any { return &scratch{seen: make(map[string]struct{})} }
+	s.routes(gatherer)
+	return s, nil
+}
+
+// Close ends the event streams being served. Call it when the HTTP server
+// shuts down (http.Server.RegisterOnShutdown).
+func (s *Server) Close() { s.endStreams() }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// methods dispatches by method and answers 405 for the others.
+type methods map[string]http.HandlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := m[r.Method]; ok {
+		h(w, r)
+		return
+	}
+	allow := make([]string, 0, len(m))
+	for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		if _, ok := m[method]; ok {
+			allow = append(allow, method)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use "+strings.Join(allow, " or "))
+}
+
+func (s *Server) routes(gatherer prometheus.Gatherer) {
+	handle := func(pattern string, h http.Handler) {
+		s.mux.Handle(pattern, s.m.instrument(pattern, h))
+	}
+	s.mux.HandleFunc(nova.Path, s.webhook)
+	handle("/v1/hosts", methods{http.MethodGet: s.read(s.listHosts)})
+	handle("/v1/hosts/{host}", methods{http.MethodGet: s.read(s.getHost), http.MethodPut: s.write(s.putHost)})
+	handle("/v1/regulations/{subject}", methods{
+		http.MethodGet:    s.read(s.getRegulation),
+		http.MethodPut:    s.write(s.putRegulation),
+		http.MethodDelete: s.write(s.deleteRegulation),
+	})
+	handle("/v1/history/hosts/{host}", methods{http.MethodGet: s.read(s.hostHistory)})
+	handle("/v1/history/regulations/{subject}", methods{http.MethodGet: s.read(s.regulationHistory)})
+	handle("/v1/check", methods{http.MethodPost: s.read(s.check)})
+	handle("/v1/decisions", methods{http.MethodGet: s.read(s.listDecisions)})
+	handle("/v1/decisions/{id}", methods{http.MethodGet: s.read(s.getDecision)})
+	handle("/v1/ledger", methods{http.MethodGet: s.read(s.ledgerInfo)})
+	handle("/v1/lookup", methods{http.MethodPost: s.read(s.lookup)})
+	handle("/v1/events", methods{http.MethodGet: s.read(s.events)})
+	s.mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.mux.Handle("/healthz", methods{http.MethodGet: s.healthz})
+	s.mux.Handle("/readyz", methods{http.MethodGet: s.readyz})
+	handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+clip(r.URL.Path))
+	}))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.cache.Ready() {
+		writeError(w, http.StatusServiceUnavailable, "not ready: the cache has not been filled from the ledger yet")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// bearer returns the bearer token of r, if any.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
+// tokenIs compares in constant time; an empty want never matches.
+func tokenIs(got, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+func unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerfence"`)
+	writeError(w, http.StatusUnauthorized, msg)
+}
+
+// read requires the read token (or the admin token) when one is configured.
+func (s *Server) read(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.ReadToken != "" {
+			tok, ok := bearer(r)
+			if !ok || !(tokenIs(tok, s.cfg.ReadToken) || tokenIs(tok, s.cfg.AdminToken)) {
+				unauthorized(w, "reads need Authorization: Bearer <read token>")
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+// write requires a writable backend and the admin token.
+func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.cfg.Writable {
+			writeError(w, http.StatusForbidden, "this filterd serves the "+s.cfg.Backend+
+				" ledger, which filterd does not write to: writers sign their own transactions (hostagent, ledgerctl)")
+			return
+		}
+		if s.cfg.AdminToken == "" {
+			writeError(w, http.StatusForbidden, "writes are disabled: filterd has no admin token (--admin-token or LEDGERFENCE_ADMIN_TOKEN)")
+			return
+		}
+		tok, ok := bearer(r)
+		if !ok || !tokenIs(tok, s.cfg.AdminToken) {
+			unauthorized(w, "writes need Authorization: Bearer <admin token>")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// errorBody is every error's JSON.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"internal error"}`)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// ledgerError answers a ledger error with the status of its kind. The texts
+// of ledger errors are safe for clients (package ledger's contract); any
+// other error is logged and answered as an internal error.
+func (s *Server) ledgerError(w http.ResponseWriter, r *http.Request, err error) {
+	var status int
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, ledger.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, ledger.ErrForbidden):
+		status = http.StatusForbidden
+	case errors.Is(err, ledger.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		s.log.Warn("ledger unavailable", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, "the ledger could not answer; retry later")
+		return
+	default:
+		s.log.Error("ledger call failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	msg := err.Error()
+	var le *ledger.Error
+	if errors.As(err, &le) {
+		msg = le.Error()
+	}
+	writeError(w, status, msg)
+}
+
+// validationError answers 400 with a pkg/filter validation message.
+func validationError(w http.ResponseWriter, err error) {
+	var ve *filter.ValidationError
+	if errors.As(err, &ve) {
+		writeError(w, http.StatusBadRequest, ve.Error())
+		return
+	}
+	writeError(w, http.StatusBadRequest, "invalid input")
+}
+
+// clip shortens client-supplied text echoed in a message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

@@ -1,0 +1,211 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+)
+
+// decision is a webhook decision as kept in the store.
+type decision struct {
+	id          string
+	time        time.Time
+	requestID   string
+	instance    string
+	project     string
+	operation   string
+	outcome     string
+	hosts       int // hosts in Nova's request, duplicates included
+	regulations []filter.Subject
+	summary     string
+	height      uint64
+	failClosed  bool
+	duration    time.Duration
+	verdicts    []filter.Verdict
+	allowed     int
+	regulated   bool
+}
+
+// Decision is a decision as GET /v1/decisions/{id} shows it.
+type Decision struct {
+	ID           string    `json:"id"`
+	Time         time.Time `json:"time"`
+	RequestID    string    `json:"request_id,omitempty"`
+	InstanceUUID string    `json:"instance_uuid"`
+	ProjectID    string    `json:"project_id,omitempty"`
+	Operation    string    `json:"operation"`
+	Outcome      string    `json:"outcome"`
+	// Hosts is how many hosts Nova sent (duplicates included); Candidates
+	// how many distinct ones were decided on; Allowed how many passed.
+	Hosts      int  `json:"hosts"`
+	Candidates int  `json:"candidates"`
+	Allowed    int  `json:"allowed"`
+	Regulated  bool `json:"regulated"`
+	// Regulations are the subjects whose regulations applied.
+	Regulations  []filter.Subject `json:"regulations,omitempty"`
+	Summary      string           `json:"summary"`
+	LedgerHeight uint64           `json:"ledger_height"`
+	// Error says why the decision failed closed.
+	Error      string  `json:"error,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+	// Verdicts, one per candidate in Nova's order; left out of listings.
+	Verdicts []Verdict `json:"verdicts,omitempty"`
+}
+
+// Verdict is one host's verdict with its reason in words.
+type Verdict struct {
+	Host    string        `json:"host"`
+	Allowed bool          `json:"allowed"`
+	Reason  filter.Reason `json:"reason,omitempty"`
+	Detail  string        `json:"detail,omitempty"`
+	// Regulation is the subject of the regulation that denied the host.
+	Regulation filter.Subject `json:"regulation,omitempty"`
+}
+
+func verdictViews(vs []filter.Verdict) []Verdict {
+	out := make([]Verdict, len(vs))
+	for i, v := range vs {
+		out[i] = Verdict{Host: v.Host, Allowed: v.Allowed, Reason: v.Reason, Regulation: v.Subject}
+		if !v.Allowed {
+			out[i].Detail = v.Detail()
+		}
+	}
+	return out
+}
+
+// errFailClosed is what a fail-closed decision says of itself; the cause is
+// in the log line of its decision id.
+const errFailClosed = "the ledger could not answer for this VM, so no host was allowed (see filterd's log for this decision id)"
+
+func (d *decision) view(withVerdicts bool) Decision {
+	v := Decision{
+		ID:           d.id,
+		Time:         d.time.UTC(),
+		RequestID:    d.requestID,
+		InstanceUUID: d.instance,
+		ProjectID:    d.project,
+		Operation:    d.operation,
+		Outcome:      d.outcome,
+		Hosts:        d.hosts,
+		Candidates:   len(d.verdicts),
+		Allowed:      d.allowed,
+		Regulated:    d.regulated,
+		Regulations:  d.regulations,
+		Summary:      d.summary,
+		LedgerHeight: d.height,
+		DurationMS:   float64(d.duration.Microseconds()) / 1000,
+	}
+	if d.failClosed {
+		v.Error = errFailClosed
+	}
+	if withVerdicts {
+		v.Verdicts = verdictViews(d.verdicts)
+	}
+	return v
+}
+
+// decisionStore keeps the most recent decisions, bounded by count and by the
+// verdicts they hold together; the oldest go first.
+type decisionStore struct {
+	mu          sync.Mutex
+	ring        []*decision
+	head, n     int // ring[head] is the oldest of n
+	byID        map[string]*decision
+	verdicts    int
+	maxVerdicts int
+}
+
+func newDecisionStore(max, maxVerdicts int) *decisionStore {
+	return &decisionStore{ring: make([]*decision, max), byID: make(map[string]*decision, max), maxVerdicts: maxVerdicts}
+}
+
+func (s *decisionStore) add(d *decision) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.n > 0 && (s.n == len(s.ring) || s.verdicts+len(d.verdicts) > s.maxVerdicts) {
+		old := s.ring[s.head]
+		s.ring[s.head] = nil
+		delete(s.byID, old.id)
+		s.verdicts -= len(old.verdicts)
+		s.head = (s.head + 1) % len(s.ring)
+		s.n--
+	}
+	s.ring[(s.head+s.n)%len(s.ring)] = d
+	s.n++
+	s.byID[d.id] = d
+	s.verdicts += len(d.verdicts)
+}
+
+func (s *decisionStore) get(id string) (*decision, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.byID[id]
+	return d, ok
+}
+
+// recent returns up to limit decisions, newest first.
+func (s *decisionStore) recent(limit int) []*decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*decision, 0, min(limit, s.n))
+	for i := s.n - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, s.ring[(s.head+i)%len(s.ring)])
+	}
+	return out
+}
+
+// newDecisionID returns a random UUID (version 4).
+func newDecisionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
+
+func (s *Server) getDecision(w http.ResponseWriter, r *http.Request) {
+	d, ok := s.decisions.get(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such decision: it is unknown or no longer kept (the store keeps the most recent ones)")
+		return
+	}
+	writeJSON(w, http.StatusOK, d.view(true))
+}
+
+// decisionList is the body of GET /v1/decisions.
+type decisionList struct {
+	Decisions []Decision `json:"decisions"`
+}
+
+func (s *Server) listDecisions(w http.ResponseWriter, r *http.Request) {
+	limit := 20
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be an integer from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	ds := s.decisions.recent(limit)
+	out := decisionList{Decisions: make([]Decision, len(ds))}
+	for i, d := range ds {
+		out.Decisions[i] = d.view(false)
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,270 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ledgerfence/ledgerfence/pkg/cache"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/notify"
+	"github.com/ledgerfence/ledgerfence/pkg/nova"
+)
+
+// Publisher is told of every decision that denied a host; *notify.Publisher
+// is one. Publish must not block.
+type Publisher interface {
+	Publish(ev notify.Event) bool
+}
+
+// scratch is a request's reusable memory.
+type scratch struct {
+	body bytes.Buffer
+	out  bytes.Buffer
+	seen map[string]struct{}
+	q    cache.Query
+}
+
+// maxPooledHosts keeps the scratch of huge requests out of the pool.
+const maxPooledHosts = 20_000
+
+func (s *Server) getScratch() *scratch { return s.scratch.Get().(*scratch) }
+
+func (s *Server) putScratch(sc *scratch) {
+	if cap(sc.q.Candidates) > maxPooledHosts || sc.body.Cap() > 4*DefaultMaxBodyBytes {
+		return
+	}
+	clear(sc.q.Candidates[:cap(sc.q.Candidates)]) // drop references to cached hosts
+	sc.q.Candidates = sc.q.Candidates[:0]
+	s.scratch.Put(sc)
+}
+
+// webhook answers Nova's external-scheduler request: method check, auth,
+// read with a limit, decode, validate, decide with the request's context,
+// encode. It never answers 5xx: a decision it cannot make fails closed.
+func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
+	start := s.cfg.Clock()
+	id := newDecisionID()
+	w.Header().Set(HeaderDecision, id)
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		s.refuse(w, id, start, opUnknown, OutcomeMethodNotAllowed, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
+		return
+	}
+	if s.cfg.WebhookToken != "" {
+		if tok, ok := bearer(r); !ok || !tokenIs(tok, s.cfg.WebhookToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerfence"`)
+			s.refuse(w, id, start, opUnknown, OutcomeUnauthorized, http.StatusUnauthorized, "the webhook needs Authorization: Bearer <webhook token>")
+			return
+		}
+	}
+
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes, &sc.body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.refuse(w, id, start, opUnknown, OutcomeTooLarge, http.StatusRequestEntityTooLarge,
+				"request body is larger than "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes")
+			return
+		}
+		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, "could not read the request body")
+		return
+	}
+	req, err := nova.Decode(body)
+	if err != nil {
+		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, clipMsg(err.Error()))
+		return
+	}
+	op := req.Operation()
+	uuid, err := filter.NormalizeUUID(req.Spec.Data.InstanceUUID)
+	if err != nil {
+		s.refuse(w, id, start, op, OutcomeBadRequest, http.StatusBadRequest, "spec instance_uuid: "+err.Error())
+		return
+	}
+
+	project := req.Spec.Data.ProjectID
+	if project != "" {
+		if _, err := filter.ParseSubject(string(filter.ProjectSubject(project))); err != nil {
+			s.refuse(w, id, start, op, OutcomeBadRequest, http.StatusBadRequest, "spec project_id: "+err.Error())
+			return
+		}
+	}
+
+	sc.q.Candidates = sc.q.Candidates[:0]
+	for i := range req.Hosts {
+		name := req.Hosts[i].Host
+		if _, dup := sc.seen[name]; dup {
+			continue
+		}
+		sc.seen[name] = struct{}{}
+		sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: name})
+	}
+	clear(sc.seen)
+	res, height, resolveErr := s.decide(r.Context(), &sc.q, uuid, project)
+
+	// Nova's answer: the passing hosts, once each, in the order received.
+	allowed := make([]string, 0, res.Allowed)
+	for i := range res.Verdicts {
+		if res.Verdicts[i].Allowed {
+			allowed = append(allowed, res.Verdicts[i].Host)
+		}
+	}
+	sc.out.Reset()
+	if err := json.NewEncoder(&sc.out).Encode(nova.Response{Hosts: allowed}); err != nil {
+		// Unreachable with a []string; answer closed rather than 500.
+		sc.out.Reset()
+		sc.out.WriteString(`{"hosts":[]}` + "\n")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(sc.out.Len()))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(sc.out.Bytes())
+
+	d := &decision{
+		id:         id,
+		time:       start,
+		requestID:  req.RequestID(),
+		instance:   uuid,
+		project:    project,
+		operation:  op,
+		outcome:    outcomeOf(&res, resolveErr),
+		hosts:      len(req.Hosts),
+		summary:    res.Summary(),
+		height:     height,
+		failClosed: resolveErr != nil,
+		verdicts:   res.Verdicts,
+		allowed:    res.Allowed,
+		regulated:  res.Regulated,
+	}
+	for i := range sc.q.Regulations {
+		d.regulations = append(d.regulations, sc.q.Regulations[i].Subject)
+	}
+	d.duration = s.cfg.Clock().Sub(start)
+	s.decisions.add(d)
+	s.m.request(op, d.outcome)
+	s.m.deniedHosts(&res)
+	s.m.hosts.Observe(float64(len(res.Verdicts)))
+	s.m.duration.Observe(d.duration.Seconds())
+	s.logDecision(d, resolveErr)
+	if s.cfg.Publisher != nil && res.Allowed < len(res.Verdicts) {
+		ev, ok := notify.NewDecisionDenied(notify.Decision{
+			ID: id, RequestID: d.requestID, Instance: uuid, Project: project,
+			Operation: op, LedgerHeight: height, Time: start,
+		}, &res)
+		if ok {
+			s.cfg.Publisher.Publish(ev)
+		}
+	}
+}
+
+// decide resolves the VM's regulations and the candidates' records through
+// the cache and evaluates them. When the cache cannot answer, every
+// candidate is denied with ledger_unavailable (fail closed) and the error is
+// returned for the log.
+func (s *Server) decide(ctx context.Context, q *cache.Query, uuid, project string) (filter.Result, uint64, error) {
+	q.Subjects = q.Subjects[:0]
+	if uuid != "" {
+		q.Subjects = append(q.Subjects, filter.VMSubject(uuid))
+	}
+	if project != "" {
+		q.Subjects = append(q.Subjects, filter.ProjectSubject(project))
+	}
+	q.Regulations = q.Regulations[:0]
+	if len(q.Candidates) == 0 {
+		return filter.Evaluate(nil, nil, filter.Options{}), s.cache.Height(), nil
+	}
+	if err := s.cache.Resolve(ctx, q); err != nil {
+		q.Regulations = q.Regulations[:0]
+		return filter.Unavailable(q.Candidates), q.Height, err
+	}
+	return filter.Evaluate(q.Regulations, q.Candidates, filter.Options{DenyUnregulated: s.cfg.DenyUnregulated}), q.Height, nil
+}
+
+func outcomeOf(res *filter.Result, err error) string {
+	switch {
+	case err != nil:
+		return OutcomeFailClosed
+	case len(res.Verdicts) == 0:
+		return OutcomeNoHosts
+	case res.Allowed == len(res.Verdicts):
+		return OutcomeAllowedAll
+	case res.Allowed == 0:
+		return OutcomeDeniedAll
+	}
+	return OutcomeAllowedSome
+}
+
+// logDecision writes the decision's summary line and, at debug level, one
+// line per denied host.
+func (s *Server) logDecision(d *decision, resolveErr error) {
+	fields := []zap.Field{
+		zap.String("decision", d.id),
+		zap.String("request_id", d.requestID),
+		zap.String("instance_uuid", d.instance),
+		zap.String("project_id", d.project),
+		zap.String("operation", d.operation),
+		zap.String("outcome", d.outcome),
+		zap.String("summary", d.summary),
+		zap.Uint64("ledger_height", d.height),
+		zap.Duration("duration", d.duration),
+	}
+	if resolveErr != nil {
+		s.log.Warn("decision failed closed: the ledger could not answer", append(fields, zap.Error(resolveErr))...)
+	} else {
+		s.log.Info("decision", fields...)
+	}
+	if d.allowed == len(d.verdicts) || !s.log.Core().Enabled(zap.DebugLevel) {
+		return
+	}
+	for i := range d.verdicts {
+		v := &d.verdicts[i]
+		if v.Allowed {
+			continue
+		}
+		s.log.Debug("host denied",
+			zap.String("decision", d.id),
+			zap.String("instance_uuid", d.instance),
+			zap.String("host", v.Host),
+			zap.String("reason", string(v.Reason)),
+			zap.String("detail", v.Detail()))
+	}
+}
+
+// refuse answers a request that gets no decision, and counts and logs it.
+func (s *Server) refuse(w http.ResponseWriter, id string, start time.Time, op, outcome string, status int, msg string) {
+	writeError(w, status, msg)
+	s.m.request(op, outcome)
+	s.m.duration.Observe(s.cfg.Clock().Sub(start).Seconds())
+	s.log.Info("webhook request refused", zap.String("decision", id), zap.String("outcome", outcome),
+		zap.Int("status", status), zap.String("error", msg))
+}
+
+// readBody reads r's body into buf, up to limit bytes (an
+// *http.MaxBytesError beyond).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *bytes.Buffer) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	buf.Reset()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	return buf.Bytes(), err
+}
+
+// clipMsg bounds a message built from client input.
+func clipMsg(s string) string {
+	if len(s) > 256 {
+		return s[:256] + "..."
+	}
+	return s
+}
