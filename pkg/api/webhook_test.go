@@ -179,8 +179,11 @@ func TestWebhookAnswers(t *testing.T) {
 			op:      nova.OpRebuild,
 		},
 		{
-			name:    "unknown fields and null scheduler hints",
-			edit:    func(m map[string]any) { m["future_field"] = map[string]any{"x": 1}; specData(m)["scheduler_hints"] = nil },
+			name: "unknown fields and null scheduler hints",
+			edit: func(m map[string]any) {
+				m["future_field"] = map[string]any{"x": 1}
+				specData(m)["scheduler_hints"] = nil
+			},
 			want:    []string{"hm1", "hm2", "hm5"},
 			outcome: OutcomeAllowedSome,
 			op:      nova.OpCreate,
