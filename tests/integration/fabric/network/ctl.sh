@@ -4,6 +4,7 @@
 #   ctl.sh ACTION COMPONENT...
 #
 # ACTION     start    start it (from the state folder, same ports and keys) and wait until it listens
+#                     (a peer: until both peers' gossip know each other again)
 #            stop     SIGTERM, wait until gone (SIGKILL after 10 s)
 #            kill     SIGKILL, like a crash; wait until gone
 #            restart  stop, then start
@@ -42,6 +43,10 @@ start_one() {
     return 0
   fi
   lf_start "$1"
+  case $1 in
+    # a peer is back once both peers' gossip know each other again (gateways can plan MAJORITY)
+    peer1 | peer2) [[ -z $(lf_pid peer1) || -z $(lf_pid peer2) ]] || lf_wait_gossip 60 ;;
+  esac
   lf_log "$1 started (pid $(lf_pid "$1"))"
 }
 

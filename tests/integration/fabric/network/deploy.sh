@@ -25,19 +25,8 @@ ready_args=${LEDGERFENCE_CC_READY_ARGS:-'{"Args":["org.hyperledger.fabric:GetMet
 t0=$(lf_now)
 
 # ---- build -----------------------------------------------------------------------------------------
-out=$LF_DIR/bin/ledgerfence-cc
 mkdir -p "$LF_DIR/bin" "$LF_DIR/cc"
-if [[ -n ${LEDGERFENCE_CC_BIN:-} ]]; then
-  install -m 0755 "$LEDGERFENCE_CC_BIN" "$out.new"
-else
-  pkg=${LEDGERFENCE_CC_PKG:-./cmd/ledgerfence-cc}
-  if [[ $pkg == /* ]]; then
-    (cd "$pkg" && go build -o "$out.new" .)
-  else
-    (cd "$LF_REPO" && go build -o "$out.new" "$pkg")
-  fi
-fi
-mv "$out.new" "$out"
+lf_build_cc "$LF_DIR/bin/ledgerfence-cc" || lf_die "building the chaincode failed"
 t_build=$(lf_since "$t0")
 
 # ---- package: type ccaas, connection.json only (no code); byte-for-byte reproducible -------------

@@ -45,6 +45,12 @@ mkdir -p "$LF_DIR"/{run,logs,data,config,configtx,identities,bin}
 date -u +%Y-%m-%dT%H:%M:%SZ >"$LF_DIR/$LF_MARK"
 lf_save_settings
 
+# the chaincode builds while the network comes up
+if ((deploy)); then
+  lf_build_cc "$LF_DIR/bin/ledgerfence-cc.prebuilt" >"$LF_DIR/logs/cc-build.log" 2>&1 &
+  cc_builder=$!
+fi
+
 # ---- crypto material (cryptogen) --------------------------------------------------------------------
 cat >"$LF_DIR/crypto-config.yaml" <<EOF
 OrdererOrgs:
@@ -68,6 +74,10 @@ PeerOrgs:
 EOF
 cryptogen generate --config="$LF_DIR/crypto-config.yaml" --output="$LF_CRYPTO" >"$LF_DIR/logs/cryptogen.log" 2>&1 ||
   { cat "$LF_DIR/logs/cryptogen.log" >&2; lf_die "cryptogen failed"; }
+# Both organisations' TLS roots, trusted by each peer from its start: a peer learns the other
+# organisation's TLS root only some seconds after it joins the channel, and until then its gossip
+# cannot reach the other organisation's peer, so the gateway finds no endorsers for MAJORITY.
+cat "$(lf_peer_tls_ca 1)" "$(lf_peer_tls_ca 2)" >"$LF_CRYPTO/peer-tls-roots.pem"
 
 # ---- channel genesis block (configtxgen) ----------------------------------------------------------
 org_yaml() { # N
@@ -266,8 +276,12 @@ t_channel=$(lf_since "$t0")
 
 lf_write_env
 if ((deploy)); then
-  "$LF_SRC/deploy.sh"
+  wait "$cc_builder" || { cat "$LF_DIR/logs/cc-build.log" >&2; lf_die "building the chaincode failed"; }
+  LEDGERFENCE_CC_BIN=$LF_DIR/bin/ledgerfence-cc.prebuilt "$LF_SRC/deploy.sh"
+  rm -f "$LF_DIR/bin/ledgerfence-cc.prebuilt"
 fi
+# the gateways plan MAJORITY endorsements from gossip membership: wait until it is complete
+lf_wait_gossip 60
 t_deploy=$(lf_since "$t0")
 for p in "${enrollers[@]}"; do
   wait "$p" || { cat "$LF_DIR/logs/enroll.log" >&2; lf_die "enrolling the default identities failed"; }
@@ -275,6 +289,6 @@ done
 t_all=$(lf_since "$t0")
 lf_write_env
 
-lf_log "network up in ${t_all}s (crypto ${t_gen}s, processes listening ${t_start}s, channel joined ${t_channel}s, chaincode ready ${t_deploy}s)"
+lf_log "network up in ${t_all}s (crypto ${t_gen}s, processes listening ${t_start}s, channel joined ${t_channel}s, chaincode and gossip ready ${t_deploy}s)"
 lf_rss_table >&2
 echo "$LF_DIR/network.env"
