@@ -112,6 +112,12 @@ func endorsed(t *testing.T, result any) func() (*gateway.EndorseResponse, error)
 // Ledger to it with a throwaway identity.
 func newTestLedger(t *testing.T, fake *fakeGateway, opts ...Option) *Ledger {
 	t.Helper()
+	return newTestLedgerWith(t, fake, opts...)
+}
+
+// newTestLedgerWith serves any Gateway service.
+func newTestLedgerWith(t *testing.T, fake gateway.GatewayServer, opts ...Option) *Ledger {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	gateway.RegisterGatewayServer(srv, fake)

@@ -1,0 +1,211 @@
+package fabric
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hyperledger/fabric-protos-go-apiv2/gateway"
+	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// eventLedger is the chaincode events of a few blocks, served the way a
+// peer's gateway does: from the start block, skipping the start block's
+// events up to and including the transaction a checkpoint names.
+type eventLedger struct {
+	fakeGateway
+	blocks map[uint64][]string // block -> transaction ids, in order
+	last   uint64
+
+	mu        sync.Mutex
+	starts    []string // "block/after-tx" of every stream opened
+	breakEach int      // > 0: end every stream after this many events
+}
+
+func newEventLedger() *eventLedger {
+	return &eventLedger{blocks: map[uint64][]string{
+		2: {"tx2"},
+		3: {"tx3a", "tx3b", "tx3c"},
+		5: {"tx5"},
+		6: {"tx6a", "tx6b"},
+	}, last: 6}
+}
+
+func (e *eventLedger) ChaincodeEvents(req *gateway.SignedChaincodeEventsRequest, stream gateway.Gateway_ChaincodeEventsServer) error {
+	var r gateway.ChaincodeEventsRequest
+	if err := proto.Unmarshal(req.GetRequest(), &r); err != nil {
+		return err
+	}
+	start := r.GetStartPosition().GetSpecified().GetNumber()
+	skipTo := r.GetAfterTransactionId()
+	e.mu.Lock()
+	e.starts = append(e.starts, fmt.Sprintf("%d/%s", start, skipTo))
+	breakEach := e.breakEach
+	e.mu.Unlock()
+	sent := 0
+	for b := start; b <= e.last; b++ {
+		var evs []*peer.ChaincodeEvent
+		for _, tx := range e.blocks[b] {
+			if b == start && skipTo != "" {
+				if tx == skipTo {
+					skipTo = ""
+				}
+				continue
+			}
+			if breakEach > 0 && sent == breakEach {
+				break
+			}
+			payload, _ := json.Marshal(ledger.Event{Kind: ledger.KindHost, Key: "h-" + tx, Op: ledger.OpPut})
+			evs = append(evs, &peer.ChaincodeEvent{ChaincodeId: "ledgerfence", TxId: tx, EventName: "host.put", Payload: payload})
+			sent++
+		}
+		if len(evs) > 0 {
+			if err := stream.Send(&gateway.ChaincodeEventsResponse{BlockNumber: b, Events: evs}); err != nil {
+				return err
+			}
+		}
+		if breakEach > 0 && sent == breakEach {
+			return status.Error(codes.Unavailable, "peer going away")
+		}
+	}
+	<-stream.Context().Done() // a live stream waits for the next block
+	return nil
+}
+
+func (e *eventLedger) opened() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.starts...)
+}
+
+// take reads n events, or fails the test after a while.
+func take(t *testing.T, events <-chan ledger.Event, n int) []string {
+	t.Helper()
+	var got []string
+	for len(got) < n {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("stream closed after %v", got)
+			}
+			if ev.Key != "h-"+ev.TxID || ev.Block == 0 {
+				t.Fatalf("event %+v", ev)
+			}
+			got = append(got, fmt.Sprintf("%d:%s", ev.Block, ev.TxID))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %v", got)
+		}
+	}
+	return got
+}
+
+func TestWatchStartsAtTheGivenBlock(t *testing.T) {
+	fake := newEventLedger()
+	l := newTestLedgerWith(t, fake)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := l.Watch(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := take(t, events, 6)
+	if want := "3:tx3a 3:tx3b 3:tx3c 5:tx5 6:tx6a 6:tx6b"; strings.Join(got, " ") != want {
+		t.Errorf("got %v, want %s (block 3 itself included)", got, want)
+	}
+}
+
+func TestWatchResumesFromCheckpointFile(t *testing.T) {
+	fake := newEventLedger()
+	cp := filepath.Join(t.TempDir(), "cp.json")
+
+	l1 := newTestLedgerWith(t, fake, WithCheckpointFile(cp))
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	events, err := l1.Watch(ctx1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := take(t, events, 3) // tx2, tx3a, tx3b: stops inside block 3
+	cancel1()
+	for range events {
+	}
+	l1.Close()
+
+	l2 := newTestLedgerWith(t, fake, WithCheckpointFile(cp))
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	events, err = l2.Watch(ctx2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := take(t, events, 4)
+	if got := strings.Join(append(first, second...), " "); got != "2:tx2 3:tx3a 3:tx3b 3:tx3c 5:tx5 6:tx6a 6:tx6b" {
+		t.Errorf("got %s: lost or repeated events", got)
+	}
+	if opened := fake.opened(); opened[len(opened)-1] != "3/tx3b" {
+		t.Errorf("resumed at %v, want 3/tx3b", opened)
+	}
+	// while a Watch holds the checkpoint file, another one is refused
+	if _, err := l2.Watch(ctx2, 0); err == nil {
+		t.Error("a second Watch shares the checkpoint file")
+	}
+}
+
+func TestWatchReconnects(t *testing.T) {
+	fake := newEventLedger()
+	fake.breakEach = 2
+	l := newTestLedgerWith(t, fake, WithReconnect(time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := l.Watch(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := take(t, events, 7)
+	if strings.Join(got, " ") != "2:tx2 3:tx3a 3:tx3b 3:tx3c 5:tx5 6:tx6a 6:tx6b" {
+		t.Errorf("got %v", got)
+	}
+	if opened := fake.opened(); len(opened) < 4 || strings.Join(opened[:4], " ") != "1/ 3/tx3a 3/tx3c 6/tx6a" {
+		t.Errorf("streams opened at %v", opened)
+	}
+}
+
+func TestWatchWithoutReconnectEndsWithTheStream(t *testing.T) {
+	fake := newEventLedger()
+	fake.breakEach = 2
+	l := newTestLedgerWith(t, fake)
+	events, err := l.Watch(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	take(t, events, 2)
+	select {
+	case _, ok := <-events:
+		if ok {
+			t.Fatal("an event after the stream broke")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the channel stays open after the stream broke")
+	}
+}
+
+func TestCloseEndsWatch(t *testing.T) {
+	l := newTestLedgerWith(t, newEventLedger())
+	events, err := l.Watch(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	take(t, events, 1)
+	l.Close()
+	for range events { // closed, after whatever was in flight
+	}
+}
