@@ -518,15 +518,34 @@ func (l *Ledger) Check(ctx context.Context, instanceUUID, projectID string, host
 	return decode[wire.CheckResult](wire.TxCheck, out)
 }
 
-// History implements ledger.Ledger. Block is 0 in every change: Fabric's
-// history does not carry it.
+// History implements ledger.Ledger. Fabric's history does not carry block
+// numbers: each change's Block is looked up from its transaction (one query
+// per change, for histories of up to historyBlocks changes; 0 beyond).
 func (l *Ledger) History(ctx context.Context, kind ledger.Kind, key string) ([]ledger.Change, error) {
 	out, err := l.evaluate(ctx, l.contract, wire.TxHistory, string(kind), key)
 	if err != nil {
 		return nil, err
 	}
-	return decode[[]ledger.Change](wire.TxHistory, out)
+	changes, err := decode[[]ledger.Change](wire.TxHistory, out)
+	if err != nil || len(changes) > historyBlocks {
+		return changes, err
+	}
+	for i := range changes {
+		b, err := l.evaluate(ctx, l.qscc, "GetBlockByTxID", l.cfg.Channel, changes[i].TxID)
+		if err != nil {
+			return nil, err
+		}
+		var block common.Block
+		if err := proto.Unmarshal(b, &block); err != nil {
+			return nil, ledger.Errorf(ledger.ErrUnavailable, err, "unreadable block")
+		}
+		changes[i].Block = block.GetHeader().GetNumber()
+	}
+	return changes, nil
 }
+
+// historyBlocks is the longest history whose block numbers History looks up.
+const historyBlocks = 100
 
 // Height implements ledger.Ledger: the number of the channel's last block,
 // from the peer's query system chaincode.

@@ -144,6 +144,11 @@ func TestSecondVMManagerCannotChangeARegulation(t *testing.T) {
 	if hist[0].TxID != rec.TxID || hist[1].Regulation == nil || hist[1].Regulation.Allow[0].Country != "JP" {
 		t.Errorf("history values %+v", hist)
 	}
+	for i := 1; i < len(hist); i++ {
+		if hist[i].Block <= hist[i-1].Block {
+			t.Errorf("blocks of the history not increasing: %d then %d", hist[i-1].Block, hist[i].Block)
+		}
+	}
 }
 
 func TestOneOrganisationsEndorsementIsNotCommitted(t *testing.T) {
