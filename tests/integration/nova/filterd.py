@@ -75,9 +75,16 @@ class Filterd(object):
         self.workdir = workdir
         self.port = port or free_port()
         self.token = secrets.token_hex(16)
-        self.data = os.path.join(workdir, 'filterd-data')
-        self.log_path = os.path.join(workdir, 'filterd.log')
+        self.data = workdir and os.path.join(workdir, 'filterd-data')
+        self.log_path = workdir and os.path.join(workdir, 'filterd.log')
         self.proc = None
+
+    @classmethod
+    def attach(cls, port, token):
+        """A filterd someone else started."""
+        f = cls(None, None, port)
+        f.token = token
+        return f
 
     @property
     def url(self):

@@ -1,0 +1,234 @@
+"""The mini cloud's APIs as its administrator sees them, with explicit
+compute API microversions (the forced-move paths depend on them).
+
+As a command, for start.sh:  cloudctl.py RIG computes-up N | hypervisors N
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+
+COMPUTE = {'service_type': 'compute', 'interface': 'public'}
+LATEST = '2.93'   # Zed's newest compute API microversion
+
+
+def load_env(rig):
+    env = {}
+    with open(os.path.join(rig, 'cloud.env')) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith('#') and '=' in line:
+                k, v = line.split('=', 1)
+                env[k] = v
+    return env
+
+
+class Cloud(object):
+
+    def __init__(self, rig):
+        self.rig = rig
+        self.env = load_env(rig)
+        auth = v3.Password(
+            auth_url='http://127.0.0.1:%s/v3' % self.env['KEYSTONE_PORT'],
+            username='admin', password=self.env['ADMIN_PASSWORD'],
+            project_name='admin', user_domain_name='Default',
+            project_domain_name='Default')
+        self.session = ks_session.Session(auth=auth)
+
+    @property
+    def project_id(self):
+        return self.session.get_project_id()
+
+    def call(self, method, path, microversion=LATEST, body=None):
+        """One compute API call; returns (status, json or None, headers)."""
+        resp = self.session.request(
+            path, method, endpoint_filter=COMPUTE, json=body,
+            raise_exc=False,
+            headers={'OpenStack-API-Version': 'compute ' + microversion})
+        try:
+            doc = resp.json()
+        except ValueError:
+            doc = None
+        return resp.status_code, doc, resp.headers
+
+    def ok(self, method, path, microversion=LATEST, body=None):
+        status, doc, headers = self.call(method, path, microversion, body)
+        if not 200 <= status < 300:
+            raise AssertionError('%s %s (compute %s): HTTP %d %s'
+                                 % (method, path, microversion, status, doc))
+        return doc
+
+    # --- services and hosts
+    def services(self):
+        return self.ok('GET', '/os-services?binary=nova-compute')['services']
+
+    def computes_up(self):
+        return sorted(s['host'] for s in self.services()
+                      if s['state'] == 'up' and s['status'] == 'enabled')
+
+    def hypervisors(self):
+        return self.ok('GET', '/os-hypervisors')['hypervisors']
+
+    def force_down(self, host, down=True):
+        svc = [s for s in self.services() if s['host'] == host][0]
+        self.ok('PUT', '/os-services/%s' % svc['id'], '2.53',
+                {'forced_down': down})
+
+    # --- servers
+    def boot(self, name, flavor='1', image='tiny', timeout=120):
+        image_id = self.image_id(image)
+        doc = self.ok('POST', '/servers', body={'server': {
+            'name': name, 'flavorRef': flavor, 'imageRef': image_id,
+            'networks': 'none'}})
+        uuid = doc['server']['id']
+        self.wait(uuid, lambda s: s['status'] in ('ACTIVE', 'ERROR'),
+                  timeout)
+        return uuid
+
+    def image_id(self, name):
+        resp = self.session.get('/v2/images?name=%s' % name, endpoint_filter={
+            'service_type': 'image', 'interface': 'public'})
+        return resp.json()['images'][0]['id']
+
+    def server(self, uuid):
+        return self.ok('GET', '/servers/%s' % uuid)['server']
+
+    @staticmethod
+    def host_of(server):
+        return server['OS-EXT-SRV-ATTR:host']
+
+    def wait(self, uuid, done, timeout=120, what='server'):
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.server(uuid)
+            if done(s):
+                return s
+            if time.monotonic() > deadline:
+                raise AssertionError('%s %s: still %s/%s on %s after %ds'
+                                     % (what, uuid, s['status'],
+                                        s['OS-EXT-STS:task_state'],
+                                        self.host_of(s), timeout))
+            time.sleep(0.5)
+
+    def wait_idle(self, uuid, timeout=120):
+        return self.wait(
+            uuid, lambda s: s['OS-EXT-STS:task_state'] is None and
+            s['status'] not in ('BUILD', 'MIGRATING', 'RESIZE', 'REBUILD'),
+            timeout)
+
+    def action(self, uuid, body, microversion=LATEST):
+        return self.call('POST', '/servers/%s/action' % uuid, microversion,
+                         body)
+
+    def migrations(self, uuid):
+        doc = self.ok('GET', '/os-migrations?instance_uuid=%s' % uuid, '2.80')
+        return sorted(doc['migrations'], key=lambda m: m['id'])
+
+    def actions(self, uuid):
+        doc = self.ok('GET', '/servers/%s/os-instance-actions' % uuid, '2.84')
+        return doc['instanceActions']
+
+    def action_events(self, uuid, request_id):
+        doc = self.ok('GET', '/servers/%s/os-instance-actions/%s'
+                      % (uuid, request_id), '2.84')
+        return doc['instanceAction'].get('events', [])
+
+    def delete(self, uuid, timeout=60):
+        self.call('DELETE', '/servers/%s' % uuid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, _, _ = self.call('GET', '/servers/%s' % uuid)
+            if status == 404:
+                return
+            time.sleep(0.5)
+
+
+# --- processes of the rig (as start.sh spawns them)
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop_compute(rig, n, timeout=30):
+    """Stop nova-compute n (as a failed host would: no clean-up)."""
+    path = os.path.join(rig, 'pids', 'nova-compute%d.pid' % n)
+    with open(path) as f:
+        pgid = int(f.read())
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        try:  # reap it when it is our child
+            os.waitpid(pgid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    os.remove(path)
+
+
+def start_compute(rig, n):
+    """Start nova-compute n again, as start.sh does."""
+    etc = os.path.join(rig, 'etc', 'nova')
+    log = open(os.path.join(rig, 'logs', 'nova-compute%d.out' % n), 'ab')
+    proc = subprocess.Popen(
+        ['/usr/bin/python3', '-c',
+         'import sys; from nova.cmd.compute import main; sys.exit(main())',
+         '--config-file', os.path.join(etc, 'nova.conf'),
+         '--config-file', os.path.join(etc, 'compute%d.conf' % n),
+         '--log-file', os.path.join(rig, 'logs', 'nova-compute%d.log' % n)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, LEDGERFENCE_NOVA_RIG=rig))
+    log.close()
+    with open(os.path.join(rig, 'pids', 'nova-compute%d.pid' % n), 'w') as f:
+        f.write(str(proc.pid))
+    return proc
+
+
+# --- what the scheduler logged
+_DECISION = re.compile(
+    r'ledgerfence decision (?P<id>\S+): (?P<removed>\d+) of (?P<total>\d+) '
+    r'hosts removed \(instance (?P<instance>\S+), operation (?P<op>\S+), '
+    r'request (?P<request>\S+), (?P<ms>[\d.]+) ms\)')
+
+
+def scheduler_decisions(rig, instance=None):
+    """The filter's decision lines in nova-scheduler.log, oldest first."""
+    out = []
+    with open(os.path.join(rig, 'logs', 'nova-scheduler.log')) as f:
+        for line in f:
+            m = _DECISION.search(line)
+            if m and (instance is None or m.group('instance') == instance):
+                d = m.groupdict()
+                d['removed'] = int(d['removed'])
+                d['total'] = int(d['total'])
+                d['ms'] = float(d['ms'])
+                out.append(d)
+    return out
+
+
+def main():
+    rig, what, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    cloud = Cloud(rig)
+    if what == 'computes-up':
+        found = len(cloud.computes_up())
+    elif what == 'hypervisors':
+        found = len(cloud.hypervisors())
+    else:
+        sys.exit('unknown check %r' % what)
+    sys.exit(0 if found >= n else 1)
+
+
+if __name__ == '__main__':
+    main()
