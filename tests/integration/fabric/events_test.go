@@ -2,6 +2,7 @@ package fabric_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -194,5 +195,51 @@ func ctl(t *testing.T, args ...string) {
 	cmd.Env = append(cmd.Environ(), "LEDGERFENCE_FABRIC_DIR="+net0.get("DIR"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ctl.sh %v: %v\n%s", args, err, out)
+	}
+}
+
+// TestPeerDownIsUnavailable: with its peer stopped or hung, the backend says
+// ErrUnavailable (so filterd fails closed), never not found or forbidden, and
+// works again once the peer is back.
+func TestPeerDownIsUnavailable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops a peer")
+	}
+	l := connect(t, "hm2agent")
+	h := filter.Host{Name: "hm2", Country: "JP", Organizations: []string{"CompanyA"}}
+	if _, _, err := l.PutHost(ctx(t), h); err != nil {
+		t.Fatal(err)
+	}
+
+	ctl(t, "pause", "peer1")
+	c, cancel := context.WithTimeout(ctx(t), 300*time.Millisecond)
+	_, err := l.GetHost(c, "hm2")
+	cancel()
+	ctl(t, "resume", "peer1")
+	wantErr(t, err, ledger.ErrUnavailable)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a hung peer: %v does not match context.DeadlineExceeded", err)
+	}
+
+	ctl(t, "stop", "peer1")
+	_, err = l.GetHost(ctx(t), "hm2")
+	wantErr(t, err, ledger.ErrUnavailable)
+	_, _, err = l.PutHost(ctx(t), filter.Host{Name: "hm2", Country: "GB", Organizations: []string{"CompanyA"}})
+	wantErr(t, err, ledger.ErrUnavailable)
+	_, err = l.Watch(ctx(t), 0)
+	wantErr(t, err, ledger.ErrUnavailable)
+	ctl(t, "start", "peer1")
+
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		rec, err := l.GetHost(ctx(t), "hm2")
+		if err == nil {
+			if rec.Country != "JP" {
+				t.Errorf("a write while the peer was down changed hm2: %+v", rec)
+			}
+			break
+		}
+		if !errors.Is(err, ledger.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("after the restart: %v", err)
+		}
 	}
 }
