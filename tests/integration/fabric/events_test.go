@@ -243,3 +243,27 @@ func TestPeerDownIsUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// TestChaincodeDownIsUnavailable: with the chaincode server killed, reads and
+// writes are ErrUnavailable; restarted, it serves again.
+func TestChaincodeDownIsUnavailable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the chaincode server")
+	}
+	l := connect(t, "hm2agent")
+	ctl(t, "kill", "cc")
+	_, err := l.GetHost(ctx(t), "hm2")
+	wantErr(t, err, ledger.ErrUnavailable)
+	_, _, err = l.PutHost(ctx(t), filter.Host{Name: "hm2", Country: "JP", Organizations: []string{"CompanyB"}})
+	wantErr(t, err, ledger.ErrUnavailable)
+	ctl(t, "start", "cc")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		_, err := l.GetHost(ctx(t), "hm2")
+		if err == nil || errors.Is(err, ledger.ErrNotFound) {
+			break
+		}
+		if !errors.Is(err, ledger.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("after the restart: %v", err)
+		}
+	}
+}
