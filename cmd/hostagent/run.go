@@ -43,8 +43,7 @@ func run(ctx context.Context, cfg hostagent.Config, getenv func(string) string) 
 	if err != nil {
 		return fmt.Errorf("%w: host %s: %v", hostagent.ErrUsage, name, err)
 	}
-	log = log.With(zap.String("host", host.Name))
-	log.Info("hostagent starting", zap.String("name_source", source), zap.String("country", host.Country),
+	log.Info("hostagent starting", zap.String("host", host.Name), zap.String("name_source", source), zap.String("country", host.Country),
 		zap.Strings("organizations", host.Organizations), zap.String("region", host.Region),
 		zap.String("ledger", ledgerName(cfg.Ledger)), zap.Bool("once", cfg.Once))
 
