@@ -92,6 +92,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Publisher, when set, is given every decision that denied a host.
 	Publisher Publisher
+	// DecisionLog, when set, takes the decision lines (one summary per
+	// decision; one per denied host at debug level) instead of the
+	// server's logger, e.g. a tee to pkg/decisionlog's file.
+	DecisionLog *zap.Logger
 	// Clock is time.Now by default.
 	Clock func() time.Time
 }
@@ -161,6 +165,9 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 	}
 	if err := cfg.defaults(); err != nil {
 		return nil, err
+	}
+	if cfg.DecisionLog == nil {
+		cfg.DecisionLog = log
 	}
 	m, err := newMetrics(reg)
 	if err != nil {

@@ -206,7 +206,7 @@ func outcomeOf(res *filter.Result, err error) string {
 // line per denied host.
 func (s *Server) logDecision(d *decision, resolveErr error) {
 	fields := []zap.Field{
-		zap.String("decision", d.id),
+		zap.String("decision_id", d.id),
 		zap.String("request_id", d.requestID),
 		zap.String("instance_uuid", d.instance),
 		zap.String("project_id", d.project),
@@ -216,12 +216,13 @@ func (s *Server) logDecision(d *decision, resolveErr error) {
 		zap.Uint64("ledger_height", d.height),
 		zap.Duration("duration", d.duration),
 	}
+	log := s.cfg.DecisionLog
 	if resolveErr != nil {
-		s.log.Warn("decision failed closed: the ledger could not answer", append(fields, zap.Error(resolveErr))...)
+		log.Warn("decision failed closed: the ledger could not answer", append(fields, zap.Error(resolveErr))...)
 	} else {
-		s.log.Info("decision", fields...)
+		log.Info("decision", fields...)
 	}
-	if d.allowed == len(d.verdicts) || !s.log.Core().Enabled(zap.DebugLevel) {
+	if d.allowed == len(d.verdicts) || !log.Core().Enabled(zap.DebugLevel) {
 		return
 	}
 	for i := range d.verdicts {
@@ -229,8 +230,8 @@ func (s *Server) logDecision(d *decision, resolveErr error) {
 		if v.Allowed {
 			continue
 		}
-		s.log.Debug("host denied",
-			zap.String("decision", d.id),
+		log.Debug("host denied",
+			zap.String("decision_id", d.id),
 			zap.String("instance_uuid", d.instance),
 			zap.String("host", v.Host),
 			zap.String("reason", string(v.Reason)),
@@ -243,7 +244,7 @@ func (s *Server) refuse(w http.ResponseWriter, id string, start time.Time, op, o
 	writeError(w, status, msg)
 	s.m.request(op, outcome)
 	s.m.duration.Observe(s.cfg.Clock().Sub(start).Seconds())
-	s.log.Info("webhook request refused", zap.String("decision", id), zap.String("outcome", outcome),
+	s.log.Info("webhook request refused", zap.String("decision_id", id), zap.String("outcome", outcome),
 		zap.Int("status", status), zap.String("error", msg))
 }
 

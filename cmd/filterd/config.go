@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ledgerfence/ledgerfence/pkg/api"
+)
+
+// envPrefix prefixes the environment variable of every flag:
+// --admin-token is LEDGERFENCE_ADMIN_TOKEN.
+const envPrefix = "LEDGERFENCE_"
+
+// config is filterd's configuration, from flags and the environment.
+type config struct {
+	Listen          string
+	Data            string
+	Ledger          string
+	AdminToken      string
+	ReadToken       string
+	WebhookToken    string
+	TLSCert         string
+	TLSKey          string
+	DenyUnregulated bool
+	NATS            string
+	LogLevel        zapcore.Level
+	LogFormat       string
+	DecisionLog     string
+	Decisions       int
+	MaxBody         int64
+	ShutdownTimeout time.Duration
+}
+
+// envName is the environment variable of a flag.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig reads flags from args, and for every flag not given there its
+// environment variable. A flag given on the command line wins.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("filterd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Listen, "listen", ":8787", "address to serve the webhook, the REST API, /metrics and health on")
+	fs.StringVar(&c.Data, "data", "/var/lib/ledgerfence", "directory of the embedded ledger")
+	fs.StringVar(&c.Ledger, "ledger", backendEmbedded, "ledger backend: embedded or fabric")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token of REST writes (none: writes are refused)")
+	fs.StringVar(&c.ReadToken, "read-token", "", "bearer token of REST reads (none: reads are open)")
+	fs.StringVar(&c.WebhookToken, "webhook-token", "", "bearer token Nova must send to the webhook (none: open)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.BoolVar(&c.DenyUnregulated, "deny-unregulated", false, "deny every host to VMs that no regulation applies to")
+	fs.StringVar(&c.NATS, "nats", "", "NATS URL to publish decisions and ledger changes on (none: no events)")
+	fs.TextVar(&c.LogLevel, "log-level", zapcore.InfoLevel, "log level: debug (one line per denied host), info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&c.DecisionLog, "decision-log", "", "file to write one JSON line per decision to, rotated by size (none: decisions go to the log only)")
+	fs.IntVar(&c.Decisions, "decisions", api.DefaultDecisions, "recent decisions kept for GET /v1/decisions/{id}")
+	fs.Int64Var(&c.MaxBody, "max-body", api.DefaultMaxBodyBytes, "largest webhook request body, in bytes")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: filterd [flags]\n\nEvery flag can be set by its environment variable, %sNAME (--admin-token: %s).\n\n",
+			envPrefix, envName("admin-token"))
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return config{}, err
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("--listen is empty"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.Decisions < 1 {
+		errs = append(errs, errors.New("--decisions must be at least 1"))
+	}
+	if c.MaxBody < 1024 {
+		errs = append(errs, errors.New("--max-body must be at least 1024 bytes"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, errors.New("--log-format must be json or console"))
+	}
+	if c.ReadToken != "" && c.ReadToken == c.AdminToken {
+		errs = append(errs, errors.New("--read-token must differ from --admin-token"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ledgerfence/ledgerfence/pkg/api"
+	"github.com/ledgerfence/ledgerfence/pkg/cache"
+	"github.com/ledgerfence/ledgerfence/pkg/decisionlog"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/embedded"
+	"github.com/ledgerfence/ledgerfence/pkg/notify"
+)
+
+// Ledger backends, the values of --ledger.
+const (
+	backendEmbedded = "embedded"
+	backendFabric   = "fabric"
+)
+
+// backend is an open ledger and whether filterd writes to it for REST
+// clients.
+type backend struct {
+	ledger.Ledger
+	name     string
+	writable bool
+}
+
+// openLedger opens the backend named by cfg.Ledger. It is the one place a
+// backend is chosen: a new backend is a new case here (and its flags in
+// config.go).
+func openLedger(cfg config, log *zap.Logger) (*backend, error) {
+	switch cfg.Ledger {
+	case backendEmbedded:
+		if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+			return nil, fmt.Errorf("embedded ledger: %w", err)
+		}
+		l, err := embedded.Open(filepath.Join(cfg.Data, embedded.FileName), embedded.WithLogger(log.Named("ledger")))
+		if err != nil {
+			return nil, fmt.Errorf("embedded ledger in %s: %w", cfg.Data, err)
+		}
+		return &backend{Ledger: l, name: backendEmbedded, writable: true}, nil
+	case backendFabric:
+		// Writers sign their own Fabric transactions, so a Fabric backend
+		// is opened with writable false.
+		return nil, errors.New("--ledger fabric: the Fabric backend (pkg/ledger/fabric) is not wired into filterd yet")
+	}
+	return nil, fmt.Errorf("--ledger %q: unknown backend (want %s or %s)", cfg.Ledger, backendEmbedded, backendFabric)
+}
+
+// run serves until ctx ends, then shuts down gracefully. onListen, when set,
+// is told the address being served (tests listen on port 0).
+func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Addr)) (err error) {
+	reg := prometheus.NewRegistry()
+	if err := registerAll(reg,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	); err != nil {
+		return err
+	}
+
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+
+	led, err := openLedger(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := led.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing the ledger: %w", cerr)
+		}
+	}()
+
+	apiCfg := api.Config{
+		DenyUnregulated: cfg.DenyUnregulated,
+		AdminToken:      cfg.AdminToken,
+		ReadToken:       cfg.ReadToken,
+		WebhookToken:    cfg.WebhookToken,
+		Backend:         led.name,
+		Writable:        led.writable,
+		MaxBodyBytes:    cfg.MaxBody,
+		Decisions:       cfg.Decisions,
+	}
+	var cacheCfg cache.Config
+	if cfg.NATS != "" {
+		pub, err := notify.Connect(cfg.NATS, notify.WithName("filterd"), notify.WithLogger(log.Named("notify")), notify.WithRegisterer(reg))
+		if err != nil {
+			return fmt.Errorf("NATS: %w", err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if err := pub.Close(ctx); err != nil {
+				log.Warn("closing the NATS publisher", zap.Error(err))
+			}
+		}()
+		apiCfg.Publisher = pub
+		cacheCfg.OnEvent = func(ev ledger.Event) { pub.Publish(notify.NewLedgerChanged(ev)) }
+	}
+	if cfg.DecisionLog != "" {
+		f, err := decisionlog.Open(decisionlog.Config{Path: cfg.DecisionLog})
+		if err != nil {
+			return fmt.Errorf("decision log: %w", err)
+		}
+		defer func() {
+			if err := f.Close(); err != nil {
+				log.Warn("closing the decision log", zap.Error(err))
+			}
+		}()
+		apiCfg.DecisionLog = zap.New(zapcore.NewTee(log.Core(), decisionlog.NewCore(f, zapcore.InfoLevel)))
+	}
+
+	c, err := cache.New(led, log.Named("cache"), reg, cacheCfg)
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(led, c, log.Named("api"), reg, reg, apiCfg)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second, // the event stream lifts it for itself
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		TLSConfig:         tlsConfig,
+	}
+	hs.RegisterOnShutdown(srv.Close)
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = c.Run(runCtx) // returns when runCtx ends
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("filterd serving", zap.String("addr", ln.Addr().String()), zap.Bool("tls", tlsConfig != nil),
+		zap.String("ledger", led.name), zap.Bool("writes", led.writable && cfg.AdminToken != ""),
+		zap.Bool("deny_unregulated", cfg.DenyUnregulated), zap.Bool("nats", cfg.NATS != ""))
+	if onListen != nil {
+		onListen(ln.Addr())
+	}
+
+	select {
+	case err = <-serveErr:
+		err = fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		if serr := hs.Shutdown(sctx); serr != nil {
+			log.Warn("requests still running at the shutdown deadline", zap.Error(serr))
+			_ = hs.Close()
+		}
+		cancel()
+		<-serveErr // http.ErrServerClosed
+	}
+	stop()
+	wg.Wait()
+	return err
+}
+
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
