@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
 
@@ -59,10 +60,20 @@ func result(v any) (string, error) {
 	return string(b), nil
 }
 
+// Limits on the size of arguments, checked before they are decoded.
+const (
+	maxHostBytes       = 1 << 16
+	maxRegulationBytes = 1 << 20
+	maxListBytes       = wire.MaxBatch * (filter.MaxHostNameLen + 3)
+)
+
 // decodeList reads a JSON list of strings of at most wire.MaxBatch items.
 func decodeList(field, s string) ([]string, error) {
 	if s == "" {
 		return nil, nil
+	}
+	if len(s) > maxListBytes {
+		return nil, refuse(wire.CodeInvalid, "%s: larger than %d bytes", field, maxListBytes)
 	}
 	var out []string
 	if err := json.Unmarshal([]byte(s), &out); err != nil {
@@ -77,9 +88,14 @@ func decodeList(field, s string) ([]string, error) {
 // PutHost registers or updates a host. hostJSON is {"host", "country",
 // "organizations", "region"}. An unchanged host is not written again.
 func (c *Contract) PutHost(ctx Ctx, hostJSON string) (string, error) {
+	if len(hostJSON) > maxHostBytes {
+		return "", refuse(wire.CodeInvalid, "host: larger than %d bytes", maxHostBytes)
+	}
 	var in filter.Host
-	if err := json.Unmarshal([]byte(hostJSON), &in); err != nil {
-		return "", refuse(wire.CodeInvalid, "host: want a JSON object {host, country, organizations, region}")
+	dec := json.NewDecoder(strings.NewReader(hostJSON))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil || dec.More() {
+		return "", refuse(wire.CodeInvalid, "host: want one JSON object {host, country, organizations, region}")
 	}
 	h, err := filter.NormalizeHost(in)
 	if err != nil {
@@ -172,6 +188,9 @@ func (c *Contract) PutRegulation(ctx Ctx, subject, body string) (string, error) 
 	subj, err := filter.ParseSubject(subject)
 	if err != nil {
 		return "", invalid(err)
+	}
+	if len(body) > maxRegulationBytes {
+		return "", refuse(wire.CodeInvalid, "regulation: larger than %d bytes", maxRegulationBytes)
 	}
 	rules, err := filter.ParseRules([]byte(body))
 	if err != nil {

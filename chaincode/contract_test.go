@@ -197,8 +197,16 @@ func TestPutHostNormalisesAndIsIdempotent(t *testing.T) {
 
 func TestPutHostRejectsMalformedJSON(t *testing.T) {
 	l := newLedgerState()
-	_, _, err := l.tx(agentHM1, func(ctx Ctx) error { _, err := cc.PutHost(ctx, `{"host": 1`); return err })
-	wantCode(t, err, wire.CodeInvalid, "JSON")
+	for _, body := range []string{
+		`{"host": 1`,
+		`{"host": "hm1", "country": "JP", "organizations": ["A"], "owner": "me"}`,
+		`{"host": "hm1", "country": "JP", "organizations": ["A"]} {}`,
+		`["hm1"]`,
+		`{"host": "hm1", "country": "JP", "organizations": ["` + strings.Repeat("A", maxHostBytes) + `"]}`,
+	} {
+		_, _, err := l.tx(agentHM1, func(ctx Ctx) error { _, err := cc.PutHost(ctx, body); return err })
+		wantCode(t, err, wire.CodeInvalid, "host")
+	}
 }
 
 func TestRegulationAccess(t *testing.T) {
