@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -186,7 +187,11 @@ func Connect(cfg Config, opts ...Option) (*Ledger, error) {
 			return nil, fmt.Errorf("fabric: TLS CA %s holds no PEM certificate", cfg.TLSCAFile)
 		}
 		creds := credentials.NewClientTLSFromCert(pool, cfg.ServerName)
-		if l.grpcConn, err = grpc.NewClient(cfg.PeerEndpoint, grpc.WithTransportCredentials(creds)); err != nil {
+		// Keepalive finds a peer that vanished without closing the connection
+		// (a watched event stream would otherwise wait forever); a peer
+		// refuses pings more often than its keepalive.minInterval (60s).
+		ka := grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second})
+		if l.grpcConn, err = grpc.NewClient(cfg.PeerEndpoint, grpc.WithTransportCredentials(creds), ka); err != nil {
 			return nil, fmt.Errorf("fabric: peer %s: %w", cfg.PeerEndpoint, err)
 		}
 		conn = l.grpcConn
