@@ -28,6 +28,7 @@ type fakeNova struct {
 	servers  map[string]cloud.Server
 	migrated []string // "kind target"
 	fail     bool
+	cause    string
 }
 
 func (n *fakeNova) GetServer(ctx context.Context, id string) (cloud.Server, error) {
@@ -50,6 +51,7 @@ func (n *fakeNova) Migrate(ctx context.Context, id, kind, target string, fo clou
 	}
 	if n.fail {
 		out.Migration = &cloud.Migration{Status: "error"}
+		out.Cause = n.cause
 		return out, nil
 	}
 	if target == "" {
@@ -385,10 +387,17 @@ func TestMigrate(t *testing.T) {
 		}
 	})
 	t.Run("failed migration", func(t *testing.T) {
-		h.nova.fail = true
+		h.nova.fail, h.nova.cause = true, "Timed out during operation: cannot acquire state change lock"
 		code, _, errs := h.run("migrate", "--vm", vm1, "--wait")
-		if code != exitError || !strings.Contains(errs, "status error") {
+		if code != exitError || !strings.Contains(errs, "status error: Timed out") {
 			t.Fatalf("exit %d: %s", code, errs)
+		}
+	})
+	t.Run("no valid host", func(t *testing.T) {
+		h.nova.fail, h.nova.cause = true, "No valid host was found. There are not enough hosts available."
+		code, out, errs := h.run("migrate", "--vm", vm1, "--wait", "-o", "json")
+		if code != exitDenied || !strings.Contains(errs, "refused by Nova's scheduler") || !strings.Contains(out, `"cause": "No valid host`) {
+			t.Fatalf("exit %d: %s %s", code, out, errs)
 		}
 	})
 }

@@ -22,6 +22,7 @@ type migrateResult struct {
 	FromHost     string       `json:"from_host"`
 	ToHost       string       `json:"to_host,omitempty"`
 	Migration    string       `json:"migration_status,omitempty"`
+	Cause        string       `json:"cause,omitempty"`
 	Seconds      float64      `json:"seconds,omitempty"`
 }
 
@@ -131,7 +132,7 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 		}
 		return a.printMigrate(c, res)
 	}
-	res.OK, res.ToHost, res.Seconds = out.OK, out.ToHost, out.Elapsed.Seconds()
+	res.OK, res.ToHost, res.Seconds, res.Cause = out.OK, out.ToHost, out.Elapsed.Seconds(), out.Cause
 	if out.Migration != nil {
 		res.Migration = out.Migration.Status
 	}
@@ -143,10 +144,13 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 		if out.Migration != nil {
 			why = "the migration ended in status " + out.Migration.Status
 		}
-		if *target == "" {
-			why += " (when Nova's scheduler finds no compliant host, it answers NoValidHost)"
+		if cloud.NoValidHost(out.Cause) {
+			return &deniedError{fmt.Sprintf("%s migration of %s refused by Nova's scheduler: no valid host (ledgerfence's filter allows no other host, or none has room): %s; the server stays on %s", kind, uuid, out.Cause, out.ToHost)}
 		}
-		return fmt.Errorf("%s of %s failed: %s; the server is on %s (see openstack server event list %s)", kind+" migration", uuid, why, out.ToHost, uuid)
+		if out.Cause != "" {
+			why += ": " + out.Cause
+		}
+		return fmt.Errorf("%s migration of %s failed: %s; the server is on %s (see openstack server event list %s)", kind, uuid, why, out.ToHost, uuid)
 	}
 	return nil
 }

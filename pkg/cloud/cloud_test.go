@@ -170,6 +170,15 @@ func newFake(t *testing.T) *fakeOpenStack {
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})
+	mux.HandleFunc("GET /compute/v2.1/servers/{id}/os-instance-actions", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"instanceActions": [{"action": "live-migration", "request_id": "req-2", "message": null},
+			{"action": "create", "request_id": "req-1", "message": null}]}`)
+	})
+	mux.HandleFunc("GET /compute/v2.1/servers/{id}/os-instance-actions/req-2", func(w http.ResponseWriter, r *http.Request) {
+		f.record(r)
+		fmt.Fprint(w, `{"instanceAction": {"action": "live-migration", "events": [{"event": "conductor_live_migrate_instance", "result": "Error",
+			"details": "No valid host was found. There are not enough hosts available."}]}}`)
+	})
 	mux.HandleFunc("GET /compute/v2.1/os-migrations", func(w http.ResponseWriter, r *http.Request) {
 		f.record(r)
 		f.mu.Lock()
@@ -279,6 +288,7 @@ func TestMigrateFollows(t *testing.T) {
 		ok      bool
 		to      string
 		actions []string
+		cause   string
 	}{
 		{
 			name: "live, completed", kind: Live,
@@ -291,6 +301,7 @@ func TestMigrateFollows(t *testing.T) {
 			steps: []step{{"MIGRATING", "migrating", "cmp-1", "queued"}, {"ACTIVE", "", "cmp-1", "error"}},
 			ok:    false, to: "cmp-1",
 			actions: []string{`{"os-migrateLive":{"block_migration":"auto","host":"cmp-2"}}`},
+			cause:   "No valid host was found. There are not enough hosts available.",
 		},
 		{
 			name: "cold, confirmed", kind: Cold,
@@ -329,7 +340,7 @@ func TestMigrateFollows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.OK != tc.ok || out.ToHost != tc.to || out.FromHost != "cmp-1" {
+			if out.OK != tc.ok || out.ToHost != tc.to || out.FromHost != "cmp-1" || out.Cause != tc.cause || NoValidHost(out.Cause) != (tc.cause != "") {
 				t.Fatalf("outcome %+v", out)
 			}
 			if fmt.Sprint(f.actions) != fmt.Sprint(tc.actions) {

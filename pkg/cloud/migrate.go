@@ -3,6 +3,7 @@ package cloud
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,8 @@ type Outcome struct {
 	FromHost string
 	ToHost   string
 	Elapsed  time.Duration
+	// Cause is Nova's word on a failure, when it has one (see NoValidHost).
+	Cause string
 }
 
 // FollowOptions tune Migrate.
@@ -120,8 +123,7 @@ func (c *Client) Migrate(ctx context.Context, id, kind, target string, fo Follow
 			// server is idle and none appears, Nova gave up before.
 			if srv.TaskState == "" {
 				if idle++; idle >= 15 {
-					out.Elapsed = time.Since(start)
-					return out, nil
+					return c.ended(ctx, id, out, start), nil
 				}
 			}
 			continue
@@ -135,12 +137,76 @@ func (c *Client) Migrate(ctx context.Context, id, kind, target string, fo Follow
 		}
 		if done, ok := m.Done(); done && srv.TaskState == "" && srv.Status != "VERIFY_RESIZE" {
 			out.OK = ok && srv.Host != before.Host
-			out.Elapsed = time.Since(start)
-			return out, nil
+			return c.ended(ctx, id, out, start), nil
 		}
 		if srv.Status == "ERROR" {
-			out.Elapsed = time.Since(start)
-			return out, nil
+			return c.ended(ctx, id, out, start), nil
 		}
 	}
+}
+
+func (c *Client) ended(ctx context.Context, id string, out Outcome, start time.Time) Outcome {
+	out.Elapsed = time.Since(start)
+	if !out.OK {
+		out.Cause = first(out.Server.Fault, c.actionError(ctx, id))
+	}
+	return out
+}
+
+// actionError returns why the newest migration action of a server failed,
+// from its instance action events (compute API 2.84 adds each event's
+// details): e.g. "No valid host was found. ..." when Nova's scheduler,
+// ledgerfence's filter included, left no host. Empty when nothing says.
+func (c *Client) actionError(ctx context.Context, id string) string {
+	sc := *c.compute
+	sc.Microversion = "2.84"
+	var list struct {
+		Actions []struct {
+			Action    string `json:"action"`
+			RequestID string `json:"request_id"`
+			Message   string `json:"message"`
+		} `json:"instanceActions"`
+	}
+	resp, err := sc.Get(ctx, sc.ServiceURL("servers", id, "os-instance-actions"), &list, nil)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return ""
+	}
+	for _, a := range list.Actions {
+		if a.Action != "live-migration" && a.Action != "migrate" {
+			continue
+		}
+		var one struct {
+			Action struct {
+				Message string `json:"message"`
+				Events  []struct {
+					Event   string `json:"event"`
+					Result  string `json:"result"`
+					Details string `json:"details"`
+				} `json:"events"`
+			} `json:"instanceAction"`
+		}
+		resp, err := sc.Get(ctx, sc.ServiceURL("servers", id, "os-instance-actions", a.RequestID), &one, nil)
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		if err != nil {
+			return oneLine(a.Message)
+		}
+		for _, e := range one.Action.Events {
+			if e.Result == "Error" && e.Details != "" {
+				return oneLine(e.Details)
+			}
+		}
+		return oneLine(first(one.Action.Message, a.Message))
+	}
+	return ""
+}
+
+// NoValidHost reports whether a failure cause is Nova's scheduler finding
+// no host that passes its filters.
+func NoValidHost(cause string) bool {
+	return strings.Contains(cause, "No valid host") || strings.Contains(cause, "NoValidHost")
 }
