@@ -4,8 +4,10 @@ import (
 	"context"
 
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
 )
 
-func openRemote(ctx context.Context, url, token string) (ledger.Ledger, error) {
-	return nil, ledger.Errorf(ledger.ErrUnavailable, nil, "the filterd client is not available in this build")
+// openRemote is a client of the filterd at url, which serves the embedded ledger.
+func openRemote(_ context.Context, url, token string) (ledger.Ledger, error) {
+	return remote.New(url, remote.WithToken(token))
 }
