@@ -14,7 +14,6 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
-	"github.com/ledgerfence/ledgerfence/pkg/nova"
 )
 
 // Publisher is told of every decision that denied a host; *notify.Publisher
@@ -78,7 +77,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, "could not read the request body")
 		return
 	}
-	req, err := nova.Decode(body)
+	req, err := decodeNova(body)
 	if err != nil {
 		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, clipMsg(err.Error()))
 		return
@@ -111,18 +110,8 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	res, height, resolveErr := s.decide(r.Context(), &sc.q, uuid, project)
 
 	// Nova's answer: the passing hosts, once each, in the order received.
-	allowed := make([]string, 0, res.Allowed)
-	for i := range res.Verdicts {
-		if res.Verdicts[i].Allowed {
-			allowed = append(allowed, res.Verdicts[i].Host)
-		}
-	}
 	sc.out.Reset()
-	if err := json.NewEncoder(&sc.out).Encode(nova.Response{Hosts: allowed}); err != nil {
-		// Unreachable with a []string; answer closed rather than 500.
-		sc.out.Reset()
-		sc.out.WriteString(`{"hosts":[]}` + "\n")
-	}
+	appendAnswer(&sc.out, res.Verdicts)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(sc.out.Len()))
 	w.WriteHeader(http.StatusOK)
@@ -246,6 +235,47 @@ func (s *Server) refuse(w http.ResponseWriter, id string, start time.Time, op, o
 	s.m.duration.Observe(s.cfg.Clock().Sub(start).Seconds())
 	s.log.Info("webhook request refused", zap.String("decision_id", id), zap.String("outcome", outcome),
 		zap.Int("status", status), zap.String("error", msg))
+}
+
+// appendAnswer writes Nova's answer, nova.Response{Hosts: the allowed
+// hosts} as encoding/json writes it, followed by a newline. Names that JSON
+// writes as they are (the usual [A-Za-z0-9._-] and the like) are copied;
+// any other goes through encoding/json.
+func appendAnswer(buf *bytes.Buffer, verdicts []filter.Verdict) {
+	buf.WriteString(`{"hosts":[`)
+	first := true
+	for i := range verdicts {
+		if !verdicts[i].Allowed {
+			continue
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		name := verdicts[i].Host
+		if jsonPlain(name) {
+			buf.WriteByte('"')
+			buf.WriteString(name)
+			buf.WriteByte('"')
+			continue
+		}
+		b, _ := json.Marshal(name) // a string always marshals
+		buf.Write(b)
+	}
+	buf.WriteString("]}\n")
+}
+
+// jsonPlain reports whether encoding/json writes s between quotes as it is:
+// printable ASCII other than the quote, the backslash and the HTML
+// characters it escapes.
+func jsonPlain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // readBody reads r's body into buf, up to limit bytes (an

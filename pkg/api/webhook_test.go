@@ -485,6 +485,7 @@ func FuzzWebhook(f *testing.F) {
 	f.Add(edited(f, func(m map[string]any) { specData(m)["scheduler_hints"] = map[string]any{"_nova_check_type": nil} }))
 	f.Add([]byte(`{"spec":{"nova_object.data":{"instance_uuid":"6f1c0d3e-8b2a-4c1d-9e7f-0a1b2c3d4e5f"}},"hosts":[{"host":"hm3"},{"host":"hm1"}]}`))
 	f.Add([]byte(`{"hosts":[{"host":"\u0000"}],"spec":{"nova_object.data":{"instance_uuid":"6F1C0D3E-8B2A-4C1D-9E7F-0A1B2C3D4E5F","project_id":""}}}`))
+	f.Add([]byte(`{"spec":{"nova_object.data":{"instance_uuid":"0d7e7a47-3c5b-4e8b-9a61-5f0b8d6c2e11"}},"hosts":[{"host":"a<b>&\u2028\u00e9\"\\\u0001"},{"host":"\ud800"}]}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`null`))
 	e := newEnvLog(f, Config{}, zap.NewNop())
@@ -513,6 +514,9 @@ func FuzzWebhook(f *testing.F) {
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&got); err != nil || got.Hosts == nil {
 			t.Fatalf("answer %q: %v", rec.Body, err)
+		}
+		if want, _ := json.Marshal(nova.Response{Hosts: got.Hosts}); rec.Body.String() != string(want)+"\n" {
+			t.Fatalf("answer %q is not nova.Response's encoding %q", rec.Body, want)
 		}
 		seen := map[string]bool{}
 		for _, h := range got.Hosts {

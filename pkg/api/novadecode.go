@@ -1,0 +1,593 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/ledgerfence/ledgerfence/pkg/nova"
+)
+
+// decodeNova decodes a webhook body into pkg/nova's types. It is
+// nova.Decode made fast for the webhook's hot path: a single pass over the
+// body that reads what filterd uses (the spec's instance, project, user,
+// zone, count and scheduler hints; the context's ids; the hosts; the flags)
+// and only validates the rest, where nova.Decode's encoding/json decodes
+// every weight and every host through reflection after a separate
+// validation pass.
+//
+// It answers only when it is sure to answer as nova.Decode would; for
+// anything unusual (a syntax or type error, a key that differs from a field
+// name only in case, a repeated field, an escaped key, a missing instance or
+// host name) it hands the body to nova.Decode, so errors and edge cases are
+// nova.Decode's own. FuzzDecodeNova checks that the two agree on every
+// field but Weights, which the fast path does not fill (filterd does not use
+// them).
+func decodeNova(body []byte) (nova.Request, error) {
+	if r, ok := fastDecode(body); ok {
+		return r, nil
+	}
+	return nova.Decode(body)
+}
+
+// maxDepth bounds the nesting the fast path follows (encoding/json allows
+// 10000; deeper bodies go to nova.Decode).
+const maxDepth = 512
+
+// scan is a cursor over a JSON document. Its methods return false when the
+// document is not one the fast path may answer for.
+type scan struct {
+	b []byte
+	i int
+}
+
+func (s *scan) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next non-space byte (0 at the end).
+func (s *scan) peek() byte {
+	s.ws()
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *scan) lit(word string) bool {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		return false
+	}
+	s.i += len(word)
+	return true
+}
+
+// null consumes a null if one is next.
+func (s *scan) null() bool {
+	if s.peek() == 'n' && s.lit("null") {
+		return true
+	}
+	return false
+}
+
+// str consumes a string and returns its raw content (between the quotes)
+// and whether it holds no escape and only valid UTF-8, so that the raw
+// content is the value.
+func (s *scan) str() (raw []byte, plain bool, ok bool) {
+	if s.peek() != '"' {
+		return nil, false, false
+	}
+	b := s.b
+	start := s.i + 1
+	j := start
+	plain = true
+	ascii := true
+	for j < len(b) {
+		c := b[j]
+		if c >= 0x20 && c < 0x80 && c != '"' && c != '\\' {
+			j++
+			continue
+		}
+		switch {
+		case c == '"':
+			s.i = j + 1
+			raw = b[start:j]
+			if !ascii && !utf8.Valid(raw) {
+				plain = false // encoding/json replaces invalid bytes
+			}
+			return raw, plain, true
+		case c == '\\':
+			plain = false
+			if j+1 >= len(b) {
+				return nil, false, false
+			}
+			switch b[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j += 2
+			case 'u':
+				if j+6 > len(b) {
+					return nil, false, false
+				}
+				for _, h := range b[j+2 : j+6] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return nil, false, false
+					}
+				}
+				j += 6
+			default:
+				return nil, false, false
+			}
+		case c < 0x20:
+			return nil, false, false
+		default: // c >= 0x80
+			ascii = false
+			j++
+		}
+	}
+	return nil, false, false
+}
+
+// stringValue consumes a string or null into dst, as encoding/json would
+// (null leaves dst as it is).
+func (s *scan) stringValue(dst *string) bool {
+	if s.null() {
+		return true
+	}
+	start := s.i
+	raw, plain, ok := s.str()
+	if !ok {
+		return false
+	}
+	if plain {
+		*dst = string(raw)
+		return true
+	}
+	return json.Unmarshal(s.b[start:s.i], dst) == nil
+}
+
+// number consumes a JSON number and returns it.
+func (s *scan) number() ([]byte, bool) {
+	s.ws()
+	start := s.i
+	if s.i < len(s.b) && s.b[s.i] == '-' {
+		s.i++
+	}
+	switch {
+	case s.i < len(s.b) && s.b[s.i] == '0':
+		s.i++
+	case s.i < len(s.b) && s.b[s.i] >= '1' && s.b[s.i] <= '9':
+		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+			s.i++
+		}
+	default:
+		return nil, false
+	}
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		if !s.digits() {
+			return nil, false
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if !s.digits() {
+			return nil, false
+		}
+	}
+	return s.b[start:s.i], true
+}
+
+func (s *scan) digits() bool {
+	start := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i > start
+}
+
+// skip consumes and validates any value.
+func (s *scan) skip(depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	switch c := s.peek(); c {
+	case '{':
+		return s.object(func(_ []byte, _ bool) bool { return s.skip(depth + 1) })
+	case '[':
+		return s.array(func() bool { return s.skip(depth + 1) })
+	case '"':
+		_, _, ok := s.str()
+		return ok
+	case 't':
+		return s.lit("true")
+	case 'f':
+		return s.lit("false")
+	case 'n':
+		return s.lit("null")
+	default:
+		_, ok := s.number()
+		return ok
+	}
+}
+
+// object consumes an object, calling field for each key (raw, and whether
+// it is plain) with the cursor on the value, which field must consume.
+func (s *scan) object(field func(key []byte, plain bool) bool) bool {
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return true
+	}
+	for {
+		key, plain, ok := s.str()
+		if !ok || s.peek() != ':' {
+			return false
+		}
+		s.i++
+		if !field(key, plain) {
+			return false
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// array consumes an array, calling elem with the cursor on each element.
+func (s *scan) array(elem func() bool) bool {
+	if s.peek() != '[' {
+		return false
+	}
+	s.i++
+	if s.peek() == ']' {
+		s.i++
+		return true
+	}
+	for {
+		if !elem() {
+			return false
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// fields matches the keys of one object against the names of the fields it
+// decodes. A key that is not a field is skipped; a key that encoding/json
+// would match to a field without being its exact name (case, escapes), and a
+// field given twice, end the fast path.
+type fields struct {
+	names []string
+	seen  uint32
+}
+
+// match returns the index of key's field, -1 for a key to skip, or ok false.
+func (f *fields) match(key []byte, plain bool) (idx int, ok bool) {
+	if !plain {
+		return -1, false
+	}
+	for i, n := range f.names {
+		if string(key) == n {
+			if f.seen&(1<<i) != 0 {
+				return -1, false
+			}
+			f.seen |= 1 << i
+			return i, true
+		}
+	}
+	for _, n := range f.names {
+		if bytes.EqualFold(key, []byte(n)) {
+			return -1, false
+		}
+	}
+	return -1, true
+}
+
+// fastDecode is decodeNova's fast path; ok false hands over to nova.Decode.
+func fastDecode(body []byte) (r nova.Request, ok bool) {
+	s := &scan{b: body}
+	top := fields{names: []string{"spec", "context", "hosts", "weights", "rebuild", "resize", "live", "vmware"}}
+	ok = s.object(func(key []byte, plain bool) bool {
+		idx, ok := top.match(key, plain)
+		switch {
+		case !ok:
+			return false
+		case idx == 0:
+			return s.spec(&r.Spec)
+		case idx == 1:
+			return s.context(&r.Context)
+		case idx == 2:
+			return s.hosts(&r.Hosts)
+		case idx == 3:
+			return s.weights()
+		case idx == 4:
+			return s.boolValue(&r.Rebuild)
+		case idx == 5:
+			return s.boolValue(&r.Resize)
+		case idx == 6:
+			return s.boolValue(&r.Live)
+		case idx == 7:
+			return s.boolValue(&r.VMware)
+		}
+		return s.skip(1)
+	})
+	if !ok {
+		return nova.Request{}, false
+	}
+	if s.peek() != 0 || s.i != len(s.b) {
+		return nova.Request{}, false // trailing data
+	}
+	// nova.Decode's checks and normalisation; on failure it says why.
+	if r.Spec.Data.InstanceUUID == "" {
+		return nova.Request{}, false
+	}
+	r.Spec.Data.InstanceUUID = strings.ToLower(strings.TrimSpace(r.Spec.Data.InstanceUUID))
+	for i := range r.Hosts {
+		if r.Hosts[i].Host == "" {
+			return nova.Request{}, false
+		}
+	}
+	return r, true
+}
+
+func (s *scan) boolValue(dst *bool) bool {
+	switch s.peek() {
+	case 't':
+		*dst = true
+		return s.lit("true")
+	case 'f':
+		*dst = false
+		return s.lit("false")
+	case 'n':
+		return s.lit("null")
+	}
+	return false
+}
+
+func (s *scan) spec(dst *nova.Spec) bool {
+	if s.null() {
+		return true
+	}
+	f := fields{names: []string{"nova_object.name", "nova_object.data"}}
+	return s.object(func(key []byte, plain bool) bool {
+		idx, ok := f.match(key, plain)
+		switch {
+		case !ok:
+			return false
+		case idx == 0:
+			return s.stringValue(&dst.Name)
+		case idx == 1:
+			return s.specData(&dst.Data)
+		}
+		return s.skip(2)
+	})
+}
+
+func (s *scan) specData(dst *nova.SpecData) bool {
+	if s.null() {
+		return true
+	}
+	f := fields{names: []string{"instance_uuid", "project_id", "user_id", "availability_zone", "num_instances", "scheduler_hints"}}
+	return s.object(func(key []byte, plain bool) bool {
+		idx, ok := f.match(key, plain)
+		switch {
+		case !ok:
+			return false
+		case idx == 0:
+			return s.stringValue(&dst.InstanceUUID)
+		case idx == 1:
+			return s.stringValue(&dst.ProjectID)
+		case idx == 2:
+			return s.stringValue(&dst.UserID)
+		case idx == 3:
+			return s.stringValue(&dst.AvailabilityZone)
+		case idx == 4:
+			if s.null() {
+				return true
+			}
+			num, ok := s.number()
+			if !ok {
+				return false
+			}
+			n, err := strconv.ParseInt(string(num), 10, strconv.IntSize)
+			dst.NumInstances = int(n)
+			return err == nil
+		case idx == 5:
+			// The hints are small: nova's own decoding of them.
+			s.ws()
+			start := s.i
+			if !s.skip(3) {
+				return false
+			}
+			return dst.SchedulerHints.UnmarshalJSON(s.b[start:s.i]) == nil
+		}
+		return s.skip(3)
+	})
+}
+
+func (s *scan) context(dst *nova.Context) bool {
+	if s.null() {
+		return true
+	}
+	f := fields{names: []string{"request_id", "global_request_id", "user_id", "project_id"}}
+	return s.object(func(key []byte, plain bool) bool {
+		idx, ok := f.match(key, plain)
+		switch {
+		case !ok:
+			return false
+		case idx == 0:
+			return s.stringValue(&dst.RequestID)
+		case idx == 1:
+			return s.stringValue(&dst.GlobalRequestID)
+		case idx == 2:
+			return s.stringValue(&dst.UserID)
+		case idx == 3:
+			return s.stringValue(&dst.ProjectID)
+		}
+		return s.skip(2)
+	})
+}
+
+// hostRef locates a host's names in the body (start and end offsets), so
+// that all names are copied into one string instead of one allocation
+// each. A start of refNone means the name is not in the body as it is (null,
+// absent or escaped, then decoded on its own); refSame, for a hypervisor,
+// that it is the host's name.
+type hostRef struct {
+	host, hyp [2]int32
+}
+
+const (
+	refNone = -1
+	refSame = -2
+)
+
+func (s *scan) hosts(dst *[]nova.Host) bool {
+	if s.null() {
+		return true
+	}
+	if len(s.b) > math.MaxInt32 {
+		return false
+	}
+	// Size the lists from a cheap count of the objects' openings; a wrong
+	// count only costs capacity.
+	n := bytes.Count(s.b[s.i:], []byte(`{"host"`)) + bytes.Count(s.b[s.i:], []byte(`{ "host"`))
+	hosts := make([]nova.Host, 0, n)
+	refs := make([]hostRef, 0, n)
+	var hostBytes, hypBytes int
+	ok := s.array(func() bool {
+		hosts = append(hosts, nova.Host{})
+		refs = append(refs, hostRef{host: [2]int32{refNone}, hyp: [2]int32{refNone}})
+		h, ref := &hosts[len(hosts)-1], &refs[len(refs)-1]
+		if s.null() {
+			return true
+		}
+		f := fields{names: []string{"host", "hypervisor_hostname"}}
+		return s.object(func(key []byte, plain bool) bool {
+			idx, ok := f.match(key, plain)
+			switch {
+			case !ok:
+				return false
+			case idx == 0:
+				return s.name(&h.Host, &ref.host, &hostBytes)
+			case idx == 1:
+				if ref.host[0] >= 0 && s.peek() == '"' {
+					save := s.i
+					raw, plain, ok := s.str()
+					if ok && plain && bytes.Equal(raw, s.b[ref.host[0]:ref.host[1]]) {
+						ref.hyp[0] = refSame
+						return true
+					}
+					s.i = save
+				}
+				return s.name(&h.HypervisorHostname, &ref.hyp, &hypBytes)
+			}
+			return s.skip(3)
+		})
+	})
+	if !ok {
+		return false
+	}
+	var hostArena, hypArena strings.Builder
+	hostArena.Grow(hostBytes)
+	hypArena.Grow(hypBytes)
+	for i := range refs {
+		if r := refs[i].host; r[0] >= 0 {
+			hostArena.Write(s.b[r[0]:r[1]])
+		}
+		if r := refs[i].hyp; r[0] >= 0 {
+			hypArena.Write(s.b[r[0]:r[1]])
+		}
+	}
+	hostAll, hypAll := hostArena.String(), hypArena.String()
+	var ho, yo int
+	for i := range refs {
+		if r := refs[i].host; r[0] >= 0 {
+			end := ho + int(r[1]-r[0])
+			hosts[i].Host = hostAll[ho:end]
+			ho = end
+		}
+		switch r := refs[i].hyp; {
+		case r[0] == refSame:
+			hosts[i].HypervisorHostname = hosts[i].Host
+		case r[0] >= 0:
+			end := yo + int(r[1]-r[0])
+			hosts[i].HypervisorHostname = hypAll[yo:end]
+			yo = end
+		}
+	}
+	*dst = hosts
+	return true
+}
+
+// name consumes a host name: a plain string is located in ref (and its
+// length added to total) for copying later; null and escaped strings are
+// decoded into dst at once.
+func (s *scan) name(dst *string, ref *[2]int32, total *int) bool {
+	if s.peek() == '"' {
+		save := s.i
+		raw, plain, ok := s.str()
+		if !ok {
+			return false
+		}
+		if plain {
+			start := s.i - 1 - len(raw)
+			*ref = [2]int32{int32(start), int32(start + len(raw))}
+			*total += len(raw)
+			return true
+		}
+		s.i = save
+	}
+	return s.stringValue(dst)
+}
+
+// weights validates the weights as encoding/json would decode them into
+// map[string]float64, without keeping them.
+func (s *scan) weights() bool {
+	if s.null() {
+		return true
+	}
+	return s.object(func(_ []byte, _ bool) bool {
+		if s.null() {
+			return true
+		}
+		num, ok := s.number()
+		if !ok {
+			return false
+		}
+		if len(num) > 15 || bytes.ContainsAny(num, "eE") {
+			_, err := strconv.ParseFloat(string(num), 64)
+			return err == nil
+		}
+		return true
+	})
+}
