@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ledgerfence/ledgerfence/pkg/api"
+	"github.com/ledgerfence/ledgerfence/pkg/cache"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/embedded"
+	"github.com/ledgerfence/ledgerfence/pkg/nova"
+)
+
+// vm is the regulated VM of every request: JP and GB, CompanyA and CompanyB.
+const vm = "6f1c0d3e-8b2a-4c1d-9e7f-0a1b2c3d4e5f"
+
+const regulation = `{"countries": ["JP", "GB"], "organizations": ["CompanyA", "CompanyB"]}`
+
+// host is the i-th candidate: a quarter each in JP, GB, DE and FR, run by
+// CompanyA, CompanyB, both, or CompanyC; 3 in 8 may take the VM.
+func host(i int) filter.Host {
+	countries := []string{"JP", "GB", "DE", "FR"}
+	orgs := [][]string{{"CompanyA"}, {"CompanyB"}, {"CompanyA", "CompanyB"}, {"CompanyC"}}
+	return filter.Host{
+		Name:          fmt.Sprintf("nova-compute-%05d", i),
+		Country:       countries[i%4],
+		Organizations: orgs[(i/4)%4],
+		Region:        "region-one",
+	}
+}
+
+func allowed(n int) int {
+	k := 0
+	for i := range n {
+		if i%4 < 2 && (i/4)%4 < 3 {
+			k++
+		}
+	}
+	return k
+}
+
+// requestBody is Nova's request for the VM's live migration with n
+// candidates, as SAP's Nova sends it.
+func requestBody(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"spec":{"nova_object.name":"RequestSpec","nova_object.namespace":"nova","nova_object.version":"1.14","nova_object.data":{` +
+		`"id":4711,"instance_uuid":"` + vm + `","project_id":"a1b2c3d4e5f60718293a4b5c6d7e8f90","user_id":"0f9e8d7c6b5a49382716a5b4c3d2e1f0",` +
+		`"availability_zone":"az-1","num_instances":1,"is_bfv":false,` +
+		`"flavor":{"nova_object.name":"Flavor","nova_object.namespace":"nova","nova_object.version":"1.2","nova_object.data":{"id":7,"name":"m1.medium","memory_mb":4096,"vcpus":2,"root_gb":40,"ephemeral_gb":0,"flavorid":"3","swap":0,"rxtx_factor":1.0,"vcpu_weight":0,"disabled":false,"is_public":true,"extra_specs":{"hw:cpu_policy":"shared"},"description":null}},` +
+		`"image":{"nova_object.name":"ImageMeta","nova_object.namespace":"nova","nova_object.version":"1.8","nova_object.data":{"id":"c2a8d3b0-5e1f-4a7b-8c9d-0e1f2a3b4c5d","name":"ubuntu-24.04-server","status":"active","container_format":"bare","disk_format":"qcow2","min_disk":10,"min_ram":512,"size":603979776,"properties":{"nova_object.name":"ImageMetaProps","nova_object.data":{"hw_architecture":"x86_64","os_distro":"ubuntu"}}}},` +
+		`"numa_topology":null,"pci_requests":{"nova_object.name":"InstancePCIRequests","nova_object.data":{"requests":[]}},"ignore_hosts":null,"force_hosts":null,"force_nodes":null,` +
+		`"retry":{"nova_object.name":"SchedulerRetries","nova_object.data":{"num_attempts":1,"hosts":{"nova_object.name":"ComputeNodeList","nova_object.data":{"objects":[]}}}},` +
+		`"limits":{"nova_object.name":"SchedulerLimits","nova_object.data":{"numa_topology":null,"vcpu":null,"disk_gb":null,"memory_mb":null}},"instance_group":null,` +
+		`"scheduler_hints":{"_nova_check_type":["live_migrate"],"source_host":["nova-compute-99999"]},` +
+		`"security_groups":{"nova_object.name":"SecurityGroupList","nova_object.data":{"objects":[{"nova_object.name":"SecurityGroup","nova_object.data":{"name":"default"}}]}},` +
+		`"requested_destination":null,` +
+		`"request_level_params":{"nova_object.name":"RequestLevelParams","nova_object.data":{"root_required":[],"root_forbidden":[],"same_subtree":[]}},` +
+		`"network_metadata":{"nova_object.name":"NetworkMetadata","nova_object.data":{"physnets":["physnet1"],"tunneled":false}},"requested_resources":[]}},` +
+		`"context":{"user_id":"0f9e8d7c6b5a49382716a5b4c3d2e1f0","project_id":"a1b2c3d4e5f60718293a4b5c6d7e8f90","request_id":"req-3f9a1c2e-7b6d-4e5f-8a9b-0c1d2e3f4a5b","global_request_id":"req-0c4b5a69-1d2e-4f3a-9b8c-7d6e5f4a3b2c","is_admin":false,"roles":["member","reader"],"read_only":false,"show_deleted":false,"remote_address":"10.0.0.17","timestamp":"2026-11-25T20:41:05.123456"},` +
+		`"hosts":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		name := host(i).Name
+		b.WriteString(`{"host":"` + name + `","hypervisor_hostname":"` + name + `.region-one.cloud.example.org"}`)
+	}
+	b.WriteString(`],"weights":{`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"` + host(i).Name + `":` + strconv.FormatFloat(float64(i%100)/10, 'f', -1, 64))
+	}
+	b.WriteString(`},"rebuild":false,"resize":false,"live":true,"vmware":false}`)
+	return []byte(b.String())
+}
+
+// target is the filterd under load.
+type target struct {
+	url     string
+	handler http.Handler // in-process only
+}
+
+func run(ctx context.Context, cfg config, out, logw io.Writer) error {
+	maxHosts := slices.Max(cfg.Hosts)
+	var t target
+	if cfg.URL == "" {
+		var stop func()
+		var err error
+		t, stop, err = startFilterd(ctx, maxHosts, logw)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	} else {
+		t.url = strings.TrimSuffix(cfg.URL, "/")
+		if err := seedREST(ctx, t.url, cfg.AdminToken, maxHosts, logw); err != nil {
+			return err
+		}
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: cfg.Concurrency * 2,
+		DisableCompression:  true,
+	}}
+	defer client.CloseIdleConnections()
+
+	mode := "in-process filterd (embedded ledger), loopback HTTP"
+	if cfg.URL != "" {
+		mode = "filterd at " + cfg.URL
+	}
+	fmt.Fprintf(out, "lfbench: %s; %s %s/%s, GOMAXPROCS %d, %d CPUs%s; concurrency %d, %s per size after %s warm-up\n",
+		mode, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage(),
+		cfg.Concurrency, cfg.Duration, cfg.Warmup)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "hosts\tbody KiB\tallowed\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tprocess allocs/req\thandler allocs/req\thandler B/req\thandler µs/req\t")
+	for _, n := range cfg.Hosts {
+		body := requestBody(n)
+		if err := check(ctx, client, t.url, body, allowed(n)); err != nil {
+			return fmt.Errorf("%d hosts: %w", n, err)
+		}
+		if _, err := load(ctx, client, t.url, body, cfg.Concurrency, cfg.Warmup); err != nil {
+			return fmt.Errorf("%d hosts, warm-up: %w", n, err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r, err := load(ctx, client, t.url, body, cfg.Concurrency, cfg.Duration)
+		if err != nil {
+			return fmt.Errorf("%d hosts: %w", n, err)
+		}
+		runtime.ReadMemStats(&after)
+		hAllocs, hBytes, hTime := "-", "-", "-"
+		if t.handler != nil && cfg.Allocs {
+			br := handlerBenchmark(t.handler, body)
+			hAllocs = strconv.FormatInt(br.AllocsPerOp(), 10)
+			hBytes = strconv.FormatInt(br.AllocedBytesPerOp(), 10)
+			hTime = fmt.Sprintf("%.0f", float64(br.NsPerOp())/1e3)
+		}
+		fmt.Fprintf(tw, "%d\t%.1f\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t\n",
+			n, float64(len(body))/1024, allowed(n), len(r.latencies), float64(len(r.latencies))/r.elapsed.Seconds(),
+			ms(r.quantile(0.50)), ms(r.quantile(0.90)), ms(r.quantile(0.99)), ms(r.quantile(1)),
+			float64(after.Mallocs-before.Mallocs)/float64(len(r.latencies)), hAllocs, hBytes, hTime)
+		fmt.Fprintf(logw, "lfbench: %d hosts done\n", n)
+	}
+	return tw.Flush()
+}
+
+// loadAverage says how busy the machine was, where Linux tells.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return ", load average " + strings.Join(f[:3], " ")
+	}
+	return ""
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/1e6) }
+
+type result struct {
+	latencies []time.Duration // sorted
+	elapsed   time.Duration
+}
+
+// quantile returns the q-quantile (nearest rank) of the latencies.
+func (r result) quantile(q float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(r.latencies))+0.5) - 1
+	return r.latencies[max(0, min(i, len(r.latencies)-1))]
+}
+
+// load posts body from conc clients for d and returns every latency.
+func load(ctx context.Context, client *http.Client, url string, body []byte, conc int, d time.Duration) (result, error) {
+	if d <= 0 {
+		return result{}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	lat := make([][]time.Duration, conc)
+	errs := make([]error, conc)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := make([]time.Duration, 0, 1<<14)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if err := post(ctx, client, url, body, nil); err != nil {
+					if ctx.Err() == nil {
+						errs[w] = err
+					}
+					break
+				}
+				l = append(l, time.Since(t0))
+			}
+			lat[w] = l
+		}()
+	}
+	wg.Wait()
+	r := result{elapsed: time.Since(start)}
+	for _, l := range lat {
+		r.latencies = append(r.latencies, l...)
+	}
+	slices.Sort(r.latencies)
+	return r, errors.Join(errs...)
+}
+
+// post sends one webhook request; answer, when set, receives the body.
+func post(ctx context.Context, client *http.Client, url string, body []byte, answer *[]byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+nova.Path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if answer != nil {
+		*answer, err = io.ReadAll(resp.Body)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if resp.Header.Get(api.HeaderDecision) == "" {
+		return errors.New("answer without a decision id")
+	}
+	return nil
+}
+
+// check sends one request and verifies the answer.
+func check(ctx context.Context, client *http.Client, url string, body []byte, want int) error {
+	var data []byte
+	if err := post(ctx, client, url, body, &data); err != nil {
+		return err
+	}
+	var ans nova.Response
+	if err := json.Unmarshal(data, &ans); err != nil {
+		return fmt.Errorf("answer %.80q: %w", data, err)
+	}
+	if len(ans.Hosts) != want {
+		return fmt.Errorf("answer allows %d hosts, want %d: is the ledger seeded with lfbench's hosts and regulation?", len(ans.Hosts), want)
+	}
+	return nil
+}
+
+// handlerBenchmark measures the webhook handler alone, with -benchmem's
+// accounting.
+func handlerBenchmark(h http.Handler, body []byte) testing.BenchmarkResult {
+	return testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			w := discard{h: http.Header{}}
+			req, _ := http.NewRequest(http.MethodPost, nova.Path, bytes.NewReader(body))
+			req.ContentLength = int64(len(body))
+			h.ServeHTTP(&w, req)
+		}
+	})
+}
+
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// startFilterd runs filterd's API over an embedded ledger in a temporary
+// directory, seeded with n hosts and the VM's regulation. Its decision log
+// lines are encoded as in production and discarded.
+func startFilterd(ctx context.Context, n int, logw io.Writer) (target, func(), error) {
+	dir, err := os.MkdirTemp("", "lfbench-")
+	if err != nil {
+		return target{}, nil, err
+	}
+	cleanup := []func(){func() { os.RemoveAll(dir) }}
+	stop := func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
+	fail := func(err error) (target, func(), error) {
+		stop()
+		return target{}, nil, err
+	}
+	led, err := embedded.Open(filepath.Join(dir, embedded.FileName))
+	if err != nil {
+		return fail(err)
+	}
+	cleanup = append(cleanup, func() { led.Close() })
+	fmt.Fprintf(logw, "lfbench: registering %d hosts in %s\n", n, dir)
+	for i := range n {
+		if _, _, err := led.PutHost(ctx, host(i)); err != nil {
+			return fail(err)
+		}
+	}
+	rules, err := filter.ParseRules([]byte(regulation))
+	if err != nil {
+		return fail(err)
+	}
+	if _, _, err := led.PutRegulation(ctx, filter.VMSubject(vm), rules); err != nil {
+		return fail(err)
+	}
+
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+	reg := prometheus.NewRegistry()
+	c, err := cache.New(led, log, reg, cache.Config{})
+	if err != nil {
+		return fail(err)
+	}
+	srv, err := api.New(led, c, log, reg, reg, api.Config{AdminToken: rand.Text(), Backend: "embedded", Writable: true})
+	if err != nil {
+		return fail(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Run(runCtx)
+	}()
+	cleanup = append(cleanup, func() { cancel(); <-done })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	cleanup = append(cleanup, func() { _ = hs.Close() })
+	for !c.Ready() {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return target{url: "http://" + ln.Addr().String(), handler: srv}, stop, nil
+}
+
+// seedREST registers the hosts and the regulation in a running filterd.
+func seedREST(ctx context.Context, url, token string, n int, logw io.Writer) error {
+	fmt.Fprintf(logw, "lfbench: registering %d hosts at %s\n", n, url)
+	client := &http.Client{Timeout: 30 * time.Second}
+	put := func(path string, body []byte) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, url+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("PUT %s: %d %s", path, resp.StatusCode, msg)
+		}
+		return nil
+	}
+	for i := range n {
+		h := host(i)
+		b, _ := json.Marshal(map[string]any{"country": h.Country, "organizations": h.Organizations, "region": h.Region})
+		if err := put("/v1/hosts/"+h.Name, b); err != nil {
+			return err
+		}
+	}
+	return put("/v1/regulations/vm:"+vm, []byte(regulation))
+}

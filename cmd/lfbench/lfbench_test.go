@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/nova"
+)
+
+func TestRequestBody(t *testing.T) {
+	for _, n := range []int{1, 10, 1000} {
+		req, err := nova.Decode(requestBody(n))
+		if err != nil {
+			t.Fatalf("%d hosts: %v", n, err)
+		}
+		if len(req.Hosts) != n || len(req.Weights) != n || req.Spec.Data.InstanceUUID != vm || req.Operation() != nova.OpLiveMigrate {
+			t.Errorf("%d hosts: decoded %d hosts, %d weights, VM %s, operation %s", n, len(req.Hosts), len(req.Weights), req.Spec.Data.InstanceUUID, req.Operation())
+		}
+	}
+}
+
+// allowed must count what the decision allows, or check fails every run.
+func TestAllowedMatchesTheDecision(t *testing.T) {
+	rules, err := filter.ParseRules([]byte(regulation))
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs := []filter.Regulation{{Subject: filter.VMSubject(vm), Allow: rules}}
+	for _, n := range []int{1, 7, 100, 1000} {
+		cands := make([]filter.Candidate, n)
+		for i := range cands {
+			h := host(i)
+			cands[i] = filter.Candidate{Name: h.Name, Host: &h}
+		}
+		if res := filter.Evaluate(regs, cands, filter.Options{}); res.Allowed != allowed(n) {
+			t.Errorf("%d hosts: Evaluate allows %d, allowed() says %d", n, res.Allowed, allowed(n))
+		}
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	c, err := parseConfig(nil)
+	if err != nil || len(c.Hosts) != 4 || c.Concurrency != 8 || c.URL != "" {
+		t.Errorf("defaults = %+v, %v", c, err)
+	}
+	for _, args := range [][]string{{"-hosts", "0"}, {"-hosts", "x"}, {"-c", "0"}, {"-url", "http://x"}, {"extra"}} {
+		if _, err := parseConfig(args); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+func TestRunInProcess(t *testing.T) {
+	var out bytes.Buffer
+	cfg := config{Hosts: []int{10}, Concurrency: 2, Duration: 50 * time.Millisecond, Allocs: false}
+	if err := run(t.Context(), cfg, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(strings.TrimSpace(lines[2]), "10 ") {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
