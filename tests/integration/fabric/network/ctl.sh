@@ -4,7 +4,8 @@
 #   ctl.sh ACTION COMPONENT...
 #
 # ACTION     start    start it (from the state folder, same ports and keys) and wait until it listens
-#                     (a peer: until both peers' gossip know each other again)
+#                     (the orderer: until Raft has a leader; a peer: until it caught up with the
+#                     other's ledger height and both peers' gossip know each other again)
 #            stop     SIGTERM, wait until gone (SIGKILL after 10 s)
 #            kill     SIGKILL, like a crash; wait until gone
 #            restart  stop, then start
@@ -44,8 +45,25 @@ start_one() {
   fi
   lf_start "$1"
   case $1 in
-    # a peer is back once both peers' gossip know each other again (gateways can plan MAJORITY)
-    peer1 | peer2) [[ -z $(lf_pid peer1) || -z $(lf_pid peer2) ]] || lf_wait_gossip 60 ;;
+    # The single Raft node elects itself about a second after a restart, but once in a while (seen
+    # once, restarted under load) Fabric's etcdraft leaves it without voters and it never does: the
+    # channel is stuck until the orderer restarts. Restart it once more in that case, and say so.
+    orderer)
+      if ! lf_wait_orderer_leader 15; then
+        lf_log "orderer has no Raft leader 15 s after starting; restarting it once more"
+        lf_stop orderer TERM
+        lf_start orderer
+        lf_wait_orderer_leader 15 || lf_die "orderer has no Raft leader (log: $LF_DIR/logs/orderer.log)"
+      fi
+      ;;
+    # a peer is back once it has caught up with the other peer's ledger and both peers' gossip
+    # know each other again (so gateways can plan MAJORITY endorsements)
+    peer1 | peer2)
+      if [[ -n $(lf_pid peer1) && -n $(lf_pid peer2) ]]; then
+        lf_wait_caught_up "${1#peer}" 60
+        lf_wait_gossip 60
+      fi
+      ;;
   esac
   lf_log "$1 started (pid $(lf_pid "$1"))"
 }

@@ -325,6 +325,28 @@ lf_peer_sees_other() {
   [[ -n $known && $known != 0 ]]
 }
 
+# lf_peer_height N: peer N's block height on the channel (from its metrics), or nothing.
+lf_peer_height() {
+  local ops=LF_PEER$1_OPS_PORT
+  lf_http_get "${!ops}" /metrics |
+    awk -v c="$LF_CHANNEL" '$1 == "ledger_blockchain_height{channel=\"" c "\"}" { print $2 }'
+}
+
+# lf_wait_caught_up N SECONDS: peer N has at least the height the other peer has now.
+lf_wait_caught_up() {
+  local n=$1 secs=$2 other target h deadline
+  other=$((3 - n))
+  target=$(lf_peer_height "$other")
+  [[ -n $target ]] || return 0
+  deadline=$((SECONDS + secs))
+  while true; do
+    h=$(lf_peer_height "$n")
+    [[ -n $h ]] && ((h >= target)) && return 0
+    ((SECONDS < deadline)) || lf_die "peer$n at height ${h:-?}, not caught up with peer$other ($target) after ${secs}s"
+    sleep 0.1
+  done
+}
+
 # lf_wait_gossip [SECONDS]: wait until each peer knows the other.
 lf_wait_gossip() {
   local secs=${1:-60} n
@@ -468,6 +490,23 @@ lf_build_cc() {
     (cd "$LF_REPO" && go build -o "$out.new" "$pkg")
   fi
   mv "$out.new" "$out"
+}
+
+# lf_orderer_has_leader: the orderer's Raft elected a leader since the orderer last started (its
+# log since the last start marker that lf_spawn writes).
+lf_orderer_has_leader() {
+  awk '/^---- start / { found = 0 } /Raft leader changed: 0 -> 1/ { found = 1 } END { exit !found }' \
+    "$LF_DIR/logs/orderer.log"
+}
+
+# lf_wait_orderer_leader SECONDS: wait until the orderer has a Raft leader; fail after SECONDS.
+lf_wait_orderer_leader() {
+  local i
+  for ((i = 0; i < $1 * 20; i++)); do
+    lf_orderer_has_leader && return 0
+    sleep 0.05
+  done
+  return 1
 }
 
 # lf_components: every component this harness may run, in the order to stop them.

@@ -267,11 +267,7 @@ for p in "${joiners[@]}"; do
   wait "$p" || lf_die "a peer failed to join $LF_CHANNEL (logs in $LF_DIR/logs)"
 done
 # the single Raft node elects itself within ElectionTick x TickInterval
-for ((i = 0; i < 200; i++)); do
-  grep -q 'Raft leader changed: 0 -> 1' "$LF_DIR/logs/orderer.log" && break
-  sleep 0.05
-done
-grep -q 'Raft leader changed: 0 -> 1' "$LF_DIR/logs/orderer.log" || lf_die "no Raft leader after 10 s"
+lf_wait_orderer_leader 10 || lf_die "no Raft leader after 10 s (log: $LF_DIR/logs/orderer.log)"
 t_channel=$(lf_since "$t0")
 
 lf_write_env
