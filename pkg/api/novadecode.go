@@ -422,16 +422,92 @@ func (s *scan) specData(dst *nova.SpecData) bool {
 			dst.NumInstances = int(n)
 			return err == nil
 		case idx == 5:
-			// The hints are small: nova's own decoding of them.
-			s.ws()
-			start := s.i
-			if !s.skip(3) {
-				return false
-			}
-			return dst.SchedulerHints.UnmarshalJSON(s.b[start:s.i]) == nil
+			return s.hints(&dst.SchedulerHints)
 		}
 		return s.skip(3)
 	})
+}
+
+// hints decodes scheduler hints as nova.Hints.UnmarshalJSON does: each
+// value a list of strings, from a string, or a list of strings and scalars
+// (numbers and booleans in their JSON text), nulls, objects and lists inside
+// lists left out, null values skipped, the last of repeated keys winning.
+// Anything else is left to nova.Hints.UnmarshalJSON.
+func (s *scan) hints(dst *nova.Hints) bool {
+	s.ws()
+	start := s.i
+	if s.peek() != '{' {
+		if !s.skip(3) {
+			return false
+		}
+		return dst.UnmarshalJSON(s.b[start:s.i]) == nil
+	}
+	out := make(nova.Hints)
+	ok := s.object(func(rawKey []byte, plain bool) bool {
+		key := string(rawKey)
+		if !plain {
+			quoted := append(append([]byte{'"'}, rawKey...), '"')
+			if json.Unmarshal(quoted, &key) != nil {
+				return false
+			}
+		}
+		delete(out, key) // the last of repeated keys wins
+		switch s.peek() {
+		case 'n':
+			return s.lit("null")
+		case '[':
+			var vals []string
+			ok := s.array(func() bool {
+				v, keep, ok := s.scalar()
+				if keep {
+					vals = append(vals, v)
+				}
+				return ok
+			})
+			if vals != nil {
+				out[key] = vals
+			}
+			return ok
+		}
+		v, keep, ok := s.scalar()
+		if keep {
+			out[key] = []string{v}
+		}
+		return ok
+	})
+	if !ok {
+		return false
+	}
+	*dst = out
+	return true
+}
+
+// scalar consumes a list item and returns its text as a hint value: a
+// string's content, a number's or boolean's JSON text, "" for null; keep is
+// false for objects and lists.
+func (s *scan) scalar() (v string, keep, ok bool) {
+	s.ws()
+	start := s.i
+	switch s.peek() {
+	case '"':
+		raw, plain, ok := s.str()
+		if !ok {
+			return "", false, false
+		}
+		if plain {
+			return string(raw), true, true
+		}
+		err := json.Unmarshal(s.b[start:s.i], &v)
+		return v, err == nil, err == nil
+	case 'n': // a null in a list reads as an empty string
+		return "", true, s.lit("null")
+	case '{', '[':
+		return "", false, s.skip(4)
+	}
+	if !s.skip(4) {
+		return "", false, false
+	}
+	return string(s.b[start:s.i]), true, true
 }
 
 func (s *scan) context(dst *nova.Context) bool {
