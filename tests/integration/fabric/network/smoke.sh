@@ -2,12 +2,13 @@
 # smoke.sh: bring the network up, check it, take it down, check nothing is left.
 #
 # Checks: the network comes up; the chaincode is committed with both organisations' approval and
-# answers on both peers; a hostagent enrolled through Org1's CA chains to Org1MSP's CA and carries
+# answers on both peers; a write needs the endorsement of both organisations (MAJORITY); a hostagent enrolled through Org1's CA chains to Org1MSP's CA and carries
 # the ledgerfence attributes in its certificate (OID 1.2.3.4.5.6.7.8.1), an identity without a
 # role carries none; the chaincode server and a peer can be killed and restarted; down.sh leaves
 # no process and no state folder.
 # Runs in its own state folder and port range unless LEDGERFENCE_FABRIC_DIR / _PORT_BASE are set,
-# so it does not disturb a network already running with the defaults.
+# so it does not disturb a network already running with the defaults. LEDGERFENCE_SMOKE_WRITE_ARGS:
+# the write to try (default: PutHost of the ledgerfence chaincode, as identity hadmin).
 set -euo pipefail
 export LEDGERFENCE_FABRIC_DIR=${LEDGERFENCE_FABRIC_DIR:-/tmp/ledgerfence-fabric-smoke}
 export LEDGERFENCE_FABRIC_PORT_BASE=${LEDGERFENCE_FABRIC_PORT_BASE:-17150}
@@ -71,6 +72,33 @@ policy() { # the channel's default endorsement policy is MAJORITY Endorsement
   grep -A3 'Endorsement:' "$LF_DIR/configtx/configtx.yaml" | grep -q 'MAJORITY Endorsement'
 }
 check "channel endorsement policy is MAJORITY Endorsement" policy
+
+# a write needs both organisations: endorsed by Org1's peer alone it is invalidated at commit
+write_args=${LEDGERFENCE_SMOKE_WRITE_ARGS:-'{"Args":["PutHost","{\"host\":\"smoke-host\",\"country\":\"JP\",\"organizations\":[\"CompanyA\"]}"]}'}
+invoke_as() { # IDENTITY PEERS(1|12) ARGS
+  local id=$LF_DIR/identities/$1 peers=()
+  lf_admin 1
+  CORE_PEER_LOCALMSPID=$(<"$id/mspid")
+  CORE_PEER_MSPCONFIGPATH=$id/msp
+  lf_orderer_args
+  if [[ $2 == 12 ]]; then
+    lf_both_peers_args
+    peers=("${LF_PEERS_ARGS[@]}")
+  else
+    peers=(--peerAddresses "127.0.0.1:$LF_PEER1_PORT" --tlsRootCertFiles "$(lf_peer_tls_ca 1)")
+  fi
+  peer chaincode invoke "${LF_ORDERER_ARGS[@]}" -C "$LF_CHANNEL" -n "$LF_CC_NAME" "${peers[@]}" \
+    -c "$3" --waitForEvent 2>&1
+}
+one_org_refused() {
+  local o
+  o=$(invoke_as hadmin 1 "$write_args") && return 1
+  echo "  $o" | tail -n1
+  [[ $o == *ENDORSEMENT_POLICY_FAILURE* ]]
+}
+both_orgs_commit() { invoke_as hadmin 12 "$write_args" >/dev/null; }
+check "a write endorsed by Org1MSP alone is invalidated (ENDORSEMENT_POLICY_FAILURE)" one_org_refused
+check "a write endorsed by Org1MSP and Org2MSP commits" both_orgs_commit
 
 # ---- identities ------------------------------------------------------------------------------------
 ids=$LEDGERFENCE_FABRIC_IDENTITIES
