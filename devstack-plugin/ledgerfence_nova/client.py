@@ -30,6 +30,7 @@ class FilterdError(Exception):
     KIND_UNREACHABLE = 'unreachable'
     KIND_STATUS = 'status'
     KIND_INVALID = 'invalid_answer'
+    KIND_INTERNAL = 'internal'
 
     def __init__(self, kind, message, decision_id=None):
         super().__init__(message)
@@ -67,7 +68,11 @@ class Client(object):
         self.token = token
         self.ssl_context = None
         if self.scheme == 'https':
-            self.ssl_context = ssl.create_default_context(cafile=ca_file)
+            try:
+                self.ssl_context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise FilterdError(FilterdError.KIND_CONFIG,
+                                   'cannot load ca_file %s: %s' % (ca_file, e))
 
     def _connection(self):
         if self.scheme == 'https':

@@ -77,6 +77,10 @@ class LedgerfenceFilter(filters.BaseHostFilter):
                 webhook_path=lf_conf.WEBHOOK_PATH).post(body, asked)
         except client.FilterdError as e:
             return self._failed(states, e, uuid, request_id, op)
+        except Exception as e:  # never let a surprise pass hosts unchecked
+            return self._failed(states, client.FilterdError(
+                client.FilterdError.KIND_INTERNAL, repr(e)),
+                uuid, request_id, op)
 
         by_host = {}
         for s in states:

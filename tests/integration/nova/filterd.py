@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import unittest
@@ -70,9 +71,11 @@ def build(command, outdir):
 class Filterd(object):
     """One filterd process with its own data directory and admin token."""
 
-    def __init__(self, binary, workdir, port=None):
+    def __init__(self, binary, workdir, port=None, tls=None):
+        """tls: (cert file, key file, CA file) to serve HTTPS."""
         self.binary = binary
         self.workdir = workdir
+        self.tls = tls
         self.port = port or free_port()
         self.token = secrets.token_hex(16)
         self.data = workdir and os.path.join(workdir, 'filterd-data')
@@ -88,7 +91,8 @@ class Filterd(object):
 
     @property
     def url(self):
-        return 'http://127.0.0.1:%d' % self.port
+        return '%s://127.0.0.1:%d' % ('https' if self.tls else 'http',
+                                      self.port)
 
     @property
     def webhook_url(self):
@@ -97,9 +101,12 @@ class Filterd(object):
     def start(self, timeout=30):
         os.makedirs(self.data, exist_ok=True)
         self._log = open(self.log_path, 'ab')
+        args = [self.binary, '--listen', '127.0.0.1:%d' % self.port,
+                '--data', self.data, '--admin-token', self.token]
+        if self.tls:
+            args += ['--tls-cert', self.tls[0], '--tls-key', self.tls[1]]
         self.proc = subprocess.Popen(
-            [self.binary, '--listen', '127.0.0.1:%d' % self.port,
-             '--data', self.data, '--admin-token', self.token],
+            args,
             stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -138,8 +145,13 @@ class Filterd(object):
             return ''
 
     def request(self, method, path, body=None, token=None, timeout=10):
-        conn = http.client.HTTPConnection('127.0.0.1', self.port,
-                                          timeout=timeout)
+        if self.tls:
+            conn = http.client.HTTPSConnection(
+                '127.0.0.1', self.port, timeout=timeout,
+                context=ssl.create_default_context(cafile=self.tls[2]))
+        else:
+            conn = http.client.HTTPConnection('127.0.0.1', self.port,
+                                              timeout=timeout)
         headers = {'Accept': 'application/json'}
         data = None
         if body is not None:
@@ -181,6 +193,28 @@ class Filterd(object):
             raise AssertionError('GET decision %s: HTTP %d %s'
                                  % (decision_id, status, raw))
         return json.loads(raw)
+
+
+def make_tls(directory):
+    """A CA and a certificate for 127.0.0.1 signed by it, with openssl:
+    (cert file, key file, CA file)."""
+    def path(name):
+        return os.path.join(directory, name)
+
+    def run(*args):
+        subprocess.run(('openssl',) + args, check=True, capture_output=True)
+
+    with open(path('san.ext'), 'w') as f:
+        f.write('subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+    run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+        '-subj', '/CN=ledgerfence test CA', '-keyout', path('ca.key'),
+        '-out', path('ca.pem'))
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
+        '-keyout', path('filterd.key'), '-out', path('filterd.csr'))
+    run('x509', '-req', '-in', path('filterd.csr'), '-CA', path('ca.pem'),
+        '-CAkey', path('ca.key'), '-CAcreateserial', '-days', '2',
+        '-extfile', path('san.ext'), '-out', path('filterd.pem'))
+    return path('filterd.pem'), path('filterd.key'), path('ca.pem')
 
 
 def reasons(decision):

@@ -30,10 +30,16 @@ def load_env(rig):
 
 
 class Cloud(object):
+    """The cloud's APIs as admin; guarded=True talks to the nova-api that
+    has ledgerfence's ForcedMoveGuard in its pipeline."""
 
-    def __init__(self, rig):
+    def __init__(self, rig, guarded=False):
         self.rig = rig
         self.env = load_env(rig)
+        self.endpoint = None
+        if guarded:
+            self.endpoint = 'http://127.0.0.1:%s/v2.1' % (
+                self.env['NOVA_API_GUARDED_PORT'])
         auth = v3.Password(
             auth_url='http://127.0.0.1:%s/v3' % self.env['KEYSTONE_PORT'],
             username='admin', password=self.env['ADMIN_PASSWORD'],
@@ -49,7 +55,7 @@ class Cloud(object):
         """One compute API call; returns (status, json or None, headers)."""
         resp = self.session.request(
             path, method, endpoint_filter=COMPUTE, json=body,
-            raise_exc=False,
+            raise_exc=False, endpoint_override=self.endpoint,
             headers={'OpenStack-API-Version': 'compute ' + microversion})
         try:
             doc = resp.json()

@@ -2,7 +2,8 @@
 # Start a mini OpenStack cloud for ledgerfence's end-to-end tests: MariaDB,
 # RabbitMQ, Keystone, Placement, Glance, nova-api, nova-conductor,
 # nova-scheduler (with LedgerfenceFilter), three fake-driver computes
-# (fake-compute-1..3), a fake Neutron and a real filterd.
+# (fake-compute-1..3), a fake Neutron and a real filterd; and a second
+# nova-api with ledgerfence's ForcedMoveGuard (api-paste filter).
 #
 #   start.sh RIG_DIR
 #
@@ -79,6 +80,7 @@ KEYSTONE_PORT=$(free_port)
 PLACEMENT_PORT=$(free_port)
 GLANCE_PORT=$(free_port)
 NOVA_API_PORT=$(free_port)
+NOVA_API_GUARDED_PORT=$(free_port)
 NEUTRON_PORT=$(free_port)
 FILTERD_PORT=$(free_port)
 DB_PASSWORD=$(secret)
@@ -95,6 +97,7 @@ render() {
 		-e "s|@RABBIT_PORT@|$RABBIT_PORT|g" -e "s|@KEYSTONE_PORT@|$KEYSTONE_PORT|g" \
 		-e "s|@PLACEMENT_PORT@|$PLACEMENT_PORT|g" -e "s|@GLANCE_PORT@|$GLANCE_PORT|g" \
 		-e "s|@NOVA_API_PORT@|$NOVA_API_PORT|g" -e "s|@NEUTRON_PORT@|$NEUTRON_PORT|g" \
+		-e "s|@NOVA_API_GUARDED_PORT@|$NOVA_API_GUARDED_PORT|g" \
 		-e "s|@FILTERD_PORT@|$FILTERD_PORT|g" -e "s|@N@|${2:-}|g" "$HERE/etc/$1"
 }
 render keystone.conf >"$RIG/etc/keystone/keystone.conf"
@@ -105,7 +108,14 @@ render glance-api.conf >"$RIG/etc/glance/glance-api.conf"
 render nova.conf >"$RIG/etc/nova/nova.conf"
 render nova-api-uwsgi.ini >"$RIG/etc/nova/uwsgi-api.ini"
 for i in 1 2 3; do render compute.conf "$i" >"$RIG/etc/nova/compute$i.conf"; done
+render nova-api-guarded-uwsgi.ini >"$RIG/etc/nova/uwsgi-api-guarded.ini"
 cp /etc/nova/api-paste.ini "$RIG/etc/nova/api-paste.ini"
+# The guarded nova-api: ForcedMoveGuard right after keystonecontext.
+{
+	sed 's/ keystonecontext / keystonecontext ledgerfence_guard /' /etc/nova/api-paste.ini
+	printf '\n[filter:ledgerfence_guard]\n'
+	printf 'paste.filter_factory = ledgerfence_nova.api_guard:ForcedMoveGuard.factory\n'
+} >"$RIG/etc/nova/api-paste-guarded.ini"
 cat >"$RIG/admin-openrc" <<RC
 export OS_AUTH_URL=http://127.0.0.1:$KEYSTONE_PORT/v3
 export OS_USERNAME=admin OS_PASSWORD=$ADMIN_PASSWORD OS_PROJECT_NAME=admin
@@ -114,7 +124,7 @@ export OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne
 RC
 
 # --- the filter, installed as a package for the scheduler
-quiet $PY -m pip install --quiet --no-build-isolation --no-deps --no-index \
+quiet $PY -m pip install --quiet --root-user-action=ignore --no-build-isolation --no-deps --no-index \
 	--target "$RIG/site" "$REPO/devstack-plugin"
 
 # --- filterd (built unless LEDGERFENCE_FILTERD names a binary)
@@ -215,6 +225,7 @@ say "nova cell databases made"
 # --- Nova
 C=(--config-file "$RIG/etc/nova/nova.conf")
 spawn nova-api uwsgi --ini "$RIG/etc/nova/uwsgi-api.ini"
+spawn nova-api-guarded uwsgi --ini "$RIG/etc/nova/uwsgi-api-guarded.ini"
 spawn nova-conductor nova-conductor "${C[@]}" --log-file "$RIG/logs/nova-conductor.log"
 spawn nova-scheduler env PYTHONPATH="$RIG/site" nova-scheduler "${C[@]}" \
 	--log-file "$RIG/logs/nova-scheduler.log"
@@ -227,6 +238,7 @@ wait_for 60 filterd curl -sf "http://127.0.0.1:$FILTERD_PORT/readyz"
 wait_for 60 placement curl -sf "http://127.0.0.1:$PLACEMENT_PORT/"
 wait_for 90 glance curl -sf "http://127.0.0.1:$GLANCE_PORT/"
 wait_for 90 nova-api curl -sf "http://127.0.0.1:$NOVA_API_PORT/"
+wait_for 90 "guarded nova-api" curl -sf "http://127.0.0.1:$NOVA_API_GUARDED_PORT/"
 quiet $PY "$HERE/bootstrap.py" "$RIG" compute
 say nova-api up, flavors and images created
 

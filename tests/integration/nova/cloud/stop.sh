@@ -10,7 +10,7 @@ RIG=${1:?usage: stop.sh RIG_DIR [--purge]}
 RIG=$(cd "$RIG" && pwd)
 
 ORDER="nova-compute1 nova-compute2 nova-compute3 nova-scheduler nova-conductor
-nova-api glance placement keystone neutron filterd rabbitmq epmd mariadb"
+nova-api nova-api-guarded glance placement keystone neutron filterd rabbitmq epmd mariadb"
 
 alive() { kill -0 -- "-$1" 2>/dev/null; }
 

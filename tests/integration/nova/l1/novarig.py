@@ -31,7 +31,7 @@ connection = sqlite:///{tmp}/nova_cell1.sqlite
 [filter_scheduler]
 available_filters = nova.scheduler.filters.all_filters
 available_filters = ledgerfence_nova.filter.LedgerfenceFilter
-enabled_filters = ComputeFilter,AvailabilityZoneFilter,LedgerfenceFilter
+enabled_filters = ComputeFilter,ImagePropertiesFilter,LedgerfenceFilter
 [ledgerfence]
 url = {url}
 timeout = 2

@@ -418,6 +418,56 @@ class TestFailures(FilterTestCase):
         CONF.clear_override('token', group='ledgerfence')
 
 
+class TestTLS(FilterTestCase):
+    """filterd over HTTPS (its --tls-cert/--tls-key), verified with ca_file."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = os.path.join(rig.tmp, 'tls')
+        os.makedirs(cls.dir)
+        cls.tls = lf.make_tls(cls.dir)
+        cls.filterd = lf.Filterd(rig.filterd.binary, cls.dir,
+                                 tls=cls.tls).start()
+        for host, country, orgs, _ in TABLE4_HOSTS:
+            cls.filterd.put_host(host, country, orgs)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.filterd.stop()
+
+    def tearDown(self):
+        CONF.clear_override('ca_file', group='ledgerfence')
+
+    def run_pass(self):
+        vm = uuidutils.generate_uuid()
+        self.filterd.put_regulation('vm:' + vm, *TABLE4_REGULATION)
+        spec = novarig.request_spec(self.ctx, vm)
+        with self.assertLogs(FILTER_LOGGER, 'INFO') as logs:
+            kept = self.schedule(rig.states([h[0] for h in TABLE4_HOSTS]),
+                                 spec)
+        return names(kept), '\n'.join(logs.output)
+
+    def test_https_verified_with_ca_file(self):
+        self.use(self.filterd.webhook_url, ca_file=self.tls[2])
+        self.assertTrue(self.filterd.webhook_url.startswith('https://'))
+        kept, log = self.run_pass()
+        self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
+        self.assertIn('2 of 5 hosts removed', log)
+
+    def test_unverifiable_certificate_fails_closed(self):
+        self.use(self.filterd.webhook_url)  # system CAs only
+        kept, log = self.run_pass()
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (unreachable', log)
+
+    def test_unreadable_ca_file_fails_closed(self):
+        self.use(self.filterd.webhook_url,
+                 ca_file=os.path.join(self.dir, 'missing.pem'))
+        kept, log = self.run_pass()
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (config', log)
+
+
 def fleet(n):
     """n hosts across four countries and three organisations, with every
     20th host left unregistered; returns [(host, country, orgs)]."""
