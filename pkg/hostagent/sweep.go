@@ -115,7 +115,8 @@ func (s *Sweeper) sweep(ctx context.Context) (SweepReport, error) {
 	if batch <= 0 {
 		batch = DefaultSweepBatch
 	}
-	for lo := 0; lo < len(servers); lo += batch {
+	// One lookup at least, so that an empty host still checks the ledger.
+	for lo := 0; lo == 0 || lo < len(servers); lo += batch {
 		hi := min(lo+batch, len(servers))
 		if err := s.decide(ctx, log, servers[lo:hi], &rep); err != nil {
 			if s.Metrics != nil {
