@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"net/http"
 	"strconv"
@@ -26,9 +27,12 @@ type decision struct {
 	height      uint64
 	failClosed  bool
 	duration    time.Duration
-	verdicts    []filter.Verdict
-	allowed     int
-	regulated   bool
+	// verdicts is packVerdicts' form of the n candidates' verdicts: kept
+	// without pointers, the store costs the garbage collector nothing.
+	verdicts  []byte
+	n         int
+	allowed   int
+	regulated bool
 }
 
 // Decision is a decision as GET /v1/decisions/{id} shows it.
@@ -92,7 +96,7 @@ func (d *decision) view(withVerdicts bool) Decision {
 		Operation:    d.operation,
 		Outcome:      d.outcome,
 		Hosts:        d.hosts,
-		Candidates:   len(d.verdicts),
+		Candidates:   d.n,
 		Allowed:      d.allowed,
 		Regulated:    d.regulated,
 		Regulations:  d.regulations,
@@ -104,7 +108,7 @@ func (d *decision) view(withVerdicts bool) Decision {
 		v.Error = errFailClosed
 	}
 	if withVerdicts {
-		v.Verdicts = verdictViews(d.verdicts)
+		v.Verdicts = verdictViews(unpackVerdicts(d.verdicts, d.n, d.regulations))
 	}
 	return v
 }
@@ -127,18 +131,18 @@ func newDecisionStore(max, maxVerdicts int) *decisionStore {
 func (s *decisionStore) add(d *decision) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.n > 0 && (s.n == len(s.ring) || s.verdicts+len(d.verdicts) > s.maxVerdicts) {
+	for s.n > 0 && (s.n == len(s.ring) || s.verdicts+d.n > s.maxVerdicts) {
 		old := s.ring[s.head]
 		s.ring[s.head] = nil
 		delete(s.byID, old.id)
-		s.verdicts -= len(old.verdicts)
+		s.verdicts -= old.n
 		s.head = (s.head + 1) % len(s.ring)
 		s.n--
 	}
 	s.ring[(s.head+s.n)%len(s.ring)] = d
 	s.n++
 	s.byID[d.id] = d
-	s.verdicts += len(d.verdicts)
+	s.verdicts += d.n
 }
 
 func (s *decisionStore) get(id string) (*decision, bool) {
@@ -155,6 +159,99 @@ func (s *decisionStore) recent(limit int) []*decision {
 	out := make([]*decision, 0, min(limit, s.n))
 	for i := s.n - 1; i >= 0 && len(out) < limit; i-- {
 		out = append(out, s.ring[(s.head+i)%len(s.ring)])
+	}
+	return out
+}
+
+// packVerdicts encodes verdicts without pointers, per verdict: the reason
+// (0 for allowed, else 1 + its index in filter.Reasons()), the host name,
+// and for a deny the regulation (0 none, 1 + its index in subjects, or 255
+// and the subject), the country and the organisation; strings are
+// uvarint-length-prefixed.
+func packVerdicts(vs []filter.Verdict, subjects []filter.Subject) []byte {
+	size := 0
+	for i := range vs {
+		size += 2 + len(vs[i].Host)
+		if !vs[i].Allowed {
+			size += 6 + len(vs[i].Organization)
+		}
+	}
+	b := make([]byte, 0, size)
+	reasons := filter.Reasons()
+	for i := range vs {
+		v := &vs[i]
+		code := byte(0)
+		if !v.Allowed {
+			code = byte(len(reasons) + 1) // unknown reason: kept as none
+			for j, r := range reasons {
+				if r == v.Reason {
+					code = byte(j + 1)
+				}
+			}
+		}
+		b = append(b, code)
+		b = appendString(b, v.Host)
+		if code == 0 {
+			continue
+		}
+		sub := byte(0)
+		if v.Subject != "" {
+			sub = 255
+			for j, s := range subjects {
+				if s == v.Subject && j < 254 {
+					sub = byte(j + 1)
+				}
+			}
+		}
+		b = append(b, sub)
+		if sub == 255 {
+			b = appendString(b, string(v.Subject))
+		}
+		b = appendString(b, v.Country)
+		b = appendString(b, v.Organization)
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// unpackVerdicts decodes packVerdicts' form of n verdicts.
+func unpackVerdicts(b []byte, n int, subjects []filter.Subject) []filter.Verdict {
+	reasons := filter.Reasons()
+	out := make([]filter.Verdict, 0, n)
+	str := func() string {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < l {
+			b = nil
+			return ""
+		}
+		s := string(b[k : k+int(l)])
+		b = b[k+int(l):]
+		return s
+	}
+	for len(b) > 0 && len(out) < n {
+		code := b[0]
+		b = b[1:]
+		v := filter.Verdict{Host: str(), Allowed: code == 0}
+		if code != 0 && len(b) > 0 {
+			if int(code) <= len(reasons) {
+				v.Reason = reasons[code-1]
+			}
+			sub := b[0]
+			b = b[1:]
+			switch {
+			case sub == 255:
+				v.Subject = filter.Subject(str())
+			case sub > 0 && int(sub) <= len(subjects):
+				v.Subject = subjects[sub-1]
+			}
+			v.Country = str()
+			v.Organization = str()
+		}
+		out = append(out, v)
 	}
 	return out
 }

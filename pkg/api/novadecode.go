@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -93,6 +94,13 @@ func (s *scan) str() (raw []byte, plain bool, ok bool) {
 	plain = true
 	ascii := true
 	for j < len(b) {
+		// Eight bytes at a time while none is special.
+		for j+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[j:])) {
+			j += 8
+		}
+		if j >= len(b) {
+			break
+		}
 		c := b[j]
 		if c >= 0x20 && c < 0x80 && c != '"' && c != '\\' {
 			j++
@@ -135,6 +143,19 @@ func (s *scan) str() (raw []byte, plain bool, ok bool) {
 		}
 	}
 	return nil, false, false
+}
+
+// special8 reports whether any of the eight bytes in x ends or escapes a
+// string or needs a check: a quote, a backslash, a control character or a
+// byte of a multi-byte UTF-8 sequence.
+func special8(x uint64) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	less20 := (x - 0x20*ones) & ^x & highs
+	return (less20|zero(x^('"'*ones))|zero(x^('\\'*ones))|x&highs) != 0
 }
 
 // stringValue consumes a string or null into dst, as encoding/json would

@@ -150,3 +150,20 @@ func BenchmarkDecodeNova(b *testing.B) {
 		}
 	}
 }
+
+func TestSpecial8(t *testing.T) {
+	for pos := range 8 {
+		for c := range 256 {
+			word := []byte("aaaaaaaa")
+			word[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(word[i])
+			}
+			want := c < 0x20 || c >= 0x80 || c == '"' || c == '\\'
+			if got := special8(x); got != want {
+				t.Errorf("byte %#x at %d: special8 = %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+}

@@ -129,20 +129,21 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		summary:    res.Summary(),
 		height:     height,
 		failClosed: resolveErr != nil,
-		verdicts:   res.Verdicts,
+		n:          len(res.Verdicts),
 		allowed:    res.Allowed,
 		regulated:  res.Regulated,
 	}
 	for i := range sc.q.Regulations {
 		d.regulations = append(d.regulations, sc.q.Regulations[i].Subject)
 	}
+	d.verdicts = packVerdicts(res.Verdicts, d.regulations)
 	d.duration = s.cfg.Clock().Sub(start)
 	s.decisions.add(d)
 	s.m.request(op, d.outcome)
 	s.m.deniedHosts(&res)
 	s.m.hosts.Observe(float64(len(res.Verdicts)))
 	s.m.duration.Observe(d.duration.Seconds())
-	s.logDecision(d, resolveErr)
+	s.logDecision(d, res.Verdicts, resolveErr)
 	if s.cfg.Publisher != nil && res.Allowed < len(res.Verdicts) {
 		ev, ok := notify.NewDecisionDenied(notify.Decision{
 			ID: id, RequestID: d.requestID, Instance: uuid, Project: project,
@@ -193,7 +194,7 @@ func outcomeOf(res *filter.Result, err error) string {
 
 // logDecision writes the decision's summary line and, at debug level, one
 // line per denied host.
-func (s *Server) logDecision(d *decision, resolveErr error) {
+func (s *Server) logDecision(d *decision, verdicts []filter.Verdict, resolveErr error) {
 	fields := []zap.Field{
 		zap.String("decision_id", d.id),
 		zap.String("request_id", d.requestID),
@@ -211,11 +212,11 @@ func (s *Server) logDecision(d *decision, resolveErr error) {
 	} else {
 		log.Info("decision", fields...)
 	}
-	if d.allowed == len(d.verdicts) || !log.Core().Enabled(zap.DebugLevel) {
+	if d.allowed == len(verdicts) || !log.Core().Enabled(zap.DebugLevel) {
 		return
 	}
-	for i := range d.verdicts {
-		v := &d.verdicts[i]
+	for i := range verdicts {
+		v := &verdicts[i]
 		if v.Allowed {
 			continue
 		}

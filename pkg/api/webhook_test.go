@@ -467,13 +467,35 @@ func TestDecisionStoreBounded(t *testing.T) {
 
 	s := newDecisionStore(10, 7)
 	for i := range 4 {
-		s.add(&decision{id: fmt.Sprint(i), verdicts: make([]filter.Verdict, 3)})
+		s.add(&decision{id: fmt.Sprint(i), n: 3})
 	}
 	if _, ok := s.get("1"); ok {
 		t.Error("decision 1 kept beyond the verdict bound")
 	}
 	if _, ok := s.get("3"); !ok || s.verdicts > 7 {
 		t.Errorf("verdicts kept = %d, want <= 7 with the newest decision", s.verdicts)
+	}
+}
+
+func TestPackVerdicts(t *testing.T) {
+	vm := filter.VMSubject(vm1UUID)
+	prj := filter.ProjectSubject("p1")
+	vs := []filter.Verdict{
+		{Host: "hm1", Allowed: true},
+		{Host: "hm3", Reason: filter.CountryNotAllowed, Subject: vm, Country: "DE"},
+		{Host: "hm4", Reason: filter.OrganizationNotAllowed, Subject: prj, Country: "GB", Organization: "CompanyC"},
+		{Host: "ghost", Reason: filter.HostUnregistered},
+		{Host: strings.Repeat("h", 300), Reason: filter.CountryNotAllowed, Subject: "vm:elsewhere", Country: "FR"},
+		{Host: "", Reason: filter.LedgerUnavailable},
+		{Host: "x", Reason: filter.VMUnregulated},
+		{Host: "é\u0000", Allowed: true},
+	}
+	got := unpackVerdicts(packVerdicts(vs, []filter.Subject{vm, prj}), len(vs), []filter.Subject{vm, prj})
+	if !slices.Equal(got, vs) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", got, vs)
+	}
+	if got := unpackVerdicts(packVerdicts(vs, nil)[:20], len(vs), nil); len(got) > len(vs) {
+		t.Errorf("truncated form decoded to %d verdicts", len(got))
 	}
 }
 
