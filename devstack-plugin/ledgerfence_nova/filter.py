@@ -32,6 +32,10 @@ LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 lf_conf.register_opts(CONF)
 
+# The operation, in logs, when it could not be worked out; filterd then
+# gets no _nova_check_type.
+UNKNOWN = 'unknown'
+
 # Context fields that must not leave the scheduler.
 _PRIVATE_CONTEXT = ('auth_token', 'service_catalog')
 
@@ -67,10 +71,11 @@ class LedgerfenceFilter(filters.BaseHostFilter):
         ctx = getattr(spec_obj, '_context', None)
         request_id = getattr(ctx, 'request_id', None)
         op = self._operation(spec_obj, opts, uuid)
-        body = build_body(spec_obj, ctx, states, op)
         asked = {s.host for s in states}
 
         try:
+            body = build_body(spec_obj, ctx, states,
+                              None if op == UNKNOWN else op)
             answer = client.Client(
                 opts.url, opts.timeout, token=opts.token,
                 ca_file=opts.ca_file,
@@ -108,8 +113,9 @@ class LedgerfenceFilter(filters.BaseHostFilter):
             return operation.find(spec_obj)
         except Exception as e:  # the decision does not depend on it
             LOG.warning('ledgerfence: cannot tell the operation for instance '
-                        '%(uuid)s: %(err)s', {'uuid': uuid, 'err': e})
-            return None
+                        '%(uuid)s (sent without one): %(err)s',
+                        {'uuid': uuid, 'err': e})
+            return UNKNOWN
 
     @staticmethod
     def _failed(states, err, uuid, request_id, op):

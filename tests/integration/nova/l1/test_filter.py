@@ -282,6 +282,18 @@ class TestOperation(FilterTestCase):
         self.schedule(rig.states(['hm2']), spec)
         self.assertEqual(['resize'], self.sent_hint(proxy))
 
+    def test_unknown_operation_is_not_guessed(self):
+        proxy = self.proxy()
+        vm = rig.regulated_vm(*TABLE4_REGULATION)
+        spec = novarig.request_spec(self.ctx, vm)
+        spec._context = None  # nothing to look the instance action up with
+        with self.assertLogs(FILTER_LOGGER, 'INFO') as logs:
+            kept = self.schedule(rig.states(['hm2', 'hm3']), spec)
+        self.assertEqual(['hm2'], names(kept))
+        self.assertIsNone(self.sent_hint(proxy))
+        self.assertIn('cannot tell the operation', '\n'.join(logs.output))
+        self.assertIn('operation unknown', '\n'.join(logs.output))
+
     def test_boot_of_an_instance_not_in_a_cell_yet(self):
         proxy = self.proxy()
         vm = rig.regulated_vm(*TABLE4_REGULATION)
