@@ -217,6 +217,8 @@ func TestBadInput(t *testing.T) {
 		{name: "credentials without a password", env: map[string]string{"OS_AUTH_URL": "http://k/v3", "OS_USERNAME": "u"}, args: []string{"migrate", "--vm", vm1}, code: exitUsage, msg: "OS_PASSWORD"},
 		{name: "verify without data", env: map[string]string{"LEDGERFENCE_DATA": ""}, args: []string{"verify"}, code: exitUsage, msg: "--data DIR"},
 		{name: "verify an empty directory", args: []string{"verify", "--data", "/nonexistent"}, code: exitUsage, msg: "no embedded ledger"},
+		{name: "unreachable ledger", args: []string{"regulation", "set", "vm:" + vm1, "--allow", "JP.CompanyA", "--ledger", "http://" + closed}, code: exitUnavailable, msg: "unavailable"},
+		{name: "unreachable ledger, read", args: []string{"host", "list", "--ledger", "http://" + closed}, code: exitUnavailable, msg: "unavailable"},
 		{name: "unreachable Keystone", env: map[string]string{"OS_AUTH_URL": "http://" + closed + "/v3", "OS_USERNAME": "u", "OS_PASSWORD": "p", "OS_PROJECT_NAME": "admin", "OS_USER_DOMAIN_NAME": "Default"}, args: []string{"check", "--vm", vm1, "--real-nova"}, code: exitUnavailable, msg: "Keystone"},
 	}
 	for _, tc := range tests {
