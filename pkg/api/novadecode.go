@@ -155,7 +155,7 @@ func special8(x uint64) bool {
 	)
 	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
 	less20 := (x - 0x20*ones) & ^x & highs
-	return (less20|zero(x^('"'*ones))|zero(x^('\\'*ones))|x&highs) != 0
+	return (less20 | zero(x^('"'*ones)) | zero(x^('\\'*ones)) | x&highs) != 0
 }
 
 // stringValue consumes a string or null into dst, as encoding/json would
@@ -585,6 +585,9 @@ func (s *scan) hosts(dst *[]nova.Host) bool {
 		hosts = append(hosts, nova.Host{})
 		refs = append(refs, hostRef{host: [2]int32{refNone}, hyp: [2]int32{refNone}})
 		h, ref := &hosts[len(hosts)-1], &refs[len(refs)-1]
+		if s.compactHost(ref, &hostBytes, &hypBytes) {
+			return true
+		}
 		if s.null() {
 			return true
 		}
@@ -646,6 +649,45 @@ func (s *scan) hosts(dst *[]nova.Host) bool {
 	return true
 }
 
+// compactHost consumes a host in the form Nova writes it,
+// {"host":"<name>","hypervisor_hostname":"<name>"} with plain names and
+// no space, and locates its names; for any other form it consumes nothing
+// and returns false, leaving the host to the general parser.
+func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
+	const (
+		open = `{"host":`
+		mid  = `,"hypervisor_hostname":`
+	)
+	save := s.i
+	if !bytes.HasPrefix(s.b[s.i:], []byte(open)) {
+		return false
+	}
+	s.i += len(open)
+	host, plain, ok := s.str()
+	if !ok || !plain || !bytes.HasPrefix(s.b[s.i:], []byte(mid)) {
+		s.i = save
+		return false
+	}
+	hostEnd := s.i - 1
+	s.i += len(mid)
+	hyp, plain, ok := s.str()
+	if !ok || !plain || s.i >= len(s.b) || s.b[s.i] != '}' {
+		s.i = save
+		return false
+	}
+	s.i++
+	ref.host = [2]int32{int32(hostEnd - len(host)), int32(hostEnd)}
+	*hostBytes += len(host)
+	if bytes.Equal(host, hyp) {
+		ref.hyp[0] = refSame
+	} else {
+		hypEnd := s.i - 2
+		ref.hyp = [2]int32{int32(hypEnd - len(hyp)), int32(hypEnd)}
+		*hypBytes += len(hyp)
+	}
+	return true
+}
+
 // name consumes a host name: a plain string is located in ref (and its
 // length added to total) for copying later; null and escaped strings are
 // decoded into dst at once.
@@ -673,18 +715,38 @@ func (s *scan) weights() bool {
 	if s.null() {
 		return true
 	}
-	return s.object(func(_ []byte, _ bool) bool {
-		if s.null() {
-			return true
-		}
-		num, ok := s.number()
-		if !ok {
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return true
+	}
+	for {
+		if _, _, ok := s.str(); !ok || s.peek() != ':' {
 			return false
 		}
-		if len(num) > 15 || bytes.ContainsAny(num, "eE") {
-			_, err := strconv.ParseFloat(string(num), 64)
-			return err == nil
+		s.i++
+		if !s.null() {
+			num, ok := s.number()
+			if !ok {
+				return false
+			}
+			if len(num) > 15 || bytes.ContainsAny(num, "eE") {
+				if _, err := strconv.ParseFloat(string(num), 64); err != nil {
+					return false
+				}
+			}
 		}
-		return true
-	})
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
