@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,6 +134,17 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	fmt.Fprintf(out, "lfbench: %s; %s %s/%s, GOMAXPROCS %d, %d CPUs%s; concurrency %d, %s per size after %s warm-up\n",
 		mode, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage(),
 		cfg.Concurrency, cfg.Duration, cfg.Warmup)
+	var prof *os.File
+	if cfg.CPUProfile != "" && len(cfg.Hosts) == 1 {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		prof = f
+	} else if cfg.CPUProfile != "" {
+		return errors.New("-cpuprofile needs a single -hosts size")
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "hosts\tbody KiB\tallowed\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tprocess CPU µs/req\tprocess allocs/req\thandler allocs/req\thandler B/req\thandler CPU µs/req\t")
 	for _, n := range cfg.Hosts {
@@ -146,12 +158,20 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
+		if prof != nil {
+			if err := pprof.StartCPUProfile(prof); err != nil {
+				return err
+			}
+		}
 		cpu0 := cpuTime()
 		r, err := load(ctx, client, t.url, body, cfg.Concurrency, cfg.Duration)
+		cpu := cpuTime() - cpu0
+		if prof != nil {
+			pprof.StopCPUProfile()
+		}
 		if err != nil {
 			return fmt.Errorf("%d hosts: %w", n, err)
 		}
-		cpu := cpuTime() - cpu0
 		runtime.ReadMemStats(&after)
 		hAllocs, hBytes, hTime := "-", "-", "-"
 		if t.handler != nil && cfg.Allocs {

@@ -52,6 +52,7 @@ type config struct {
 	Duration    time.Duration
 	Warmup      time.Duration
 	Allocs      bool
+	CPUProfile  string
 }
 
 func parseConfig(args []string) (config, error) {
@@ -64,6 +65,7 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.Duration, "duration", 5*time.Second, "measuring time per size")
 	fs.DurationVar(&c.Warmup, "warmup", time.Second, "unmeasured time per size before measuring")
 	fs.BoolVar(&c.Allocs, "allocs", true, "in-process: also measure the handler's allocations per request (testing.Benchmark)")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured load (all sizes) to this file")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
