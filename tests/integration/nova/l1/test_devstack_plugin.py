@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import urllib.request
 
@@ -77,7 +78,9 @@ class TestDevstackPlugin(unittest.TestCase):
             LEDGERFENCE_HOST_COUNTRY='JP',
             LEDGERFENCE_HOST_ORGANIZATIONS='CompanyA,CompanyB',
             LEDGERFENCE_HOST_COUNTRY_3='DE',
-            LEDGERFENCE_HOST_ORGANIZATIONS_3='CompanyA')
+            LEDGERFENCE_HOST_ORGANIZATIONS_3='CompanyA',
+            # No clouds.yaml here: the hostagents only keep their records.
+            LEDGERFENCE_HOSTAGENT_SWEEP='False')
         os.makedirs(cls.env['STUB_DIR'])
         cls.phase('stack', 'install')
         cls.phase('stack', 'post-config')
@@ -176,6 +179,25 @@ class TestDevstackPlugin(unittest.TestCase):
                      'Content-Type': 'application/json'})
         with urllib.request.urlopen(req, timeout=5) as r:
             self.assertEqual(200, r.status)
+        # Each hostagent registers its fake compute's facts.
+        want = {'devstack1': ('JP', ['CompanyA', 'CompanyB']),
+                'devstack2': ('JP', ['CompanyA', 'CompanyB']),
+                'devstack3': ('DE', ['CompanyA'])}
+        deadline = time.monotonic() + 60
+        got = {}
+        while time.monotonic() < deadline and got != want:
+            for host in want:
+                try:
+                    with urllib.request.urlopen(
+                            'http://127.0.0.1:%d/v1/hosts/%s'
+                            % (self.port, host), timeout=5) as r:
+                        doc = json.load(r)
+                    got[host] = (doc['country'],
+                                 sorted(doc['organizations']))
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        self.assertEqual(want, got)
 
     def test_4_unstack_stops_and_clean_removes(self):
         self.phase('unstack')
