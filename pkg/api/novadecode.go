@@ -153,9 +153,9 @@ func special8(x uint64) bool {
 		ones  = 0x0101010101010101
 		highs = 0x8080808080808080
 	)
-	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
-	less20 := (x - 0x20*ones) & ^x & highs
-	return (less20 | zero(x^('"'*ones)) | zero(x^('\\'*ones)) | x&highs) != 0
+	q := x ^ ('"' * ones)  // zero bytes where x has a quote
+	b := x ^ ('\\' * ones) // zero bytes where x has a backslash
+	return ((x-0x20*ones)&^x|(q-ones)&^q|(b-ones)&^b|x)&highs != 0
 }
 
 // stringValue consumes a string or null into dst, as encoding/json would
@@ -575,9 +575,12 @@ func (s *scan) hosts(dst *[]nova.Host) bool {
 	if len(s.b) > math.MaxInt32 {
 		return false
 	}
-	// Size the lists from a cheap count of the objects' openings; a wrong
-	// count only costs capacity.
-	n := bytes.Count(s.b[s.i:], []byte(`{"host"`)) + bytes.Count(s.b[s.i:], []byte(`{ "host"`))
+	// Size the lists from a cheap count of the host objects (compact or
+	// not); a wrong count only costs capacity.
+	n := bytes.Count(s.b[s.i:], []byte(`{"host"`))
+	if n == 0 {
+		n = bytes.Count(s.b[s.i:], []byte(`"host"`))
+	}
 	hosts := make([]nova.Host, 0, n)
 	refs := make([]hostRef, 0, n)
 	var hostBytes, hypBytes int
