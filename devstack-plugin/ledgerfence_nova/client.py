@@ -89,7 +89,8 @@ class Client(object):
         other host is invalid. The whole exchange must finish within the
         client's timeout.
         """
-        data = json.dumps(body, separators=(',', ':'),
+        # A primitive is a tree: no need to look for cycles.
+        data = json.dumps(body, separators=(',', ':'), check_circular=False,
                           default=_json_default).encode('utf-8')
         headers = {'Content-Type': 'application/json',
                    'Accept': 'application/json',
