@@ -21,10 +21,14 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/projects"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/pagination"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/notify"
 )
 
 // miniCloud is a running tests/integration/nova/cloud rig.
@@ -316,9 +320,34 @@ func TestMiniCloud(t *testing.T) {
 		t.Fatalf("regulation set: exit %d: %s", code, errs)
 	}
 
+	// A real NATS server, in-process, for the violation events.
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var vmu sync.Mutex
+	var violations []notify.Violation
+	if _, err := notify.Subscribe(nc, func(v notify.Violation) {
+		vmu.Lock()
+		violations = append(violations, v)
+		vmu.Unlock()
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+
 	metrics := freeAddr(t)
 	daemon := start(t, c.osEnv, agent, append([]string{"--ledger", f.url, "--token", f.token, "--nova-conf", conf(3),
-		"--interval", "1s", "--metrics-listen", metrics}, facts[3]...)...)
+		"--interval", "1s", "--metrics-listen", metrics, "--nats", ns.ClientURL()}, facts[3]...)...)
 
 	t.Run("the sweep finds the VM on a non-compliant host", func(t *testing.T) {
 		eventually(t, 2*time.Minute, "violation gauge", func() bool {
@@ -329,6 +358,16 @@ func TestMiniCloud(t *testing.T) {
 		if !strings.Contains(daemon.out.String(), "violation: VM is on a host its regulation forbids") {
 			t.Fatalf("no violation log line:\n%s", daemon.out.String())
 		}
+		eventually(t, time.Minute, "a violation event on "+notify.SubjectViolation, func() bool {
+			vmu.Lock()
+			defer vmu.Unlock()
+			for _, v := range violations {
+				if v.Instance == vm && v.Host == "fake-compute-3" && v.Reason == "country_not_allowed" && v.Regulation == filter.VMSubject(vm) {
+					return true
+				}
+			}
+			return false
+		})
 	})
 
 	t.Run("migrate refuses a non-compliant target", func(t *testing.T) {
