@@ -34,6 +34,7 @@ type config struct {
 	DecisionLog     string
 	Decisions       int
 	MaxBody         int64
+	DecisionTimeout time.Duration
 	ShutdownTimeout time.Duration
 }
 
@@ -63,6 +64,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "file to write one JSON line per decision to, rotated by size (none: decisions go to the log only)")
 	fs.IntVar(&c.Decisions, "decisions", api.DefaultDecisions, "recent decisions kept for GET /v1/decisions/{id}")
 	fs.Int64Var(&c.MaxBody, "max-body", api.DefaultMaxBodyBytes, "largest webhook request body, in bytes")
+	fs.DurationVar(&c.DecisionTimeout, "decision-timeout", api.DefaultDecisionTimeout, "longest wait for the ledger in one decision; past it the webhook fails closed (keep it below Nova's timeout)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: filterd [flags]\n\nEvery flag can be set by its environment variable, %sNAME (--admin-token: %s).\n\n",
@@ -107,6 +109,9 @@ func (c *config) validate() error {
 	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, errors.New("--max-body must be at least 1024 bytes"))
+	}
+	if c.DecisionTimeout <= 0 {
+		errs = append(errs, errors.New("--decision-timeout must be positive"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))

@@ -100,6 +100,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		Writable:        led.writable,
 		MaxBodyBytes:    cfg.MaxBody,
 		Decisions:       cfg.Decisions,
+		DecisionTimeout: cfg.DecisionTimeout,
 	}
 	var cacheCfg cache.Config
 	if cfg.NATS != "" {

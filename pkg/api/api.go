@@ -58,6 +58,10 @@ const (
 	// DefaultDecisionVerdicts bounds the host verdicts kept over all stored
 	// decisions (about 100 bytes each).
 	DefaultDecisionVerdicts = 1_000_000
+	// DefaultDecisionTimeout bounds the ledger lookups of one decision, so
+	// that filterd fails closed before Nova gives up on it (SAP's Nova then
+	// takes every host).
+	DefaultDecisionTimeout = 2 * time.Second
 	// DefaultWriter names REST writes that do not name their writer.
 	DefaultWriter = "filterd-admin"
 	// DefaultHeartbeat is the idle interval after which GET /v1/events
@@ -90,6 +94,9 @@ type Config struct {
 	DecisionVerdicts int
 	// Heartbeat is the event stream's idle heartbeat.
 	Heartbeat time.Duration
+	// DecisionTimeout bounds the ledger lookups of one decision (webhook
+	// and checks); past it the decision fails closed.
+	DecisionTimeout time.Duration
 	// Publisher, when set, is given every decision that denied a host.
 	Publisher Publisher
 	// DecisionLog, when set, takes the decision lines (one summary per
@@ -101,7 +108,7 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.MaxBodyBytes < 0 || c.Decisions < 0 || c.DecisionVerdicts < 0 || c.Heartbeat < 0 {
+	if c.MaxBodyBytes < 0 || c.Decisions < 0 || c.DecisionVerdicts < 0 || c.Heartbeat < 0 || c.DecisionTimeout < 0 {
 		return errors.New("api: negative config value")
 	}
 	if c.MaxBodyBytes == 0 {
@@ -115,6 +122,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.DecisionTimeout == 0 {
+		c.DecisionTimeout = DefaultDecisionTimeout
 	}
 	if c.Backend == "" {
 		c.Backend = "unknown"

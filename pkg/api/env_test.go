@@ -36,9 +36,14 @@ const (
 type flakyLedger struct {
 	ledger.Ledger
 	down atomic.Bool
+	hang atomic.Bool // lookups wait for their context to end
 }
 
 func (f *flakyLedger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []string) (ledger.Lookup, error) {
+	if f.hang.Load() {
+		<-ctx.Done()
+		return ledger.Lookup{}, ledger.Errorf(ledger.ErrUnavailable, ctx.Err(), "no answer")
+	}
 	if f.down.Load() {
 		return ledger.Lookup{}, ledger.Errorf(ledger.ErrUnavailable, errors.New("dial tcp 10.0.0.5:7051: connection refused"), "peer unreachable")
 	}

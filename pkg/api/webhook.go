@@ -171,6 +171,8 @@ func (s *Server) decide(ctx context.Context, q *cache.Query, uuid, project strin
 	if len(q.Candidates) == 0 {
 		return filter.Evaluate(nil, nil, filter.Options{}), s.cache.Height(), nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DecisionTimeout)
+	defer cancel()
 	if err := s.cache.Resolve(ctx, q); err != nil {
 		q.Regulations = q.Regulations[:0]
 		return filter.Unavailable(q.Candidates), q.Height, err

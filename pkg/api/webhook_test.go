@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
@@ -355,6 +356,23 @@ ledgerfence_ledger_up 0
 	}))
 	if got := answer(t, rec); len(got) != 0 {
 		t.Errorf("unknown VM while the ledger is down: hosts = %v, want none", got)
+	}
+}
+
+// A ledger that does not answer must not keep Nova waiting past the
+// decision timeout: SAP's Nova would then take every host.
+func TestWebhookDecisionTimeout(t *testing.T) {
+	e := newEnv(t, Config{DecisionTimeout: 20 * time.Millisecond})
+	e.seedTable4()
+	e.ledger.hang.Store(true)
+	rec := e.must(http.StatusOK, http.MethodPost, nova.Path, "", edited(t, func(m map[string]any) {
+		specData(m)["instance_uuid"] = "0d7e7a47-3c5b-4e8b-9a61-5f0b8d6c2e11"
+	}))
+	if got := answer(t, rec); len(got) != 0 {
+		t.Errorf("hosts = %v, want none", got)
+	}
+	if d := decisionOf(t, e, rec); d.Outcome != OutcomeFailClosed {
+		t.Errorf("outcome = %s, want fail_closed", d.Outcome)
 	}
 }
 
