@@ -381,7 +381,8 @@ func TestMigrate(t *testing.T) {
 	t.Run("cold migration without target", func(t *testing.T) {
 		h.nova.migrated = nil
 		code, out, errs := h.run("migrate", "--vm", vm1, "--cold", "-o", "json")
-		if code != exitOK || !strings.Contains(out, `"requested": true`) || !strings.Contains(errs, "Nova's scheduler picks") {
+		if code != exitOK || !strings.Contains(out, `"requested": true`) || !strings.Contains(errs, "Nova's scheduler picks") ||
+			!strings.Contains(errs, "compliant hosts besides gb-1: jp-1") {
 			t.Fatalf("exit %d: %s %s", code, out, errs)
 		}
 		if fmt.Sprint(h.nova.migrated) != "[cold ]" {

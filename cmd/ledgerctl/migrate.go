@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
@@ -100,6 +101,7 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 		a.progressf("check: %s may go to %s (%s)", uuid, *target, chk.Summary)
 	} else {
 		a.progressf("no target: Nova's scheduler picks a host, ledgerfence's filter keeps the move compliant")
+		a.whatIf(cctx, c, uuid, srv)
 	}
 	a.progressf("asking Nova for a %s migration of %s from %s", kind, uuid, srv.Host)
 	start := a.now()
@@ -153,6 +155,33 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 		return fmt.Errorf("%s migration of %s failed: %s; the server is on %s (see openstack server event list %s)", kind, uuid, why, out.ToHost, uuid)
 	}
 	return nil
+}
+
+// whatIf says which registered hosts the server may go to, for information
+// only: Nova's scheduler and ledgerfence's filter decide.
+func (a *app) whatIf(ctx context.Context, c *common, uuid string, srv cloud.Server) {
+	l, _, err := a.ledger(ctx, c)
+	if err != nil {
+		a.progressf("(cannot list the compliant hosts: %v)", err)
+		return
+	}
+	defer l.Close()
+	chk, err := decide(ctx, l, uuid, srv.ProjectID, nil)
+	if err != nil {
+		a.progressf("(cannot list the compliant hosts: %v)", err)
+		return
+	}
+	var ok []string
+	for _, r := range chk.Hosts {
+		if r.Allowed && r.Host != srv.Host {
+			ok = append(ok, r.Host)
+		}
+	}
+	if len(ok) == 0 {
+		a.progressf("no other registered host is compliant for %s: expect Nova to find no valid host", uuid)
+		return
+	}
+	a.progressf("compliant hosts besides %s: %s", srv.Host, strings.Join(ok, ", "))
 }
 
 func (a *app) progressf(format string, args ...any) {

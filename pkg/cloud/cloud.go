@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -220,14 +221,13 @@ func (c *Client) action(ctx context.Context, id string, body any, what string) e
 
 // Migration is one of Nova's migration records.
 type Migration struct {
-	ID         int       `json:"id"`
-	UUID       string    `json:"uuid"`
-	Type       string    `json:"migration_type"`
-	Status     string    `json:"status"`
-	SourceHost string    `json:"source_compute"`
-	DestHost   string    `json:"dest_compute"`
-	CreatedAt  time.Time `json:"-"`
-	Created    string    `json:"created_at"`
+	ID         int    `json:"id"`
+	UUID       string `json:"uuid"`
+	Type       string `json:"migration_type"`
+	Status     string `json:"status"`
+	SourceHost string `json:"source_compute"`
+	DestHost   string `json:"dest_compute"`
+	Created    string `json:"created_at"`
 }
 
 // Done reports whether the migration has ended, and whether it succeeded.
@@ -254,20 +254,9 @@ func (c *Client) Migrations(ctx context.Context, id string) ([]Migration, error)
 	if err != nil {
 		return nil, classify(err, "migrations of server "+id)
 	}
-	for i := range body.Migrations {
-		m := &body.Migrations[i]
-		if t, err := time.Parse("2006-01-02T15:04:05.000000", m.Created); err == nil {
-			m.CreatedAt = t
-		}
-	}
-	// Newest first by id (ids grow).
-	ms := body.Migrations
-	for i := 1; i < len(ms); i++ {
-		for j := i; j > 0 && ms[j].ID > ms[j-1].ID; j-- {
-			ms[j], ms[j-1] = ms[j-1], ms[j]
-		}
-	}
-	return ms, nil
+	// Ids grow: the highest is the newest.
+	slices.SortFunc(body.Migrations, func(a, b Migration) int { return b.ID - a.ID })
+	return body.Migrations, nil
 }
 
 // classify maps a gophercloud or transport error to the package's sentinels,

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/ledgerfence/ledgerfence/pkg/hostagent"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"registered", nil, exitOK},
+		{"usage", fmt.Errorf("%w: --ledger is required", hostagent.ErrUsage), exitUsage},
+		{"invalid facts", ledger.Errorf(ledger.ErrInvalid, nil, "country"), exitUsage},
+		{"forbidden", fmt.Errorf("register: %w", ledger.Errorf(ledger.ErrForbidden, nil, "not your host")), exitDenied},
+		{"deadline", ledger.Errorf(ledger.ErrUnavailable, nil, "host h not registered"), exitUnavailable},
+		{"other", errors.New("boom"), exitError},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exitCode(tc.err); got != tc.want {
+				t.Fatalf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
+			}
+		})
+	}
+}
