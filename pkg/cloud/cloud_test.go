@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,21 @@ import (
 )
 
 func TestCredentialsFromEnv(t *testing.T) {
+	cloudsYAML := filepath.Join(t.TempDir(), "clouds.yaml")
+	if err := os.WriteFile(cloudsYAML, []byte(`clouds:
+  mini:
+    auth:
+      auth_url: http://k:5000/v3
+      username: admin
+      password: pw
+      project_name: admin
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    interface: internal
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	base := map[string]string{
 		"OS_AUTH_URL": "http://k:5000/v3", "OS_USERNAME": "admin", "OS_PASSWORD": "pw",
 		"OS_PROJECT_NAME": "admin", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
@@ -54,6 +71,13 @@ func TestCredentialsFromEnv(t *testing.T) {
 					t.Fatalf("%+v", cr.Auth)
 				}
 			}},
+		{name: "clouds.yaml", env: map[string]string{"OS_CLOUD": "mini", "OS_CLIENT_CONFIG_FILE": cloudsYAML}, check: func(t *testing.T, cr Credentials) {
+			a := cr.Auth
+			if a.IdentityEndpoint != "http://k:5000/v3" || a.Username != "admin" || a.Password != "pw" || a.TenantName != "admin" ||
+				cr.Endpoint.Region != "RegionOne" || cr.Endpoint.Availability != "internal" || !strings.Contains(cr.Source, "mini") {
+				t.Fatalf("%+v %+v", a, cr.Endpoint)
+			}
+		}},
 		{name: "nothing", env: map[string]string{}, err: "set OS_CLOUD"},
 		{name: "no user", env: with("OS_USERNAME", ""), err: "OS_USERNAME"},
 		{name: "no password", env: with("OS_PASSWORD", ""), err: "OS_PASSWORD"},
