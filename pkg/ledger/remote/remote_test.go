@@ -282,6 +282,49 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// The stream outlives the server's read and write timeouts.
+func TestWatchOutlivesServerTimeouts(t *testing.T) {
+	l, err := embedded.Open(filepath.Join(t.TempDir(), embedded.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	reg := prometheus.NewRegistry()
+	c, err := cache.New(l, zaptest.NewLogger(t), reg, cache.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(l, c, zaptest.NewLogger(t), reg, reg, api.Config{Backend: "embedded", Writable: true, Heartbeat: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv)
+	hs.Config.ReadTimeout = 50 * time.Millisecond
+	hs.Config.WriteTimeout = 50 * time.Millisecond
+	hs.Start()
+	defer hs.Close()
+	defer srv.Close()
+	events, err := client(t, hs.URL).Watch(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // past both timeouts
+	if _, _, err := l.PutHost(t.Context(), host("hm1", "JP", "CompanyA")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev, ok := <-events:
+		if !ok {
+			t.Fatal("the stream ended with the server's timeouts")
+		}
+		if ev.Key != "hm1" {
+			t.Errorf("event %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event")
+	}
+}
+
 func TestWatchSilentStreamCloses(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
