@@ -386,7 +386,7 @@ func (c *Cache) storeLookup(lk ledger.Lookup, subjects []filter.Subject, hosts [
 			r := rec.Regulation
 			reg = &r
 		}
-		c.putReg(s, regEntry{reg: reg, block: lk.Height}, false)
+		c.putReg(s, regEntry{reg: reg, block: lk.Height})
 	}
 	for _, name := range hosts {
 		var h *filter.Host
@@ -394,7 +394,7 @@ func (c *Cache) storeLookup(lk ledger.Lookup, subjects []filter.Subject, hosts [
 			hh := rec.Host
 			h = &hh
 		}
-		c.putHost(name, hostEntry{host: h, block: lk.Height}, false)
+		c.putHost(name, hostEntry{host: h, block: lk.Height})
 	}
 	if lk.Height > c.height {
 		c.height = lk.Height
@@ -403,9 +403,9 @@ func (c *Cache) storeLookup(lk ledger.Lookup, subjects []filter.Subject, hosts [
 }
 
 // putHost stores e unless the cache holds a newer entry; c.mu is held.
-func (c *Cache) putHost(name string, e hostEntry, force bool) {
+func (c *Cache) putHost(name string, e hostEntry) {
 	old, ok := c.hosts[name]
-	if ok && !force && old.block > e.block {
+	if ok && old.block > e.block {
 		return
 	}
 	if ok {
@@ -416,9 +416,9 @@ func (c *Cache) putHost(name string, e hostEntry, force bool) {
 }
 
 // putReg stores e unless the cache holds a newer entry; c.mu is held.
-func (c *Cache) putReg(s filter.Subject, e regEntry, force bool) {
+func (c *Cache) putReg(s filter.Subject, e regEntry) {
 	old, ok := c.regs[s]
-	if ok && !force && old.block > e.block {
+	if ok && old.block > e.block {
 		return
 	}
 	if ok {
@@ -499,14 +499,14 @@ func (c *Cache) apply(ev ledger.Event) {
 			hh := ev.Host.Host
 			h = &hh
 		}
-		c.putHost(ev.Key, hostEntry{host: h, block: ev.Block}, false)
+		c.putHost(ev.Key, hostEntry{host: h, block: ev.Block})
 	case ledger.KindRegulation:
 		var r *filter.Regulation
 		if ev.Op == ledger.OpPut && ev.Regulation != nil {
 			rr := ev.Regulation.Regulation
 			r = &rr
 		}
-		c.putReg(filter.Subject(ev.Key), regEntry{reg: r, block: ev.Block}, false)
+		c.putReg(filter.Subject(ev.Key), regEntry{reg: r, block: ev.Block})
 		c.bound()
 	default:
 		c.log.Warn("ledger event of unknown kind ignored", zap.String("kind", string(ev.Kind)), zap.Uint64("block", ev.Block))
@@ -658,7 +658,7 @@ func (c *Cache) fill(ctx context.Context) (<-chan ledger.Event, error) {
 		c.mu.Lock()
 		for i := range page.Hosts {
 			hh := page.Hosts[i].Host
-			c.putHost(hh.Name, hostEntry{host: &hh, block: h}, false)
+			c.putHost(hh.Name, hostEntry{host: &hh, block: h})
 		}
 		if h > c.height {
 			c.height = h
