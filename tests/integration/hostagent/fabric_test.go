@@ -191,6 +191,26 @@ func TestFabricAgents(t *testing.T) {
 			t.Fatalf("%s was written by another host's agent: %s", hostB, out)
 		}
 	})
+	t.Run("ledgerctl with a VM manager's identity", func(t *testing.T) {
+		vm := fmt.Sprintf("%08x-0000-4000-8000-%012x", time.Now().UnixNano()&0xffffffff, time.Now().UnixNano()&0xffffffffffff)
+		code, out, errs := run(t, nil, ctl, append([]string{"regulation", "set", "vm:" + vm, "--allow", "JP.CompanyA", "-o", "json"}, n.flags("vmm1")...)...)
+		if code != 0 || !strings.Contains(out, `"version": 1`) {
+			t.Fatalf("vmm1: exit %d: %s %s", code, out, errs)
+		}
+		code, _, errs = run(t, nil, ctl, append([]string{"regulation", "set", "vm:" + vm, "--allow", "DE.All"}, n.flags(hostA+"-agent")...)...)
+		if code != 3 {
+			t.Fatalf("a host agent changed a regulation: exit %d: %s", code, errs)
+		}
+		code, out, errs = run(t, nil, ctl, append([]string{"check", "--vm", vm, "--host", hostA, "--host", hostB, "-o", "json"}, n.flags("vmm1")...)...)
+		// hostA is JP/CompanyA (allowed); hostB is not registered yet.
+		if code != 3 || !strings.Contains(out, `"summary": "1/2 hosts eligible: 1 host_unregistered"`) {
+			t.Fatalf("check: exit %d: %s %s", code, out, errs)
+		}
+		code, out, errs = run(t, nil, ctl, append([]string{"regulation", "history", "vm:" + vm}, n.flags("vmm1")...)...)
+		if code != 0 || strings.Count(out, "put") != 1 {
+			t.Fatalf("history: exit %d: %s %s", code, out, errs)
+		}
+	})
 	t.Run("two agents side by side", func(t *testing.T) {
 		var wg sync.WaitGroup
 		codes := make([]int, 2)
