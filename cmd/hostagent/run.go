@@ -81,6 +81,9 @@ func run(ctx context.Context, cfg hostagent.Config, getenv func(string) string) 
 		agent.Services = nova
 	}
 	if !cfg.Once {
+		if cfg.NATS != "" && (nova == nil || cfg.NoSweep) {
+			log.Warn("--nats is set but there is no sweep (no OpenStack credentials, or --no-sweep): nothing will be published")
+		}
 		if nova != nil && !cfg.NoSweep {
 			agent.Sweeper = &hostagent.Sweeper{
 				Host: host.Name, Servers: nova, Ledger: l, Options: filter.Options{DenyUnregulated: cfg.DenyUnregulated},
