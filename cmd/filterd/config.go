@@ -36,6 +36,7 @@ type config struct {
 	MaxBody         int64
 	DecisionTimeout time.Duration
 	ShutdownTimeout time.Duration
+	Fabric          fabricConfig
 }
 
 // envName is the environment variable of a flag.
@@ -66,6 +67,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Int64Var(&c.MaxBody, "max-body", api.DefaultMaxBodyBytes, "largest webhook request body, in bytes")
 	fs.DurationVar(&c.DecisionTimeout, "decision-timeout", api.DefaultDecisionTimeout, "longest wait for the ledger in one decision; past it the webhook fails closed (keep it below Nova's timeout)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
+	c.Fabric.flags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: filterd [flags]\n\nEvery flag can be set by its environment variable, %sNAME (--admin-token: %s).\n\n",
 			envPrefix, envName("admin-token"))
@@ -121,6 +123,9 @@ func (c *config) validate() error {
 	}
 	if c.ReadToken != "" && c.ReadToken == c.AdminToken {
 		errs = append(errs, errors.New("--read-token must differ from --admin-token"))
+	}
+	if c.Ledger == backendFabric {
+		errs = append(errs, c.Fabric.validate())
 	}
 	return errors.Join(errs...)
 }

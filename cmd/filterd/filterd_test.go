@@ -256,7 +256,7 @@ func TestRunRefuses(t *testing.T) {
 		wantErr string
 	}{
 		{"unknown backend", func(c *config) { c.Ledger = "postgres" }, "unknown backend"},
-		{"fabric not wired", func(c *config) { c.Ledger = "fabric" }, "not wired"},
+		{"fabric without a peer", func(c *config) { c.Ledger = "fabric" }, "--fabric-peer"},
 		{"missing certificate", func(c *config) { c.TLSCert, c.TLSKey = "/nonexistent/c.pem", "/nonexistent/k.pem" }, "TLS"},
 		{"address in use", func(c *config) { c.Listen = "256.0.0.1:1" }, "listen"},
 	} {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,12 +30,13 @@ const (
 	backendFabric   = "fabric"
 )
 
-// backend is an open ledger and whether filterd writes to it for REST
-// clients.
+// backend is an open ledger, whether filterd writes to it for REST
+// clients, and the cache settings it needs.
 type backend struct {
 	ledger.Ledger
 	name     string
 	writable bool
+	cache    cache.Config
 }
 
 // openLedger opens the backend named by cfg.Ledger. It is the one place a
@@ -54,9 +54,7 @@ func openLedger(cfg config, log *zap.Logger) (*backend, error) {
 		}
 		return &backend{Ledger: l, name: backendEmbedded, writable: true}, nil
 	case backendFabric:
-		// Writers sign their own Fabric transactions, so a Fabric backend
-		// is opened with writable false.
-		return nil, errors.New("--ledger fabric: the Fabric backend (pkg/ledger/fabric) is not wired into filterd yet")
+		return openFabric(cfg.Fabric, log)
 	}
 	return nil, fmt.Errorf("--ledger %q: unknown backend (want %s or %s)", cfg.Ledger, backendEmbedded, backendFabric)
 }
@@ -102,7 +100,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		Decisions:       cfg.Decisions,
 		DecisionTimeout: cfg.DecisionTimeout,
 	}
-	var cacheCfg cache.Config
+	cacheCfg := led.cache
 	if cfg.NATS != "" {
 		pub, err := notify.Connect(cfg.NATS, notify.WithName("filterd"), notify.WithLogger(log.Named("notify")), notify.WithRegisterer(reg))
 		if err != nil {
