@@ -66,7 +66,11 @@ const harness = "network"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	os.Exit(run(m))
+	code := run(m)
+	for _, f := range atExit {
+		f()
+	}
+	os.Exit(code)
 }
 
 func run(m *testing.M) int {
