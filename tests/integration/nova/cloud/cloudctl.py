@@ -157,16 +157,36 @@ class Cloud(object):
 
 # --- processes of the rig (as start.sh spawns them)
 def _group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+    """A process of the group is alive (zombies do not count)."""
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != 'Z':
+            return True
+    return False
 
 
 def stop_compute(rig, n, timeout=30):
     """Stop nova-compute n (as a failed host would: no clean-up)."""
-    path = os.path.join(rig, 'pids', 'nova-compute%d.pid' % n)
+    stop_service(rig, 'nova-compute%d' % n, timeout)
+
+
+def service_running(rig, name):
+    path = os.path.join(rig, 'pids', name + '.pid')
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return _group_alive(int(f.read()))
+
+
+def stop_service(rig, name, timeout=30):
+    """Kill one of the rig's processes (and its process group)."""
+    path = os.path.join(rig, 'pids', name + '.pid')
     with open(path) as f:
         pgid = int(f.read())
     try:
@@ -183,23 +203,38 @@ def stop_compute(rig, n, timeout=30):
     os.remove(path)
 
 
-def start_compute(rig, n):
-    """Start nova-compute n again, as start.sh does."""
-    etc = os.path.join(rig, 'etc', 'nova')
-    log = open(os.path.join(rig, 'logs', 'nova-compute%d.out' % n), 'ab')
+def _spawn(rig, name, args):
+    """Start a process as start.sh's spawn does: own session, pid file,
+    output to logs/NAME.out, marked as the rig's."""
+    log = open(os.path.join(rig, 'logs', name + '.out'), 'ab')
     proc = subprocess.Popen(
-        ['/usr/bin/python3', '-c',
-         'import sys; from nova.cmd.compute import main; sys.exit(main())',
-         '--config-file', os.path.join(etc, 'nova.conf'),
-         '--config-file', os.path.join(etc, 'compute%d.conf' % n),
-         '--log-file', os.path.join(rig, 'logs', 'nova-compute%d.log' % n)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
         env=dict(os.environ, LEDGERFENCE_NOVA_RIG=rig))
     log.close()
-    with open(os.path.join(rig, 'pids', 'nova-compute%d.pid' % n), 'w') as f:
+    with open(os.path.join(rig, 'pids', name + '.pid'), 'w') as f:
         f.write(str(proc.pid))
     return proc
+
+
+def start_compute(rig, n):
+    """Start nova-compute n again, as start.sh does."""
+    etc = os.path.join(rig, 'etc', 'nova')
+    return _spawn(rig, 'nova-compute%d' % n, [
+        '/usr/bin/python3', '-c',
+        'import sys; from nova.cmd.compute import main; sys.exit(main())',
+        '--config-file', os.path.join(etc, 'nova.conf'),
+        '--config-file', os.path.join(etc, 'compute%d.conf' % n),
+        '--log-file', os.path.join(rig, 'logs', 'nova-compute%d.log' % n)])
+
+
+def start_filterd(rig):
+    """Start filterd again on its port and ledger directory."""
+    env = load_env(rig)
+    return _spawn(rig, 'filterd', [
+        env['FILTERD_BIN'], '--listen', '127.0.0.1:' + env['FILTERD_PORT'],
+        '--data', os.path.join(rig, 'filterd'),
+        '--admin-token', env['FILTERD_TOKEN']])
 
 
 # --- what the scheduler logged

@@ -137,6 +137,7 @@ if [ -z "${LEDGERFENCE_HOSTAGENT:-}" ] && [ -d "$REPO/cmd/hostagent" ]; then
 	(cd "$REPO" && go build -o "$RIG/bin/hostagent" ./cmd/hostagent) \
 		>>"$RIG/logs/manage.log" 2>&1 || say "hostagent does not build; hosts are registered through filterd's REST API"
 fi
+echo "FILTERD_BIN=$FILTERD" >>"$RIG/cloud.env"
 spawn filterd "$FILTERD" --listen "127.0.0.1:$FILTERD_PORT" --data "$RIG/filterd" \
 	--admin-token "$FILTERD_TOKEN"
 

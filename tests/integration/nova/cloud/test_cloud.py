@@ -179,9 +179,15 @@ class CloudTestCase(unittest.TestCase):
         self.assertEqual('ACTIVE', server['status'])
 
     def assert_last_decision(self, uuid, op, removed, total):
+        """The scheduler's last pass for uuid: what the filter logged, and
+        what filterd recorded under the same decision id."""
         d = cloudctl.scheduler_decisions(cloud.rig, uuid)[-1]
         self.assertEqual((op, removed, total),
                          (d['op'], d['removed'], d['total']), d)
+        doc = cloud.filterd.decision(d['id'])
+        self.assertEqual((uuid, op, d['request']),
+                         (doc.get('instance_uuid'), doc.get('operation'),
+                          doc.get('request_id')), doc)
         return d
 
     def assert_failed_with_no_valid_host(self, uuid, request_id, timeout=60):
@@ -371,6 +377,45 @@ class TestRebuild(CloudTestCase):
                                s['image']['id'] == new_image, 120)
         self.assertEqual(host, self.api.host_of(server))
         self.assert_last_decision(uuid, 'rebuild', 0, 1)
+
+
+class TestFilterdDown(CloudTestCase):
+    """No filterd, no move: the filter fails closed in the real scheduler."""
+
+    def test_moves_fail_closed_while_filterd_is_down(self):
+        uuid, host = self.boot()
+        target = self.other_allowed(host)
+        cloudctl.stop_service(cloud.rig, 'filterd')
+        self.addCleanup(self.filterd_back)
+        status, doc, _ = self.api.action(uuid, {'os-migrateLive': {
+            'host': target, 'block_migration': 'auto'}}, '2.30')
+        self.assertEqual(400, status, doc)
+        self.assertIn(NO_VALID_HOST, json.dumps(doc))
+        self.assert_stays(uuid, host)
+        with open(os.path.join(cloud.rig, 'logs',
+                               'nova-scheduler.log')) as f:
+            self.assertIn('filterd failed (unreachable', f.read())
+
+        # Back with the same ledger directory: the same move is allowed.
+        self.filterd_back()
+        status, doc, _ = self.api.action(uuid, {'os-migrateLive': {
+            'host': target, 'block_migration': 'auto'}}, '2.30')
+        self.assertEqual(202, status, doc)
+        self.api.wait(uuid, lambda s: self.api.host_of(s) == target and
+                      s['OS-EXT-STS:task_state'] is None, 120)
+
+    def filterd_back(self):
+        if not cloudctl.service_running(cloud.rig, 'filterd'):
+            restarted.append(cloudctl.start_filterd(cloud.rig))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if cloud.filterd.request('GET', '/readyz')[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.fail('filterd did not come back')
 
 
 class TestForcedLiveMigration(CloudTestCase):

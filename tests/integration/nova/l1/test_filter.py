@@ -258,6 +258,14 @@ class TestOperation(FilterTestCase):
                                          body['live']))
                 # The caller's RequestSpec is not changed.
                 self.assertNotIn('_nova_check_type', spec.scheduler_hints)
+                # filterd read it: its decision names the operation.
+                headers = {k.lower(): v for k, v in proxy.responses[-1][1]
+                           .items()}
+                decision = rig.filterd.decision(
+                    headers['x-ledgerfence-decision'])
+                self.assertEqual(want[0] if want else 'create',
+                                 decision.get('operation'))
+                self.assertEqual(ctx.request_id, decision.get('request_id'))
 
     def test_task_state_when_no_action_matches(self):
         proxy = self.proxy()
