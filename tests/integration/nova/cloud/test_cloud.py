@@ -197,7 +197,8 @@ class CloudTestCase(unittest.TestCase):
             events = self.api.action_events(uuid, request_id)
             failed = [e for e in events if e['result'] == 'Error']
             if failed:
-                self.assertIn('NoValidHost', failed[0].get('traceback', ''),
+                # "details" (compute API 2.84) carries the fault's message.
+                self.assertIn(NO_VALID_HOST, failed[0].get('details') or '',
                               failed[0])
                 return
             if time.monotonic() > deadline:
@@ -377,6 +378,42 @@ class TestRebuild(CloudTestCase):
                                s['image']['id'] == new_image, 120)
         self.assertEqual(host, self.api.host_of(server))
         self.assert_last_decision(uuid, 'rebuild', 0, 1)
+
+
+class TestUnshelve(CloudTestCase):
+
+    def shelve(self, uuid):
+        status, doc, _ = self.api.action(uuid, {'shelve': None})
+        self.assertEqual(202, status, doc)
+        # shelved_offload_time = 0: offloaded at once, on no host.
+        server = self.api.wait(
+            uuid, lambda s: s['status'] == 'SHELVED_OFFLOADED' and
+            s['OS-EXT-STS:task_state'] is None, 120)
+        self.assertIsNone(self.api.host_of(server))
+
+    def test_to_a_non_compliant_host_is_refused(self):
+        uuid, host = self.boot()
+        self.shelve(uuid)
+        status, doc, headers = self.api.action(
+            uuid, {'unshelve': {'host': DENIED}}, '2.91')
+        self.assertEqual(202, status, doc)
+        self.assert_failed_with_no_valid_host(
+            uuid, headers['x-openstack-request-id'])
+        server = self.api.wait(
+            uuid, lambda s: s['OS-EXT-STS:task_state'] is None, 60)
+        self.assertEqual('SHELVED_OFFLOADED', server['status'])
+        d = self.assert_last_decision(uuid, 'unshelve', 1, 1)
+        self.assert_denied_by_filterd(d, DENIED, 'country_not_allowed')
+
+    def test_unshelve_lands_on_a_compliant_host(self):
+        uuid, host = self.boot()
+        self.shelve(uuid)
+        status, doc, _ = self.api.action(uuid, {'unshelve': None}, '2.91')
+        self.assertEqual(202, status, doc)
+        server = self.api.wait(uuid, lambda s: s['status'] == 'ACTIVE' and
+                               s['OS-EXT-STS:task_state'] is None, 120)
+        self.assertIn(self.api.host_of(server), ALLOWED)
+        self.assert_last_decision(uuid, 'unshelve', 1, 3)
 
 
 class TestFilterdDown(CloudTestCase):
