@@ -16,7 +16,6 @@ filterd returns, in filterd's order. When filterd cannot answer, or answers
 something that cannot be trusted, no host passes (unless fail_open).
 """
 
-import time
 
 from oslo_log import log as logging
 

@@ -9,7 +9,6 @@ available_filters, hosts are Nova HostState objects, requests are Nova
 RequestSpec objects, and the scheduling pass is HostManager.get_filtered_hosts.
 """
 
-import copy
 import json
 import os
 import shutil
