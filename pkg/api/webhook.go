@@ -109,14 +109,6 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	clear(sc.seen)
 	res, height, resolveErr := s.decide(r.Context(), &sc.q, uuid, project)
 
-	// Nova's answer: the passing hosts, once each, in the order received.
-	sc.out.Reset()
-	appendAnswer(&sc.out, res.Verdicts)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(sc.out.Len()))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(sc.out.Bytes())
-
 	d := &decision{
 		id:         id,
 		time:       start,
@@ -138,11 +130,22 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	d.verdicts = packVerdicts(res.Verdicts, d.regulations)
 	d.duration = s.cfg.Clock().Sub(start)
+	// Kept before the answer leaves, so that its id can be looked up at
+	// once; d is not written to after this.
 	s.decisions.add(d)
+
+	// Nova's answer: the passing hosts, once each, in the order received.
+	sc.out.Reset()
+	appendAnswer(&sc.out, res.Verdicts)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(sc.out.Len()))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(sc.out.Bytes())
+
 	s.m.request(op, d.outcome)
 	s.m.deniedHosts(&res)
 	s.m.hosts.Observe(float64(len(res.Verdicts)))
-	s.m.duration.Observe(d.duration.Seconds())
+	s.m.duration.Observe(s.cfg.Clock().Sub(start).Seconds())
 	s.logDecision(d, res.Verdicts, resolveErr)
 	if s.cfg.Publisher != nil && res.Allowed < len(res.Verdicts) {
 		ev, ok := notify.NewDecisionDenied(notify.Decision{
