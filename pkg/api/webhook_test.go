@@ -570,3 +570,45 @@ func FuzzWebhook(f *testing.F) {
 		}
 	})
 }
+
+// Concurrent webhooks, decision reads and writes (run with -race).
+func TestConcurrentRequests(t *testing.T) {
+	e := newEnv(t, Config{Decisions: 1000})
+	e.seedTable4()
+	body := encode(t, novaRequest(t))
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := range 20 {
+				rec := httptest.NewRecorder()
+				e.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, nova.Path, bytes.NewReader(body)))
+				if rec.Code != http.StatusOK || rec.Body.String() != `{"hosts":["hm1","hm2","hm5"]}`+"\n" {
+					errs <- fmt.Errorf("webhook: %d %s", rec.Code, rec.Body)
+					return
+				}
+				get := httptest.NewRecorder()
+				e.srv.ServeHTTP(get, httptest.NewRequest(http.MethodGet, "/v1/decisions/"+rec.Header().Get(HeaderDecision), nil))
+				if get.Code != http.StatusOK {
+					errs <- fmt.Errorf("decision just answered: %d", get.Code)
+					return
+				}
+				e.srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/decisions?limit=50", nil))
+				if w == 0 && i%5 == 0 {
+					put := httptest.NewRecorder()
+					req := httptestRequest(http.MethodPut, "/v1/hosts/hm2", fmt.Sprintf(`{"country": "JP", "organizations": ["CompanyA"], "region": "r%d"}`, i))
+					e.srv.ServeHTTP(put, req)
+					if put.Code != http.StatusOK {
+						errs <- fmt.Errorf("write: %d %s", put.Code, put.Body)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
