@@ -10,6 +10,12 @@
 // (header X-Ledgerfence-Decision); the decision is logged, counted and kept
 // in a bounded store served at GET /v1/decisions/{id}.
 //
+// Besides DESIGN.md's table, the REST API serves what a ledger client needs
+// (package ledger/remote): GET /v1/ledger (backend, writability, height),
+// POST /v1/lookup (a batched read) and GET /v1/events?after=N (the ledger's
+// events as JSON lines, an empty line after each idle heartbeat), and
+// GET /v1/decisions?limit=N (the most recent decisions, newest first).
+//
 // REST errors are {"error": "..."} with a 4xx or 5xx status; their text never
 // holds internal detail. Writes need the admin bearer token and a backend
 // that accepts writes through filterd (the embedded ledger); reads are open
