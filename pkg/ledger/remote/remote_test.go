@@ -123,7 +123,7 @@ func TestRoundTrip(t *testing.T) {
 	if got, err := c.GetRegulation(ctx, vm1); err != nil || !slices.Equal(got.Allow, reg.Allow) {
 		t.Errorf("GetRegulation = %+v, %v", got, err)
 	}
-	lk, err := c.Lookup(ctx, []filter.Subject{vm1, filter.ProjectSubject("p1")}, []string{"hm1", "ghost"})
+	lk, err := c.Lookup(ctx, []filter.Subject{vm1, filter.ProjectSubject("p1")}, []string{"hm1", "ghost", "not a host name"})
 	if err != nil {
 		t.Fatal(err)
 	}
