@@ -62,9 +62,11 @@ if [ -z "${LEDGERFENCE_HOSTAGENT:-}" ] && [ -d "$REPO/cmd/hostagent" ]; then
 fi
 say "filterd built"
 
-# The filter as an operator installs it: a pip package, not the source tree.
+# The filter as an operator installs it: a pip package, not the source tree
+# (built from a copy, so that no build files land in the repository).
+cp -r "$REPO/devstack-plugin" "$WORK/devstack-plugin"
 /usr/bin/python3 -m pip install --quiet --root-user-action=ignore --no-build-isolation --no-deps \
-	--no-index --target "$WORK/site" "$REPO/devstack-plugin"
+	--no-index --target "$WORK/site" "$WORK/devstack-plugin"
 export PYTHONPATH=$WORK/site
 
 cd "$HERE"

@@ -124,8 +124,9 @@ export OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne
 RC
 
 # --- the filter, installed as a package for the scheduler
+cp -r "$REPO/devstack-plugin" "$RIG/devstack-plugin"
 quiet $PY -m pip install --quiet --root-user-action=ignore --no-build-isolation --no-deps --no-index \
-	--target "$RIG/site" "$REPO/devstack-plugin"
+	--target "$RIG/site" "$RIG/devstack-plugin"
 
 # --- filterd (built unless LEDGERFENCE_FILTERD names a binary)
 FILTERD=${LEDGERFENCE_FILTERD:-$RIG/bin/filterd}

@@ -1,14 +1,20 @@
 """End-to-end: a real Nova (Debian's Zed) with LedgerfenceFilter and filterd.
 
 The mini cloud of start.sh: three fake-driver computes, registered in filterd
-(by hostagent when it builds, else through filterd's REST API):
+(by hostagent --once when it can write to filterd, else through filterd's
+REST API; LEDGERFENCE_NOVA_HOSTAGENT=1 requires hostagent):
 
     fake-compute-1  JP  CompanyA    allowed
     fake-compute-2  GB  CompanyB    allowed
     fake-compute-3  DE  CompanyA    country_not_allowed
 
 and every VM regulated like the seed's VM1 (JP, GB x CompanyA, CompanyB), by
-its project's regulation from boot on and by its own after boot. Run from
+its project's regulation from boot on and by its own after boot. Boot, live
+and cold migration, resize, evacuation, rebuild and unshelve are each checked
+both ways (to a host the regulation forbids: refused, the server stays; to an
+allowed one: it moves), the scheduler's log line against filterd's decision
+record; so are filterd being down (fail closed), the forced live migration
+that skips the scheduler, and the nova-api guard that closes it. Run from
 tests/integration/nova with /usr/bin/python3 -m unittest -v cloud.test_cloud.
 The tests start the cloud in a temporary directory and stop it, unless
 LEDGERFENCE_NOVA_RIG names a running one.
