@@ -162,7 +162,8 @@ function start_ledgerfence_filterd {
         done
         LEDGERFENCE_FABRIC_DIR=$LEDGERFENCE_FABRIC_DIR "$LEDGERFENCE_FABRIC_NETWORK/up.sh" "${hosts[@]}" ||
             die $LINENO "the Fabric network did not start"
-        args+=(--ledger fabric)
+        # Resume the chaincode event stream where it stopped after a restart.
+        args+=(--ledger fabric --fabric-checkpoint "$LEDGERFENCE_DATA_DIR/fabric-checkpoint")
     fi
     if [[ "$LEDGERFENCE_DENY_UNREGULATED" == "True" ]]; then
         args+=(--deny-unregulated)

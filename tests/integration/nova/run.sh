@@ -7,7 +7,8 @@
 #          against a real filterd, the nova-api guard, the devstack plugin's
 #          phases: ~2 min on a fresh machine with apt.
 #   cloud  the mini cloud (keystone, placement, glance, nova api, conductor,
-#          scheduler, three fake computes) end to end: ~8 min.
+#          scheduler, three fake computes) end to end, and the devstack
+#          plugin with the project's local Fabric network: ~6 min.
 #
 # Installs what is missing (install.sh), builds filterd (and hostagent) from
 # this repository, installs the filter with pip into a scratch directory,
@@ -74,11 +75,13 @@ rc=0
 if [ "$level" != cloud ]; then
 	say "Level 1: Nova's filter machinery"
 	/usr/bin/python3 -m unittest -v l1.test_filter l1.test_api_guard \
-		l1.test_devstack_plugin || rc=1
+		l1.test_devstack_plugin.TestDevstackPlugin || rc=1
 fi
 if [ "$level" != l1 ]; then
 	say "Level 2: the mini cloud"
 	/usr/bin/python3 -m unittest -v cloud.test_cloud || rc=1
+	say "the devstack plugin with the Fabric backend"
+	/usr/bin/python3 -m unittest -v l1.test_devstack_plugin.TestDevstackPluginFabric || rc=1
 fi
 
 for f in "$LEDGERFENCE_NOVA_RESULTS"/*.json; do

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,6 +47,9 @@ print('missing=%s url=%s fail_open=%s' % (','.join(missing),
 
 
 class TestDevstackPlugin(unittest.TestCase):
+    """The embedded ledger (the default)."""
+
+    LEDGER = {}
 
     @classmethod
     def setUpClass(cls):
@@ -81,13 +85,19 @@ class TestDevstackPlugin(unittest.TestCase):
             LEDGERFENCE_HOST_ORGANIZATIONS_3='CompanyA',
             # No clouds.yaml here: the hostagents only keep their records.
             LEDGERFENCE_HOSTAGENT_SWEEP='False')
+        cls.env.update(cls.ledger_env())
         os.makedirs(cls.env['STUB_DIR'])
         cls.phase('stack', 'install')
         cls.phase('stack', 'post-config')
 
     @classmethod
+    def ledger_env(cls):
+        return {}
+
+    @classmethod
     def tearDownClass(cls):
         cls.phase('unstack', check=False)
+        cls.phase('clean', check=False)
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     @classmethod
@@ -163,22 +173,15 @@ class TestDevstackPlugin(unittest.TestCase):
             launcher = f.read()
         for word in ('--host devstack3', '--country DE',
                      '--organization CompanyA ', '--region RegionOne',
-                     '--ledger http://127.0.0.1:%d' % self.port):
+                     self.hostagent_ledger()):
             self.assertIn(word, launcher)
         with open(os.path.join(data, 'hostagent-1.sh')) as f:
             self.assertIn('--organization CompanyA\\,CompanyB', f.read())
-        # The admin token works for writes, and is not in the unit command.
+        # The admin token is not in the unit command.
         with open(os.path.join(data, 'admin-token')) as f:
             token = f.read().strip()
         self.assertNotIn(token, '\n'.join(self.calls()))
-        req = urllib.request.Request(
-            'http://127.0.0.1:%d/v1/hosts/devstack9' % self.port,
-            method='PUT', data=json.dumps(
-                {'country': 'JP', 'organizations': ['CompanyA']}).encode(),
-            headers={'Authorization': 'Bearer ' + token,
-                     'Content-Type': 'application/json'})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            self.assertEqual(200, r.status)
+        self.check_rest_write(token)
         # Each hostagent registers its fake compute's facts.
         want = {'devstack1': ('JP', ['CompanyA', 'CompanyB']),
                 'devstack2': ('JP', ['CompanyA', 'CompanyB']),
@@ -199,6 +202,26 @@ class TestDevstackPlugin(unittest.TestCase):
             time.sleep(0.5)
         self.assertEqual(want, got)
 
+    def hostagent_ledger(self):
+        return '--ledger http://127.0.0.1:%d' % self.port
+
+    def check_rest_write(self, token):
+        """The embedded ledger takes writes with the admin token."""
+        self.assertEqual(200, self.put_host('devstack9', token))
+
+    def put_host(self, host, token):
+        req = urllib.request.Request(
+            'http://127.0.0.1:%d/v1/hosts/%s' % (self.port, host),
+            method='PUT', data=json.dumps(
+                {'country': 'JP', 'organizations': ['CompanyA']}).encode(),
+            headers={'Authorization': 'Bearer ' + token,
+                     'Content-Type': 'application/json'})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
     def test_4_unstack_stops_and_clean_removes(self):
         self.phase('unstack')
         stops = [c.split()[1] for c in self.calls()
@@ -213,6 +236,30 @@ class TestDevstackPlugin(unittest.TestCase):
         self.assertFalse(os.path.exists(self.env['LEDGERFENCE_BIN_DIR']))
         self.assertFalse(os.path.exists(
             os.path.join(self.env['DATA_DIR'], 'ledgerfence')))
+
+
+class TestDevstackPluginFabric(TestDevstackPlugin):
+    """LEDGERFENCE_LEDGER=fabric: the plugin starts the project's local
+    Fabric network (tests/integration/fabric/network) on its own ports;
+    filterd reads the ledger through it, the hostagents sign their records
+    with their own Fabric identities, and filterd refuses REST writes."""
+
+    @classmethod
+    def ledger_env(cls):
+        return {'LEDGERFENCE_LEDGER': 'fabric',
+                'LEDGERFENCE_FABRIC_PORT_BASE': os.environ.get(
+                    'LEDGERFENCE_NOVA_FABRIC_PORT_BASE', '27250')}
+
+    def hostagent_ledger(self):
+        return '--ledger fabric'
+
+    def check_rest_write(self, token):
+        self.assertNotEqual(200, self.put_host('devstack9', token))
+        with open(os.path.join(self.env['DATA_DIR'], 'ledgerfence',
+                               'filterd.sh')) as f:
+            launcher = f.read()
+        self.assertIn('--ledger fabric', launcher)
+        self.assertIn('LEDGERFENCE_FABRIC_PEER=', launcher)
 
 
 if __name__ == '__main__':
