@@ -98,39 +98,73 @@ func run(m *testing.M) int {
 	if _, err := os.Stat(up); err != nil {
 		return fail("the network harness is missing (%s)", up)
 	}
-	dir, err := os.MkdirTemp("", "ledgerfence-fabric-it-")
-	if err != nil {
-		return fail("state folder: %v", err)
-	}
-	os.Remove(dir) // up.sh makes it; an existing folder would be taken down first
-	base, err := freePortBase()
-	if err != nil {
-		return fail("%v", err)
-	}
-	env := append(os.Environ(), "LEDGERFENCE_FABRIC_DIR="+dir, "LEDGERFENCE_FABRIC_PORT_BASE="+strconv.Itoa(base))
-	os.Setenv("LEDGERFENCE_FABRIC_DIR", dir)
-	defer func() {
-		down := exec.Command(filepath.Join(harness, "down.sh"))
-		down.Env = env
-		if out, err := down.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "down.sh: %v\n%s", err, out)
+	// A port range found free can be taken by another process before the
+	// network binds it; a second attempt uses the next free range.
+	var dir string
+	var env []string
+	after := 0
+	for attempt := 1; ; attempt++ {
+		var out string
+		var err error
+		dir, env, after, out, err = startNetwork(up, after)
+		if err == nil {
+			break
 		}
-		os.RemoveAll(dir)
-	}()
-	cmd := exec.Command(up)
-	cmd.Env = env
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fail("up.sh failed (%v):\n%s", err, tail(string(out), 30))
+		if attempt == 2 {
+			return fail("up.sh failed twice; last error (%v):\n%s", err, out)
+		}
+		fmt.Fprintf(os.Stderr, "fabric integration: up.sh failed (%v), trying another port range:\n%s\n", err, out)
 	}
-	fmt.Fprintf(os.Stderr, "fabric integration: network up in %s in %s\n", time.Since(start).Round(time.Millisecond), dir)
+	defer stopNetwork(dir, env)
 	e, err := readEnv(filepath.Join(dir, "network.env"))
 	if err != nil {
 		return fail("network.env: %v", err)
 	}
 	net0 = network{env: e, dir: dir}
 	return m.Run()
+}
+
+// startNetwork runs up.sh in a new state folder on the first free port range
+// above after. On failure it returns up.sh's output with the last lines of
+// every component log, and takes the network down.
+func startNetwork(up string, after int) (dir string, env []string, base int, out string, err error) {
+	dir, err = os.MkdirTemp("", "ledgerfence-fabric-it-")
+	if err != nil {
+		return "", nil, after, "", err
+	}
+	os.Remove(dir) // up.sh makes it; an existing folder would be taken down first
+	if base, err = freePortBase(after); err != nil {
+		return "", nil, after, "", err
+	}
+	env = append(os.Environ(), "LEDGERFENCE_FABRIC_DIR="+dir, "LEDGERFENCE_FABRIC_PORT_BASE="+strconv.Itoa(base))
+	cmd := exec.Command(up)
+	cmd.Env = env
+	start := time.Now()
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		out = tail(string(b), 30)
+		logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
+		for _, l := range logs {
+			if data, rerr := os.ReadFile(l); rerr == nil {
+				out += "\n--- " + filepath.Base(l) + "\n" + tail(string(data), 8)
+			}
+		}
+		stopNetwork(dir, env)
+		return "", nil, base, out, err
+	}
+	os.Setenv("LEDGERFENCE_FABRIC_DIR", dir)
+	fmt.Fprintf(os.Stderr, "fabric integration: network up in %s in %s\n", time.Since(start).Round(time.Millisecond), dir)
+	return dir, env, base, "", nil
+}
+
+// stopNetwork stops every process of the network in dir and removes it.
+func stopNetwork(dir string, env []string) {
+	down := exec.Command(filepath.Join(harness, "down.sh"))
+	down.Env = env
+	if out, err := down.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "down.sh: %v\n%s", err, out)
+	}
+	os.RemoveAll(dir)
 }
 
 func tail(s string, n int) string {
@@ -141,13 +175,13 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// freePortBase finds a range of 60 free ports for the harness
+// freePortBase finds a range of 60 free ports for the harness above after
 // (LEDGERFENCE_FABRIC_PORT_BASE, when set, is taken as it is).
-func freePortBase() (int, error) {
-	if s := os.Getenv("LEDGERFENCE_FABRIC_PORT_BASE"); s != "" {
+func freePortBase(after int) (int, error) {
+	if s := os.Getenv("LEDGERFENCE_FABRIC_PORT_BASE"); s != "" && after == 0 {
 		return strconv.Atoi(s)
 	}
-	for base := 17250; base < 30000; base += 100 {
+	for base := max(17250, after+100); base < 30000; base += 100 {
 		free := true
 		for p := base; p <= base+55 && free; p++ {
 			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
