@@ -296,6 +296,14 @@ type boolValue struct{ flag.Value }
 
 func (boolValue) IsBoolFlag() bool { return true }
 
+// String is called by flag.PrintDefaults on a zero boolValue too.
+func (b boolValue) String() string {
+	if b.Value == nil {
+		return "false"
+	}
+	return b.Value.String()
+}
+
 func applyYAML(c *Config, data []byte) error {
 	var doc map[string]yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {

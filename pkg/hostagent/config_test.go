@@ -178,6 +178,9 @@ func TestLoadHelp(t *testing.T) {
 			t.Errorf("usage does not mention %s", s)
 		}
 	}
+	if strings.Contains(out.String(), "panic") {
+		t.Errorf("usage reports a panic:\n%s", out.String())
+	}
 }
 
 func want[T comparable](t *testing.T, what string, got, exp T) {
