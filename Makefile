@@ -7,9 +7,9 @@ export LEDGERFENCE_CACHE := $(CACHE)
 
 CMDS := filterd hostagent ledgerctl ledgerfence-cc lfbench
 
-.PHONY: help build test unit integration demo bench fabric-bin fabric-up fabric-down deps lint
+.PHONY: help build test unit lint integration demo bench bench-fabric fuzz fabric-bin fabric-up fabric-down fabric-smoke nova-l1 nova-cloud deps
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
 build: ## build every command into ./bin
 	@mkdir -p $(BIN)
@@ -18,8 +18,13 @@ build: ## build every command into ./bin
 demo: ## run filterd on the embedded ledger with the seed's hosts and VM1, and show Nova's answer
 	./scripts/demo.sh
 
-unit: ## unit tests (race detector on)
+lint: ## gofmt, go vet, shellcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	@if command -v shellcheck >/dev/null; then shellcheck -x $$(git ls-files '*.sh') devstack-plugin/devstack/settings tests/integration/fabric/network/builders/ccaas/bin/*; \
+	else echo "lint: shellcheck not installed (make deps installs it)"; fi
+
+unit: ## unit tests (race detector on)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /tests/integration)
 
 deps: ## install what the integration tests need (apt, Fabric binaries); idempotent
@@ -28,11 +33,18 @@ deps: ## install what the integration tests need (apt, Fabric binaries); idempot
 integration: deps ## integration tests against real Fabric, NATS, Prometheus, Keystone and Nova
 	LEDGERFENCE_REQUIRE_INTEGRATION=1 ./scripts/integration.sh
 
-test: unit integration ## every test: the command CI runs
+test: lint unit integration ## every test: the command CI runs
 
 bench: ## benchmarks: decision, embedded ledger, webhook end to end
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) run ./cmd/lfbench
+
+bench-fabric: fabric-bin ## figures on a real Fabric network: commit latency, webhook warm/cold, chaincode per request, enforcement
+	$(GO) test ./tests/integration/fabric -count=1 -run '^$$' -bench 'RegistrationCommit|Webhook1000Hosts|CommitToEnforcement|NetworkRSS' -benchtime 20x -v
+
+fuzz: ## a minute of each fuzz test
+	$(GO) test -run '^$$' -fuzz FuzzParseRules -fuzztime 60s ./pkg/filter
+	$(GO) test -run '^$$' -fuzz FuzzWebhook -fuzztime 60s ./pkg/api
 
 fabric-bin: ## build Fabric's binaries once into the cache
 	./tools/fabric/build.sh
@@ -42,3 +54,12 @@ fabric-up: fabric-bin ## start the local Fabric network (orderer, two orgs, CAs,
 
 fabric-down: ## stop the local Fabric network and remove its state
 	./tests/integration/fabric/network/down.sh
+
+fabric-smoke: fabric-bin ## bring the network up, check it, take it down
+	./tests/integration/fabric/network/smoke.sh
+
+nova-l1: ## the Python filter inside Nova's filter machinery, against a real filterd
+	./tests/integration/nova/run.sh l1
+
+nova-cloud: ## end-to-end moves in a mini cloud (keystone, placement, nova, fake computes)
+	./tests/integration/nova/run.sh cloud

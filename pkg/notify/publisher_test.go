@@ -260,7 +260,9 @@ func TestJetStreamDownAtStart(t *testing.T) {
 		t.Fatal("Publish refused while NATS is down")
 	}
 	ns.start()
-	eventually(t, "event stored", func() bool { return counter(reg, "ledgerfence_notify_published_total", notify.SubjectLedgerChanged) == 1 })
+	eventually(t, "event stored", func() bool {
+		return counter(reg, "ledgerfence_notify_published_total", notify.SubjectLedgerChanged) == 1
+	})
 	msgs := streamMessages(t, ns.url(), notify.DefaultStream)
 	if len(msgs) != 1 || msgs[0].TxID != "while-down" {
 		t.Fatalf("stream holds %+v", msgs)
@@ -307,7 +309,9 @@ func TestServerRestart(t *testing.T) {
 		p, reg := connectPublisher(t, ns.url(), notify.WithJetStream(notify.JetStream{}))
 		p.Publish(changed("before"))
 		published := func(n float64) func() bool {
-			return func() bool { return counter(reg, "ledgerfence_notify_published_total", notify.SubjectLedgerChanged) == n }
+			return func() bool {
+				return counter(reg, "ledgerfence_notify_published_total", notify.SubjectLedgerChanged) == n
+			}
 		}
 		eventually(t, "first event stored", published(1))
 
