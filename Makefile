@@ -33,7 +33,7 @@ deps: ## install what the integration tests need (apt, Fabric binaries); idempot
 integration: deps ## integration tests against real Fabric, NATS, Prometheus, Keystone and Nova
 	LEDGERFENCE_REQUIRE_INTEGRATION=1 ./scripts/integration.sh
 
-test: lint unit integration ## every test: the command CI runs
+test: deps lint unit integration ## every test: the command CI runs
 
 bench: ## benchmarks: decision, embedded ledger, webhook end to end
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
