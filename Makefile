@@ -45,6 +45,7 @@ bench-fabric: fabric-bin ## figures on a real Fabric network: commit latency, we
 fuzz: ## a minute of each fuzz test
 	$(GO) test -run '^$$' -fuzz FuzzParseRules -fuzztime 60s ./pkg/filter
 	$(GO) test -run '^$$' -fuzz FuzzWebhook -fuzztime 60s ./pkg/api
+	$(GO) test -run '^$$' -fuzz FuzzDecodeNova -fuzztime 60s ./pkg/nova
 
 fabric-bin: ## build Fabric's binaries once into the cache
 	./tools/fabric/build.sh

@@ -27,7 +27,7 @@ import (
 const (
 	adminToken = "admin-secret"
 	vm1UUID    = "6f1c0d3e-8b2a-4c1d-9e7f-0a1b2c3d4e5f"
-	// project1 is the project of testdata/nova_request.json.
+	// project1 is the project of ../nova/testdata/nova_request.json.
 	project1 = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 )
 
@@ -160,11 +160,11 @@ func (e *env) height() uint64 {
 	return h
 }
 
-// novaRequest returns testdata/nova_request.json as a generic document to
-// edit.
+// novaRequest returns ../nova/testdata/nova_request.json as a generic
+// document to edit.
 func novaRequest(t testing.TB) map[string]any {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "nova_request.json"))
+	data, err := os.ReadFile(filepath.Join("..", "nova", "testdata", "nova_request.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
+	"github.com/ledgerfence/ledgerfence/pkg/nova"
 )
 
 // Publisher is told of every decision that denied a host; *notify.Publisher
@@ -77,7 +78,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, "could not read the request body")
 		return
 	}
-	req, err := decodeNova(body)
+	req, err := nova.Decode(body)
 	if err != nil {
 		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, clipMsg(err.Error()))
 		return

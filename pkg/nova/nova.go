@@ -142,7 +142,24 @@ var (
 
 // Decode reads and validates a request body. The instance UUID is normalised
 // to lower case; candidate hosts must each have a host name.
+//
+// Decode takes one pass over the body (fastDecode) that fills every field
+// of Request, Weights included, checks what it skips as encoding/json would,
+// and answers only when it is sure to answer as encoding/json does. Anything
+// unusual (a syntax or type error, a key that differs from a field name only
+// in case, a repeated field, an escaped field name, deep nesting, a missing
+// instance or host name) goes to decodeStd, Decode through encoding/json, so
+// errors and edge cases are decodeStd's. FuzzDecodeNova checks that the two
+// answer every body alike.
 func Decode(body []byte) (Request, error) {
+	if r, ok := fastDecode(body); ok {
+		return r, nil
+	}
+	return decodeStd(body)
+}
+
+// decodeStd is Decode through encoding/json.
+func decodeStd(body []byte) (Request, error) {
 	var r Request
 	if err := json.Unmarshal(body, &r); err != nil {
 		var te *json.UnmarshalTypeError

@@ -1,0 +1,367 @@
+package nova
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// novaRequest returns testdata/nova_request.json, a full request as Nova
+// sends it, as a generic document to edit.
+func novaRequest(t testing.TB) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "nova_request.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// withHosts sets the request's candidate hosts, and a weight for each.
+func withHosts(m map[string]any, names ...string) map[string]any {
+	hosts := make([]any, len(names))
+	weights := map[string]any{}
+	for i, n := range names {
+		hosts[i] = map[string]any{"host": n, "hypervisor_hostname": n + ".example.org"}
+		weights[n] = float64(i)
+	}
+	m["hosts"] = hosts
+	m["weights"] = weights
+	return m
+}
+
+func encode(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// hostNames returns n host names of the form a large region has.
+func hostNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("compute-%05d.region-one.example.org", i)
+	}
+	return names
+}
+
+// agree fails the test unless Decode answers body as decodeStd does.
+func agree(t *testing.T, body []byte) {
+	t.Helper()
+	want, wantErr := decodeStd(body)
+	got, gotErr := Decode(body)
+	if (wantErr == nil) != (gotErr == nil) || (wantErr != nil && wantErr.Error() != gotErr.Error()) {
+		t.Fatalf("body %q:\ndecodeStd: %v\nDecode:    %v", clipBody(body), wantErr, gotErr)
+	}
+	if wantErr != nil {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("body %q:\ndecodeStd: %#v\nDecode:    %#v", clipBody(body), want, got)
+	}
+}
+
+func clipBody(b []byte) []byte {
+	if len(b) > 300 {
+		return append(b[:300:300], "..."...)
+	}
+	return b
+}
+
+func decodeCases(t testing.TB) map[string][]byte {
+	full := encode(t, novaRequest(t))
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, full, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	const min = `{"spec":{"nova_object.data":{"instance_uuid":"6F1C0D3E-8B2A-4C1D-9E7F-0A1B2C3D4E5F"}},"hosts":[{"host":"hm1"}]}`
+	sub := func(old, new string) []byte { return []byte(strings.Replace(min, old, new, 1)) }
+	with := func(fields string) []byte { return []byte(strings.TrimSuffix(min, "}") + "," + fields + "}") }
+	return map[string][]byte{
+		"full request":                   full,
+		"full request, indented":         pretty.Bytes(),
+		"minimal":                        []byte(min),
+		"escaped host name":              sub(`"hm1"`, `"h\u006d1\n"`),
+		"hypervisor named as the host":   sub(`{"host":"hm1"}`, `{"host":"hm1","hypervisor_hostname":"hm1"}`),
+		"hypervisor before the host":     sub(`{"host":"hm1"}`, `{"hypervisor_hostname":"hm1","host":"hm1"}`),
+		"unicode host name":              sub(`"hm1"`, `"ホスト1"`),
+		"invalid UTF-8 host name":        sub(`"hm1"`, "\"h\xffm1\""),
+		"host key in upper case":         sub(`{"host"`, `{"HOST"`),
+		"escaped key":                    sub(`{"host"`, `{"\u0068ost"`),
+		"Kelvin-sign key":                sub(`"spec"`, `"\u212a"`),
+		"long-s key":                     sub(`"spec"`, "\"\u017fpec\""),
+		"long-s host key":                sub(`{"host"`, "{\"ho\u017ft\""),
+		"duplicate host key":             sub(`{"host":"hm1"}`, `{"host":"hm1","host":"hm2"}`),
+		"duplicate hosts":                with(`"hosts":[{"host":"hm9"}]`),
+		"null host":                      sub(`[{"host":"hm1"}]`, `[null]`),
+		"null host name":                 sub(`{"host":"hm1"}`, `{"host":null}`),
+		"empty host name":                sub(`{"host":"hm1"}`, `{"host":""}`),
+		"host name of the wrong type":    sub(`"hm1"`, `1`),
+		"null hosts":                     sub(`[{"host":"hm1"}]`, `null`),
+		"empty hosts":                    sub(`[{"host":"hm1"}]`, `[]`),
+		"null everything":                []byte(`{"spec":{"nova_object.name":null,"nova_object.data":{"instance_uuid":"X","project_id":null,"num_instances":null,"scheduler_hints":null}},"context":null,"weights":null,"live":null}`),
+		"null spec":                      []byte(`{"spec":null,"hosts":[]}`),
+		"hints as strings and numbers":   sub(`"}},`, `","scheduler_hints":{"_nova_check_type":"rebuild","n":[1,true,null,{"a":1}],"z":null}}},`),
+		"hints of the wrong type":        sub(`"}},`, `","scheduler_hints":[1]}},`),
+		"hints as a string":              sub(`"}},`, `","scheduler_hints":"x"}},`),
+		"hints with every kind":          sub(`"}},`, `","scheduler_hints":{"a":"x","b":["y","z\n",1.50,-2e3,false,null,{},[1]],"c":null,"d":{"e":1},"e":[],"f":[null],"g":7,"h":true,"\u00e9\n":"k","a":["last"],"h\u00e9":"\ud83d\ude00"}}},`),
+		"hints with spaced escaped keys": sub(`"}},`, `","scheduler_hints":{ "\u00e9\t" : "k" , "x\"y"	:	["v"] }}},`),
+		"hints with a repeated key":      sub(`"}},`, `","scheduler_hints":{"a":"x","a":null}}},`),
+		"weights":                        with(`"weights":{"hm1":1.5,"hm2":-2e3,"hm3":null,"h\u00e9":0}`),
+		"weights, spaced":                with(`"weights": { "hm1" : 1.5 ,	"hm2"	:	2 }`),
+		"weights before the hosts":       []byte(`{"weights":{"hm1":1},"spec":{"nova_object.data":{"instance_uuid":"x"}},"hosts":[{"host":"hm1"}]}`),
+		"weights with a repeated key":    with(`"weights":{"hm1":1,"hm2":2,"hm1":3}`),
+		"weights with escaped keys":      with(`"weights":{"h\u006d1":1,"x\"y":2,"a\/b":3,"` + "h\xffm" + `":4,"hm2":5}`),
+		"weights of every number form":   with(`"weights":{"a":0,"b":-0,"c":1e2,"d":1E-2,"e":0.000001,"f":123456789012345678901234567890,"g":4.9e-324,"h":2.5e-400}`),
+		"empty weights":                  with(`"weights":{}`),
+		"weight out of range":            with(`"weights":{"hm1":1e999}`),
+		"weight as a string":             with(`"weights":{"hm1":"1"}`),
+		"weight as an object":            with(`"weights":{"hm1":{}}`),
+		"weight key not a string":        with(`"weights":{1:1}`),
+		"weights as a list":              with(`"weights":["hm1"]`),
+		"weights, truncated":             with(`"weights":{"hm1":1,`),
+		"num_instances as a float":       sub(`"}},`, `","num_instances":1.0}},`),
+		"num_instances huge":             sub(`"}},`, `","num_instances":99999999999999999999}},`),
+		"flags":                          with(`"rebuild":true,"resize":false,"live":true,"vmware":false`),
+		"flag of the wrong type":         with(`"live":"yes"`),
+		"trailing data":                  []byte(min + `x`),
+		"trailing object":                []byte(min + `{}`),
+		"trailing space":                 []byte(min + " \n\t"),
+		"leading space":                  []byte(" \r\n" + min),
+		"top-level null":                 []byte(`null`),
+		"top-level list":                 []byte(`[]`),
+		"empty":                          {},
+		"truncated":                      []byte(min[:len(min)-3]),
+		"control character in string":    sub(`"hm1"`, "\"h\x01\""),
+		"bad escape":                     sub(`"hm1"`, `"h\x"`),
+		"deep unknown field":             with(`"deep":` + strings.Repeat("[", 600) + strings.Repeat("]", 600)),
+		"bad number in unknown field":    with(`"x":01`),
+		"missing instance":               []byte(`{"spec":{"nova_object.data":{}},"hosts":[]}`),
+		"instance with spaces":           sub(`"6F1C`, `"  6F1C`),
+		"context":                        with(`"context":{"request_id":"req-1","global_request_id":"g","user_id":"u","project_id":"p","roles":["a"],"service_catalog":[{"x":{}}]}`),
+	}
+}
+
+func TestDecodeAgrees(t *testing.T) {
+	for name, body := range decodeCases(t) {
+		t.Run(name, func(t *testing.T) { agree(t, body) })
+	}
+}
+
+// The fast path must be the one taken for what Nova sends, or Decode is
+// decodeStd and BenchmarkDecode measures it twice.
+func TestDecodeFastPathTaken(t *testing.T) {
+	cases := decodeCases(t)
+	for name, body := range map[string][]byte{
+		"full request":              cases["full request"],
+		"full request, indented":    cases["full request, indented"],
+		"with weights":              encode(t, withHosts(novaRequest(t), "hm1", "hm2")),
+		"escaped host name":         cases["escaped host name"],
+		"weights with escaped keys": cases["weights with escaped keys"],
+		"weights with a null":       cases["weights"],
+	} {
+		if _, ok := fastDecode(body); !ok {
+			t.Errorf("%s: fast path not taken", name)
+		}
+	}
+}
+
+func FuzzDecodeNova(f *testing.F) {
+	for _, body := range decodeCases(f) {
+		f.Add(body)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { agree(t, body) })
+}
+
+// BenchmarkDecode compares Decode with decodeStd on a request of 1,000
+// hosts, with a weight for each.
+func BenchmarkDecode(b *testing.B) {
+	body := encode(b, withHosts(novaRequest(b), hostNames(1000)...))
+	for _, bc := range []struct {
+		name   string
+		decode func([]byte) (Request, error)
+	}{{"Decode", Decode}, {"decodeStd", decodeStd}} {
+		b.Run(bc.name+"/hosts=1000", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := bc.decode(body)
+				if err != nil || len(r.Hosts) != 1000 || len(r.Weights) != 1000 {
+					b.Fatalf("%d hosts, %d weights: %v", len(r.Hosts), len(r.Weights), err)
+				}
+			}
+		})
+	}
+}
+
+func TestSpecial8(t *testing.T) {
+	for pos := range 8 {
+		for c := range 256 {
+			word := []byte("aaaaaaaa")
+			word[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(word[i])
+			}
+			want := c < 0x20 || c >= 0x80 || c == '"' || c == '\\'
+			if got := special8(x); got != want {
+				t.Errorf("byte %#x at %d: special8 = %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+}
+
+// parseFloat must give ParseFloat's bits, sign of zero included.
+func TestParseFloat(t *testing.T) {
+	nums := []string{"0", "-0", "1", "-1", "0.1", "0.75", "-0.000001", "123456789012345", "999999999999999",
+		"1234567890123456", "12345678901234567890", "0.1234567890123456", "1e2", "-1.5E-3", "4.9e-324", "1e400", "9007199254740993"}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 10_000 {
+		v := r.Float64() * math.Pow(10, float64(r.IntN(20)-8))
+		if r.IntN(2) == 0 {
+			v = -v
+		}
+		nums = append(nums, strconv.FormatFloat(v, 'f', r.IntN(16), 64), strconv.FormatInt(r.Int64N(1e16), 10))
+	}
+	for _, n := range nums {
+		want, err := strconv.ParseFloat(n, 64)
+		got, ok := parseFloat([]byte(n))
+		if ok != (err == nil) || math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("parseFloat(%s) = %v, %v; ParseFloat gives %v, %v", n, got, ok, want, err)
+		}
+	}
+}
+
+func TestDecodeFullRequest(t *testing.T) {
+	r, err := Decode(encode(t, novaRequest(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.Spec.Data
+	if r.Spec.Name != "RequestSpec" || d.InstanceUUID != "6f1c0d3e-8b2a-4c1d-9e7f-0a1b2c3d4e5f" ||
+		d.ProjectID != "a1b2c3d4e5f60718293a4b5c6d7e8f90" || d.AvailabilityZone != "az-1" || d.NumInstances != 1 {
+		t.Errorf("spec %+v", r.Spec)
+	}
+	if len(r.Hosts) != 5 || r.Hosts[0] != (Host{Host: "hm1", HypervisorHostname: "hm1.cloud.example.jp"}) {
+		t.Errorf("hosts %+v", r.Hosts)
+	}
+	if want := map[string]float64{"hm1": 1, "hm2": 0.75, "hm3": 0.5, "hm4": 0.25, "hm5": 0}; !reflect.DeepEqual(r.Weights, want) {
+		t.Errorf("weights %v, want %v", r.Weights, want)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		want error
+	}{
+		{"not JSON", `{`, ErrMalformed},
+		{"wrong type", `{"spec":{"nova_object.data":{"instance_uuid":1}}}`, ErrMalformed},
+		{"no instance", `{"spec":{"nova_object.data":{}},"hosts":[{"host":"h"}]}`, ErrMissingInstance},
+		{"host without a name", `{"spec":{"nova_object.data":{"instance_uuid":"x"}},"hosts":[{"host":"h"},{}]}`, ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Decode([]byte(tc.body)); !errors.Is(err, tc.want) {
+				t.Errorf("error %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOperation(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hints string // the scheduler_hints value; "" for none
+		want  string
+	}{
+		{"no hints", ``, OpCreate},
+		{"null hints", `null`, OpCreate},
+		{"hint absent", `{"group":["g"]}`, OpCreate},
+		{"hint null", `{"_nova_check_type":null}`, OpCreate},
+		{"hint as a list", `{"_nova_check_type":["live_migrate"]}`, OpLiveMigrate},
+		{"hint as a string", `{"_nova_check_type":"resize"}`, OpResize},
+		{"first of a list", `{"_nova_check_type":["evacuate","resize"]}`, OpEvacuate},
+		{"upper case", `{"_nova_check_type":["REBUILD"]}`, OpRebuild},
+		{"live-migration", `{"_nova_check_type":"live-migration"}`, OpLiveMigrate},
+		{"live_migration", `{"_nova_check_type":"live_migration"}`, OpLiveMigrate},
+		{"migrate", `{"_nova_check_type":["migrate"]}`, OpMigrate},
+		{"unshelve", `{"_nova_check_type":["unshelve"]}`, OpUnshelve},
+		{"create", `{"_nova_check_type":["create"]}`, OpCreate},
+		{"unknown", `{"_nova_check_type":["shelve"]}`, OpOther},
+		{"empty list", `{"_nova_check_type":[]}`, OpCreate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"spec":{"nova_object.data":{"instance_uuid":"x"`
+			if tc.hints != "" {
+				body += `,"scheduler_hints":` + tc.hints
+			}
+			body += `}}}`
+			r, err := Decode([]byte(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Operation(); got != tc.want {
+				t.Errorf("Operation() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ctx  Context
+		want string
+	}{
+		{"none", Context{}, ""},
+		{"request id only", Context{RequestID: "req-1"}, "req-1"},
+		{"global id wins", Context{RequestID: "req-1", GlobalRequestID: "req-g"}, "req-g"},
+		{"global id only", Context{GlobalRequestID: "req-g"}, "req-g"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Request{Context: tc.ctx}
+			if got := r.RequestID(); got != tc.want {
+				t.Errorf("RequestID() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestResponseJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hosts []string
+		want  string
+	}{
+		{"nil", nil, `{"hosts":[]}`},
+		{"empty", []string{}, `{"hosts":[]}`},
+		{"hosts in order", []string{"hm3", "hm1"}, `{"hosts":["hm3","hm1"]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := json.Marshal(Response{Hosts: tc.hosts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
