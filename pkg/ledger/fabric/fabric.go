@@ -474,10 +474,16 @@ func (l *Ledger) DeleteRegulation(ctx context.Context, subject filter.Subject) e
 }
 
 // Lookup implements ledger.Ledger in one evaluate per wire.MaxBatch hosts.
-// Regulations are keyed by the subjects' canonical form. Height is 0: the
-// chaincode cannot see the block height.
+// Regulations are keyed by the subjects' canonical form. The chaincode
+// cannot see the block height, so Height is the channel's height read just
+// before: the records returned are at least that new, so an event of an
+// older block can never replace them in a cache.
 func (l *Ledger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []string) (ledger.Lookup, error) {
-	res := ledger.Lookup{Regulations: map[filter.Subject]ledger.RegulationRecord{}, Hosts: map[string]ledger.HostRecord{}}
+	height, err := l.Height(ctx)
+	if err != nil {
+		return ledger.Lookup{}, err
+	}
+	res := ledger.Lookup{Height: height, Regulations: map[filter.Subject]ledger.RegulationRecord{}, Hosts: map[string]ledger.HostRecord{}}
 	subj := make([]string, len(subjects))
 	for i, s := range subjects {
 		subj[i] = string(s)

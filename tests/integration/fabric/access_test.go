@@ -183,12 +183,21 @@ func TestReads(t *testing.T) {
 	if _, _, err := connect(t, "vmm1").PutRegulationJSON(c, vm, []byte(`{"allow": ["JP.CompanyA", "GB.All"]}`)); err != nil {
 		t.Fatal(err)
 	}
+	before, err := admin.Height(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	lk, err := admin.Lookup(c, []filter.Subject{vm, "project:nothing"}, append(names, "no-such-host"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(lk.Hosts) != 3 || len(lk.Regulations) != 1 || lk.Regulations[vm].Version != 1 {
 		t.Fatalf("lookup %+v", lk)
+	}
+	// The records are at least as new as the height the lookup reports, and
+	// that height includes the writes above.
+	if lk.Height < before || before == 0 {
+		t.Errorf("lookup height %d, ledger height before it %d", lk.Height, before)
 	}
 	res, err := admin.Check(c, vm.ID(), "", append(names, "no-such-host"), filter.Options{})
 	if err != nil {
