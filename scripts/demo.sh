@@ -122,4 +122,10 @@ wait "$pid" || true
 pid=""
 tail -n 1 "$work/filterd.log"
 echo
-echo "done: VM1 may go to hm1, hm2 and hm5; hm3 is in DE (country_not_allowed), hm4 is run by CompanyC (organization_not_allowed)."
+# The seed's Table 4: the demonstration fails if filterd answers otherwise.
+want='{"hosts":["hm1","hm2","hm5"]}'
+if [[ "$(cat "$work/answer")" != "$want" ]]; then
+	echo "unexpected answer: $(cat "$work/answer") (the seed's Table 4 says $want)"
+	exit 1
+fi
+echo "done: Nova may move VM1 to $want; hm3 is in DE (country_not_allowed), hm4 is run by CompanyC (organization_not_allowed)."

@@ -24,6 +24,8 @@ run() {
 
 # Go suites one package at a time: the Fabric network and the mini cloud
 # each want the machine's two cores to themselves.
+# README's first command: the demonstration checks Nova's answer itself.
+run demo ./scripts/demo.sh
 run go go test -count=1 -p 1 -timeout 25m ./tests/integration/...
 run nova ./tests/integration/nova/run.sh all
 exit "$status"
