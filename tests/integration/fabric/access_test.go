@@ -11,6 +11,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric"
+	"github.com/ledgerfence/ledgerfence/tests/integration/fabricnet"
 )
 
 // wantErr checks that err matches kind and that its text says every word.
@@ -65,7 +66,7 @@ func TestIdentityWithoutRoleIsRefused(t *testing.T) {
 		wantErr(t, err, ledger.ErrForbidden, "role is none")
 	}
 	// attributes registered but not put in the enrolment certificate
-	enroll(t, "noecert-hm1", "--no-ecert", "org1", "noecert-hm1", "hostagent", "hm1")
+	enroll(t, "org1", "noecert-hm1", "hostagent", "hm1", fabricnet.WithoutECert())
 	_, _, err := connect(t, "noecert-hm1").PutHost(c, filter.Host{Name: "hm1", Country: "JP", Organizations: []string{"CompanyA"}})
 	wantErr(t, err, ledger.ErrForbidden, "role is none")
 }
@@ -77,7 +78,7 @@ func TestHostCannotBeTakenOverByAnotherOrganisation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Org2's CA can issue a host agent certificate naming any host.
-	enroll(t, "hm3agent-org2", "org2", "hm3agent-org2", "hostagent", "hm3")
+	enroll(t, "org2", "hm3agent-org2", "hostagent", "hm3")
 	org2 := connect(t, "hm3agent-org2")
 	_, _, err := org2.PutHost(c, filter.Host{Name: "hm3", Country: "DE", Organizations: []string{"Evil"}})
 	wantErr(t, err, ledger.ErrForbidden, "registered through Org1MSP", "Org2MSP")

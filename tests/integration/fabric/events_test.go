@@ -191,8 +191,8 @@ func TestEventsSurvivePeerRestart(t *testing.T) {
 
 func ctl(t *testing.T, args ...string) {
 	t.Helper()
-	cmd := exec.Command(net0.get("CTL"), args...)
-	cmd.Env = append(cmd.Environ(), "LEDGERFENCE_FABRIC_DIR="+net0.get("DIR"))
+	cmd := exec.Command(net0.Get("CTL"), args...)
+	cmd.Env = append(cmd.Environ(), "LEDGERFENCE_FABRIC_DIR="+net0.Get("DIR"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ctl.sh %v: %v\n%s", args, err, out)
 	}

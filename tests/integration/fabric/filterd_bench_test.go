@@ -179,8 +179,8 @@ func BenchmarkNetworkRSS(b *testing.B) {
 	needNetwork(b)
 	for b.Loop() {
 	}
-	cmd := exec.Command(net0.get("CTL"), "status")
-	cmd.Env = append(os.Environ(), "LEDGERFENCE_FABRIC_DIR="+net0.get("DIR"))
+	cmd := exec.Command(net0.Get("CTL"), "status")
+	cmd.Env = append(os.Environ(), "LEDGERFENCE_FABRIC_DIR="+net0.Get("DIR"))
 	out, err := cmd.Output()
 	if err != nil {
 		b.Fatalf("ctl.sh status: %v", err)

@@ -30,6 +30,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/api"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/tests/integration/fabricnet"
 )
 
 // table4Hosts are the seed's hosts (Table 4) and the host agent of each.
@@ -198,7 +199,7 @@ func startFilterd(tb testing.TB, identity string, extra ...string) *filterd {
 	tb.Cleanup(func() {
 		f.stop()
 		if tb.Failed() {
-			tb.Logf("filterd output:\n%s", tail(f.out.String(), 60))
+			tb.Logf("filterd output:\n%s", fabricnet.LastLines(f.out.String(), 60))
 		}
 	})
 	deadline := time.Now().Add(time.Minute)

@@ -1,7 +1,6 @@
 package hostagent_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
+	"github.com/ledgerfence/ledgerfence/tests/integration/fabricnet"
 )
 
 // miniCloud is a running tests/integration/nova/cloud rig.
@@ -85,7 +85,7 @@ func startCloud(t *testing.T) *miniCloud {
 			exec.Command(filepath.Join(filepath.Dir(script), "stop.sh"), rig, "--purge").Run()
 			return
 		}
-		env, err := readEnv(filepath.Join(rig, "cloud.env"))
+		env, err := fabricnet.ReadEnv(filepath.Join(rig, "cloud.env"))
 		if err != nil {
 			cloudErr = err.Error()
 			return
@@ -104,22 +104,6 @@ func startCloud(t *testing.T) *miniCloud {
 		t.Fatalf("the mini cloud did not start: %s", cloudErr)
 	}
 	return theCloud
-}
-
-func readEnv(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "="); ok && !strings.HasPrefix(k, "#") {
-			env[k] = v
-		}
-	}
-	return env, sc.Err()
 }
 
 // compute is a gophercloud compute client of the cloud's admin.

@@ -3,151 +3,80 @@ package hostagent_test
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ledgerfence/ledgerfence/tests/integration/fabricnet"
 )
-
-// fabricNet is a native Fabric network of tests/integration/fabric/network.
-type fabricNet struct {
-	dir string
-	env map[string]string
-}
-
-func (n *fabricNet) get(k string) string { return n.env["LEDGERFENCE_FABRIC_"+k] }
 
 var (
 	fabricOnce sync.Once
-	theFabric  *fabricNet
-	fabricErr  string
-	fabricOwn  bool
+	theFabric  *fabricnet.Network
+	fabricErr  error
 )
 
 func init() {
 	cleanups = append(cleanups, func() {
-		if theFabric != nil && fabricOwn {
-			down := exec.Command(filepath.Join(repoRoot(nil), "tests", "integration", "fabric", "network", "down.sh"))
-			down.Env = append(os.Environ(), "LEDGERFENCE_FABRIC_DIR="+theFabric.dir)
-			down.Run()
-			os.RemoveAll(theFabric.dir)
+		if theFabric == nil {
+			return
+		}
+		if err := theFabric.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 		}
 	})
 }
 
 // startFabric uses the network in LEDGERFENCE_FABRIC_DIR when it has a
-// network.env, or starts one for the package with up.sh; it skips when the
-// harness or Fabric's commands are missing.
-func startFabric(t *testing.T) *fabricNet {
+// network.env, or starts one for the package; it skips when the harness or
+// Fabric's commands are missing, and under -short.
+func startFabric(t *testing.T) *fabricnet.Network {
 	t.Helper()
-	harness := filepath.Join(repoRoot(t), "tests", "integration", "fabric", "network")
-	if _, err := os.Stat(filepath.Join(harness, "up.sh")); err != nil {
-		absent(t, "the Fabric network harness is not in the tree")
+	if testing.Short() {
+		t.Skip("-short: no Fabric network started")
 	}
 	fabricOnce.Do(func() {
 		if dir := os.Getenv("LEDGERFENCE_FABRIC_DIR"); dir != "" {
-			if env, err := readEnv(filepath.Join(dir, "network.env")); err == nil {
-				theFabric = &fabricNet{dir: dir, env: env}
+			if n, err := fabricnet.Use(dir); err == nil {
+				theFabric = n
 				return
 			}
 		}
-		dir, err := os.MkdirTemp("", "ledgerfence-hostagent-fabric-")
-		if err != nil {
-			fabricErr = err.Error()
-			return
-		}
-		os.Remove(dir)
-		base, err := fabricPortBase()
-		if err != nil {
-			fabricErr = err.Error()
-			return
-		}
-		up := exec.Command(filepath.Join(harness, "up.sh"), "fabric-seed-host")
-		up.Env = append(os.Environ(), "LEDGERFENCE_FABRIC_DIR="+dir, "LEDGERFENCE_FABRIC_PORT_BASE="+strconv.Itoa(base))
-		start := time.Now()
-		out, err := up.CombinedOutput()
-		fabricOwn = true
-		theFabric = &fabricNet{dir: dir}
-		if err != nil {
-			fabricErr = fmt.Sprintf("up.sh: %v\n%s", err, lastLines(string(out), 30))
-			return
-		}
-		env, err := readEnv(filepath.Join(dir, "network.env"))
-		if err != nil {
-			fabricErr = err.Error()
-			return
-		}
-		theFabric.env = env
-		fmt.Fprintf(os.Stderr, "Fabric network up in %s (%s)\n", time.Since(start).Round(time.Second), dir)
+		base, _ := strconv.Atoi(os.Getenv("LEDGERFENCE_FABRIC_PORT_BASE"))
+		theFabric, fabricErr = fabricnet.Start(fabricnet.Options{
+			Hosts: []string{"fabric-seed-host"}, PortBase: base, SearchFrom: 18250, Log: os.Stderr,
+		})
 	})
-	if fabricErr != "" {
-		if strings.Contains(fabricErr, "fabric commands") || strings.Contains(fabricErr, "build.sh") {
-			absent(t, "Fabric's commands are not built: %s", lastLines(fabricErr, 3))
-		}
-		t.Fatalf("the Fabric network did not start: %s", fabricErr)
+	switch {
+	case errors.Is(fabricErr, fabricnet.ErrNoHarness):
+		absent(t, "the Fabric network harness is not in the tree")
+	case errors.Is(fabricErr, fabricnet.ErrNotBuilt):
+		absent(t, "%v", fabricErr)
+	case fabricErr != nil:
+		t.Fatalf("the Fabric network did not start: %v", fabricErr)
 	}
 	return theFabric
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func fabricPortBase() (int, error) {
-	for base := 18250; base < 30000; base += 100 {
-		free := true
-		for p := base; p <= base+55 && free; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				free = false
-				continue
-			}
-			l.Close()
-		}
-		if free {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no free range of ports for a Fabric network")
-}
-
-// enrollAgent enrols a hostagent identity for host through Org1's CA.
-func (n *fabricNet) enrollAgent(t *testing.T, name, role, host string) {
+// enrollAgent enrols identity name with role and host through Org1's CA.
+func enrollAgent(t *testing.T, n *fabricnet.Network, name, role, host string) {
 	t.Helper()
-	args := []string{"org1", name, role}
-	if host != "" {
-		args = append(args, host)
+	if err := n.Enroll("org1", name, role, host); err != nil {
+		t.Fatal(err)
 	}
-	// The CA may drop a connection while it is busy: try a few times.
-	var out []byte
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		cmd := exec.Command(filepath.Join(repoRoot(t), "tests", "integration", "fabric", "network", "enroll.sh"), args...)
-		cmd.Env = append(os.Environ(), "LEDGERFENCE_FABRIC_DIR="+n.dir)
-		if out, err = cmd.CombinedOutput(); err == nil {
-			return
-		}
-	}
-	t.Fatalf("enroll.sh %v: %v\n%s", args, err, lastLines(string(out), 10))
 }
 
-// flags are the --fabric-* flags for identity name (of Org1).
-func (n *fabricNet) flags(name string) []string {
-	id := filepath.Join(n.get("IDENTITIES"), name)
+// fabricFlags are the --fabric-* flags for identity name (of Org1).
+func fabricFlags(n *fabricnet.Network, name string) []string {
+	id := n.Identity(name)
 	return []string{"--ledger", "fabric",
-		"--fabric-peer", n.get("ORG1_PEER_ADDRESS"), "--fabric-tls-ca", n.get("ORG1_PEER_TLS_CA"),
-		"--fabric-server-name", n.get("ORG1_PEER_SERVER_NAME"), "--fabric-msp-id", n.get("ORG1_MSPID"),
-		"--fabric-cert", filepath.Join(id, "cert.pem"), "--fabric-key", filepath.Join(id, "key.pem"),
-		"--fabric-channel", n.get("CHANNEL"), "--fabric-chaincode", n.get("CHAINCODE")}
+		"--fabric-peer", n.Get("ORG1_PEER_ADDRESS"), "--fabric-tls-ca", n.Get("ORG1_PEER_TLS_CA"),
+		"--fabric-server-name", n.Get("ORG1_PEER_SERVER_NAME"), "--fabric-msp-id", n.Get("ORG1_MSPID"),
+		"--fabric-cert", id.Cert, "--fabric-key", id.Key,
+		"--fabric-channel", n.Get("CHANNEL"), "--fabric-chaincode", n.Get("CHAINCODE")}
 }
 
 func TestFabricAgents(t *testing.T) {
@@ -155,19 +84,19 @@ func TestFabricAgents(t *testing.T) {
 	n := startFabric(t)
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	hostA, hostB := "lfh-a-"+suffix, "lfh-b-"+suffix
-	n.enrollAgent(t, hostA+"-agent", "hostagent", hostA)
-	n.enrollAgent(t, hostB+"-agent", "hostagent", hostB)
+	enrollAgent(t, n, hostA+"-agent", "hostagent", hostA)
+	enrollAgent(t, n, hostB+"-agent", "hostagent", hostB)
 	facts := func(host string, extra ...string) []string {
 		return append([]string{"--host", host, "--nova-conf", "/nonexistent-on-purpose.conf", "--log-format", "console", "--once"}, extra...)
 	}
 	read := func(t *testing.T, host string) (code int, out string) {
-		code, out, _ = run(t, nil, ctl, append([]string{"host", "get", host, "-o", "json"}, n.flags(hostB+"-agent")...)...)
+		code, out, _ = run(t, nil, ctl, append([]string{"host", "get", host, "-o", "json"}, fabricFlags(n, hostB+"-agent")...)...)
 		return code, out
 	}
 
 	t.Run("registers with its own identity", func(t *testing.T) {
 		start := time.Now()
-		code, _, errs := run(t, noCloud, agent, append(facts(hostA, "--country", "JP", "--organization", "CompanyA"), n.flags(hostA+"-agent")...)...)
+		code, _, errs := run(t, noCloud, agent, append(facts(hostA, "--country", "JP", "--organization", "CompanyA"), fabricFlags(n, hostA+"-agent")...)...)
 		if code != 0 {
 			t.Fatalf("exit %d:\n%s", code, errs)
 		}
@@ -176,14 +105,14 @@ func TestFabricAgents(t *testing.T) {
 			t.Fatalf("read back: exit %d: %s", c, out)
 		}
 		start = time.Now()
-		code, _, errs = run(t, noCloud, agent, append(facts(hostA, "--country", "JP", "--organization", "CompanyA"), n.flags(hostA+"-agent")...)...)
+		code, _, errs = run(t, noCloud, agent, append(facts(hostA, "--country", "JP", "--organization", "CompanyA"), fabricFlags(n, hostA+"-agent")...)...)
 		if code != 0 || !strings.Contains(errs, "nothing written") {
 			t.Fatalf("second boot: exit %d:\n%s", code, errs)
 		}
 		t.Logf("boot with the record unchanged on Fabric (a read, no transaction): %.2fs", time.Since(start).Seconds())
 	})
 	t.Run("may not write another host", func(t *testing.T) {
-		code, _, errs := run(t, noCloud, agent, append(facts(hostB, "--country", "DE", "--organization", "Evil"), n.flags(hostA+"-agent")...)...)
+		code, _, errs := run(t, noCloud, agent, append(facts(hostB, "--country", "DE", "--organization", "Evil"), fabricFlags(n, hostA+"-agent")...)...)
 		if code != 3 {
 			t.Fatalf("exit %d, want 3 (forbidden):\n%s", code, errs)
 		}
@@ -193,20 +122,20 @@ func TestFabricAgents(t *testing.T) {
 	})
 	t.Run("ledgerctl with a VM manager's identity", func(t *testing.T) {
 		vm := fmt.Sprintf("%08x-0000-4000-8000-%012x", time.Now().UnixNano()&0xffffffff, time.Now().UnixNano()&0xffffffffffff)
-		code, out, errs := run(t, nil, ctl, append([]string{"regulation", "set", "vm:" + vm, "--allow", "JP.CompanyA", "-o", "json"}, n.flags("vmm1")...)...)
+		code, out, errs := run(t, nil, ctl, append([]string{"regulation", "set", "vm:" + vm, "--allow", "JP.CompanyA", "-o", "json"}, fabricFlags(n, "vmm1")...)...)
 		if code != 0 || !strings.Contains(out, `"version": 1`) {
 			t.Fatalf("vmm1: exit %d: %s %s", code, out, errs)
 		}
-		code, _, errs = run(t, nil, ctl, append([]string{"regulation", "set", "vm:" + vm, "--allow", "DE.All"}, n.flags(hostA+"-agent")...)...)
+		code, _, errs = run(t, nil, ctl, append([]string{"regulation", "set", "vm:" + vm, "--allow", "DE.All"}, fabricFlags(n, hostA+"-agent")...)...)
 		if code != 3 {
 			t.Fatalf("a host agent changed a regulation: exit %d: %s", code, errs)
 		}
-		code, out, errs = run(t, nil, ctl, append([]string{"check", "--vm", vm, "--host", hostA, "--host", hostB, "-o", "json"}, n.flags("vmm1")...)...)
+		code, out, errs = run(t, nil, ctl, append([]string{"check", "--vm", vm, "--host", hostA, "--host", hostB, "-o", "json"}, fabricFlags(n, "vmm1")...)...)
 		// hostA is JP/CompanyA (allowed); hostB is not registered yet.
 		if code != 3 || !strings.Contains(out, `"summary": "1/2 hosts eligible: 1 host_unregistered"`) {
 			t.Fatalf("check: exit %d: %s %s", code, out, errs)
 		}
-		code, out, errs = run(t, nil, ctl, append([]string{"regulation", "history", "vm:" + vm}, n.flags("vmm1")...)...)
+		code, out, errs = run(t, nil, ctl, append([]string{"regulation", "history", "vm:" + vm}, fabricFlags(n, "vmm1")...)...)
 		if code != 0 || strings.Count(out, "put") != 1 {
 			t.Fatalf("history: exit %d: %s %s", code, out, errs)
 		}
@@ -218,7 +147,7 @@ func TestFabricAgents(t *testing.T) {
 			wg.Add(1)
 			go func(i int, h string) {
 				defer wg.Done()
-				codes[i], _, _ = run(t, noCloud, agent, append(facts(h, "--country", "GB", "--organization", "CompanyB"), n.flags(h+"-agent")...)...)
+				codes[i], _, _ = run(t, noCloud, agent, append(facts(h, "--country", "GB", "--organization", "CompanyB"), fabricFlags(n, h+"-agent")...)...)
 			}(i, h)
 		}
 		wg.Wait()
