@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -142,40 +141,14 @@ func startFilterd(t *testing.T, bin string, args ...string) string {
 			addr = args[i+1]
 		}
 	}
-	logPath := filepath.Join(t.TempDir(), "filterd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(waitFor):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logFile.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("filterd log:\n%s", tail(out, 4000))
-		}
-	})
+	proc := startProcess(t, "filterd", filepath.Join(t.TempDir(), "filterd.log"), bin, args...)
 	base := "http://" + addr
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	for {
 		select {
-		case err := <-exited:
-			out, _ := os.ReadFile(logPath)
-			t.Fatalf("filterd exited: %v\n%s", err, tail(out, 4000))
+		case <-proc.done:
+			t.Fatalf("filterd exited: %v", proc.err)
 		default:
 		}
 		if resp, err := http.Get(base + "/readyz"); err == nil {

@@ -52,43 +52,17 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	logPath := filepath.Join(dir, "prometheus.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin,
+	proc := startProcess(t, "prometheus", filepath.Join(dir, "prometheus.log"), bin,
 		"--config.file="+cfg,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
 	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(waitFor):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logFile.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("prometheus log:\n%s", tail(out, 4000))
-		}
-	})
 	p := &prometheus{base: "http://" + addr}
 	deadline := time.Now().Add(waitFor)
 	for {
 		select {
-		case err := <-exited:
-			out, _ := os.ReadFile(logPath)
-			t.Fatalf("prometheus exited: %v\n%s", err, tail(out, 4000))
+		case <-proc.done:
+			t.Fatalf("prometheus exited: %v", proc.err)
 		default:
 		}
 		if resp, err := http.Get(p.base + "/-/ready"); err == nil {
@@ -189,4 +163,46 @@ func sameCounts(got, want map[string]float64) bool {
 
 func hostPort(rawURL string) string {
 	return strings.TrimPrefix(strings.TrimPrefix(rawURL, "http://"), "https://")
+}
+
+// process is a command started by startProcess; err is set once done is closed.
+type process struct {
+	done chan struct{}
+	err  error
+}
+
+// startProcess starts bin with its output in logPath, and stops it when the
+// test ends (SIGTERM, then SIGKILL after waitFor), showing the end of its log
+// if the test failed.
+func startProcess(t *testing.T, name, logPath, bin string, args ...string) *process {
+	t.Helper()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(waitFor):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		logFile.Close()
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", name, tail(out, 4000))
+		}
+	})
+	return p
 }
