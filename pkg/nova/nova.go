@@ -152,10 +152,45 @@ var (
 // errors and edge cases are decodeStd's. FuzzDecodeNova checks that the two
 // answer every body alike.
 func Decode(body []byte) (Request, error) {
-	if r, ok := fastDecode(body); ok {
+	var d Decoder
+	return d.Decode(body)
+}
+
+// Decoder decodes requests as Decode does, leaving out what its caller does
+// not read and keeping its memory from one request to the next. The zero
+// Decoder keeps everything. A Decoder is not safe for concurrent use.
+type Decoder struct {
+	// SkipWeights checks the weights as Decode does but leaves
+	// Request.Weights nil.
+	SkipWeights bool
+	// SkipHypervisors checks each host's hypervisor_hostname as Decode does
+	// but leaves Host.HypervisorHostname empty.
+	SkipHypervisors bool
+
+	hosts []Host
+	refs  []hostRef
+}
+
+// Decode is the package's Decode with d's options. The Hosts of the Request
+// it returns are d's memory, valid until d's next Decode; the strings in
+// them are not.
+func (d *Decoder) Decode(body []byte) (Request, error) {
+	if r, ok := fastDecode(body, d); ok {
 		return r, nil
 	}
-	return decodeStd(body)
+	r, err := decodeStd(body)
+	if err != nil {
+		return Request{}, err
+	}
+	if d.SkipWeights {
+		r.Weights = nil
+	}
+	if d.SkipHypervisors {
+		for i := range r.Hosts {
+			r.Hosts[i].HypervisorHostname = ""
+		}
+	}
+	return r, nil
 }
 
 // decodeStd is Decode through encoding/json.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ const maxDepth = 512
 type scan struct {
 	b []byte
 	i int
+	d *Decoder
 }
 
 func (s *scan) ws() {
@@ -70,19 +72,21 @@ func (s *scan) str() (raw []byte, plain bool, ok bool) {
 	plain = true
 	ascii := true
 	for j < len(b) {
-		// Eight bytes at a time while none is special.
-		for j+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[j:])) {
+		// Eight bytes at a time to the first special one.
+		for j+8 <= len(b) {
+			if m := special8(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			j += 8
 		}
 		if j >= len(b) {
 			break
 		}
 		c := b[j]
-		if c >= 0x20 && c < 0x80 && c != '"' && c != '\\' {
-			j++
-			continue
-		}
 		switch {
+		case c >= 0x20 && c < 0x80 && c != '"' && c != '\\':
+			j++ // the last bytes of the body, one at a time
 		case c == '"':
 			s.i = j + 1
 			raw = b[start:j]
@@ -121,17 +125,19 @@ func (s *scan) str() (raw []byte, plain bool, ok bool) {
 	return nil, false, false
 }
 
-// special8 reports whether any of the eight bytes in x ends or escapes a
-// string or needs a check: a quote, a backslash, a control character or a
-// byte of a multi-byte UTF-8 sequence.
-func special8(x uint64) bool {
+// special8 marks the bytes of x (eight, little-endian) that end or escape a
+// string or need a check: a quote, a backslash, a control character or a
+// byte of a multi-byte UTF-8 sequence. The lowest marked byte (the high bit
+// of its byte in the result) is the first such byte; marks above it may be
+// false, as the subtractions borrow.
+func special8(x uint64) uint64 {
 	const (
 		ones  = 0x0101010101010101
 		highs = 0x8080808080808080
 	)
 	q := x ^ ('"' * ones)  // zero bytes where x has a quote
 	b := x ^ ('\\' * ones) // zero bytes where x has a backslash
-	return ((x-0x20*ones)&^x|(q-ones)&^q|(b-ones)&^b|x)&highs != 0
+	return ((x-0x20*ones)&^x | (q-ones)&^q | (b-ones)&^b | x) & highs
 }
 
 // stringValue consumes a string or null into dst, as encoding/json would
@@ -310,8 +316,8 @@ func (f *fields) match(key []byte, plain bool) (idx int, ok bool) {
 }
 
 // fastDecode is Decode's single pass; ok false hands the body to decodeStd.
-func fastDecode(body []byte) (r Request, ok bool) {
-	s := &scan{b: body}
+func fastDecode(body []byte, d *Decoder) (r Request, ok bool) {
+	s := &scan{b: body, d: d}
 	top := fields{names: []string{"spec", "context", "hosts", "weights", "rebuild", "resize", "live", "vmware"}}
 	ok = s.object(func(key []byte, plain bool) bool {
 		idx, ok := top.match(key, plain)
@@ -324,6 +330,8 @@ func fastDecode(body []byte) (r Request, ok bool) {
 			return s.context(&r.Context)
 		case idx == 2:
 			return s.hosts(&r.Hosts)
+		case idx == 3 && d.SkipWeights:
+			return s.checkWeights()
 		case idx == 3:
 			return s.weights(&r.Weights, r.Hosts)
 		case idx == 4:
@@ -551,14 +559,16 @@ func (s *scan) hosts(dst *[]Host) bool {
 	if len(s.b) > math.MaxInt32 {
 		return false
 	}
-	// Size the lists from a cheap count of the host objects (compact or
-	// not); a wrong count only costs capacity.
-	n := bytes.Count(s.b[s.i:], []byte(`{"host"`))
-	if n == 0 {
-		n = bytes.Count(s.b[s.i:], []byte(`"host"`))
+	hosts, refs := s.d.hosts[:0], s.d.refs[:0]
+	if cap(hosts) == 0 {
+		// Size the lists from a cheap count of the host objects (compact
+		// or not); a wrong count only costs capacity.
+		n := bytes.Count(s.b[s.i:], []byte(`{"host"`))
+		if n == 0 {
+			n = bytes.Count(s.b[s.i:], []byte(`"host"`))
+		}
+		hosts, refs = make([]Host, 0, n), make([]hostRef, 0, n)
 	}
-	hosts := make([]Host, 0, n)
-	refs := make([]hostRef, 0, n)
 	var hostBytes, hypBytes int
 	ok := s.array(func() bool {
 		hosts = append(hosts, Host{})
@@ -578,6 +588,8 @@ func (s *scan) hosts(dst *[]Host) bool {
 				return false
 			case idx == 0:
 				return s.name(&h.Host, &ref.host, &hostBytes)
+			case idx == 1 && s.d.SkipHypervisors:
+				return s.stringValue(new(string))
 			case idx == 1:
 				if ref.host[0] >= 0 && s.peek() == '"' {
 					save := s.i
@@ -593,6 +605,7 @@ func (s *scan) hosts(dst *[]Host) bool {
 			return s.skip(3)
 		})
 	})
+	s.d.hosts, s.d.refs = hosts[:0], refs[:0]
 	if !ok {
 		return false
 	}
@@ -629,41 +642,52 @@ func (s *scan) hosts(dst *[]Host) bool {
 }
 
 // compactHost consumes a host in the form Nova writes it,
-// {"host":"<name>","hypervisor_hostname":"<name>"} with plain names and
-// no space, and locates its names; for any other form it consumes nothing
-// and returns false, leaving the host to the general parser.
+// {"host": "<name>", "hypervisor_hostname": "<name>"} with plain names (and
+// space or not between the tokens), and locates its names; for any other
+// form it consumes nothing and returns false, leaving the host to the
+// general parser.
 func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
-	const (
-		open = `{"host":`
-		mid  = `,"hypervisor_hostname":`
-	)
 	save := s.i
-	if !bytes.HasPrefix(s.b[s.i:], []byte(open)) {
+	if !s.tok(`{`) || !s.tok(`"host"`) || !s.tok(`:`) {
+		s.i = save
 		return false
 	}
-	s.i += len(open)
 	host, plain, ok := s.str()
-	if !ok || !plain || !bytes.HasPrefix(s.b[s.i:], []byte(mid)) {
+	if !ok || !plain {
 		s.i = save
 		return false
 	}
 	hostEnd := s.i - 1
-	s.i += len(mid)
-	hyp, plain, ok := s.str()
-	if !ok || !plain || s.i >= len(s.b) || s.b[s.i] != '}' {
+	if !s.tok(`,`) || !s.tok(`"hypervisor_hostname"`) || !s.tok(`:`) {
 		s.i = save
 		return false
 	}
-	s.i++
+	hyp, plain, ok := s.str()
+	hypEnd := s.i - 1
+	if !ok || !plain || !s.tok(`}`) {
+		s.i = save
+		return false
+	}
 	ref.host = [2]int32{int32(hostEnd - len(host)), int32(hostEnd)}
 	*hostBytes += len(host)
-	if bytes.Equal(host, hyp) {
+	switch {
+	case s.d.SkipHypervisors:
+	case bytes.Equal(host, hyp):
 		ref.hyp[0] = refSame
-	} else {
-		hypEnd := s.i - 2
+	default:
 		ref.hyp = [2]int32{int32(hypEnd - len(hyp)), int32(hypEnd)}
 		*hypBytes += len(hyp)
 	}
+	return true
+}
+
+// tok consumes, after any space, the token t if it is next.
+func (s *scan) tok(t string) bool {
+	s.ws()
+	if len(s.b)-s.i < len(t) || string(s.b[s.i:s.i+len(t)]) != t {
+		return false
+	}
+	s.i += len(t)
 	return true
 }
 
@@ -745,6 +769,45 @@ func (s *scan) weights(dst *map[string]float64, hosts []Host) bool {
 		case '}':
 			s.i++
 			*dst = m
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// checkWeights consumes the weights, accepting what weights accepts, and
+// keeps nothing.
+func (s *scan) checkWeights() bool {
+	if s.null() {
+		return true
+	}
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return true
+	}
+	for {
+		if _, _, ok := s.str(); !ok || !s.tok(":") {
+			return false
+		}
+		if !s.null() {
+			num, ok := s.number()
+			if !ok {
+				return false
+			}
+			if _, ok = parseFloat(num); !ok {
+				return false
+			}
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
 			return true
 		default:
 			return false
