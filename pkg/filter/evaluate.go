@@ -139,7 +139,13 @@ func (r *Result) add(v Verdict) {
 // operating it is allowed in its country by some rule. With no regulation
 // every host passes, unless opts.DenyUnregulated.
 func Evaluate(regs []Regulation, candidates []Candidate, opts Options) Result {
-	res := Result{Verdicts: make([]Verdict, 0, len(candidates)), Regulated: len(regs) > 0}
+	return EvaluateInto(make([]Verdict, 0, len(candidates)), regs, candidates, opts)
+}
+
+// EvaluateInto is Evaluate writing the verdicts into buf's memory (from
+// buf[:0]), for a caller that reuses it from one decision to the next.
+func EvaluateInto(buf []Verdict, regs []Regulation, candidates []Candidate, opts Options) Result {
+	res := Result{Verdicts: buf[:0], Regulated: len(regs) > 0}
 	if len(regs) == 0 {
 		for _, c := range candidates {
 			if opts.DenyUnregulated {

@@ -3,6 +3,7 @@ package filter
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -74,6 +75,27 @@ func TestSeedTable4(t *testing.T) {
 	}
 	if d := res.Verdicts[3].Detail(); !strings.Contains(d, "CompanyC") {
 		t.Errorf("detail of hm4 = %q, want the organisation", d)
+	}
+}
+
+// EvaluateInto over a buffer left from a larger decision must answer as
+// Evaluate does, in the buffer's memory.
+func TestEvaluateIntoReusesBuffer(t *testing.T) {
+	reg := Regulation{Subject: VMSubject(vm1), Allow: mustRules(t, `{"countries":["JP","GB"],"organizations":["CompanyA","CompanyB"]}`)}
+	cands := candidates(seedHosts(), "hm6")
+	buf := make([]Verdict, 10)
+	for i := range buf {
+		buf[i] = Verdict{Host: "stale", Reason: LedgerUnavailable}
+	}
+	for _, regs := range [][]Regulation{{reg}, nil} {
+		want := Evaluate(regs, cands, Options{})
+		got := EvaluateInto(buf, regs, cands, Options{})
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("EvaluateInto = %+v, want %+v", got, want)
+		}
+		if &got.Verdicts[0] != &buf[0] {
+			t.Error("EvaluateInto did not write into the buffer")
+		}
 	}
 }
 
