@@ -200,7 +200,7 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 		mux:       http.NewServeMux(),
 	}
 	s.streams, s.endStreams = context.WithCancel(context.Background())
-	s.scratch.New = func() any { return &scratch{seen: make(map[string]struct{})} }
+	s.scratch.New = func() any { return newScratch() }
 	s.routes(gatherer)
 	return s, nil
 }

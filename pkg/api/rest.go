@@ -359,20 +359,14 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	}
 	sc := s.getScratch()
 	defer s.putScratch(sc)
-	sc.q.Candidates = sc.q.Candidates[:0]
 	for _, n := range names {
 		if err := filter.ValidateHostName(n); err != nil {
 			validationError(w, err)
 			return
 		}
-		if _, dup := sc.seen[n]; dup {
-			continue
-		}
-		sc.seen[n] = struct{}{}
-		sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: n})
+		sc.candidate(n)
 	}
-	clear(sc.seen)
-	res, height, err := s.decide(r.Context(), &sc.q, uuid, in.ProjectID)
+	res, height, err := s.decide(r.Context(), &sc.q, nil, uuid, in.ProjectID)
 	if err != nil {
 		s.log.Warn("check: the ledger could not answer", zap.String("instance_uuid", uuid), zap.String("project_id", in.ProjectID), zap.Error(err))
 		writeError(w, http.StatusServiceUnavailable, "the ledger could not answer for this VM; retry later")

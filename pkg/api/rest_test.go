@@ -11,6 +11,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/nova"
 )
 
 func decodeInto[T any](t *testing.T, data []byte) T {
@@ -290,6 +291,22 @@ func TestCheck(t *testing.T) {
 	rec := e.must(http.StatusServiceUnavailable, http.MethodPost, "/v1/check", "", []byte(`{"instance_uuid": "0d7e7a47-3c5b-4e8b-9a61-5f0b8d6c2e11", "hosts": ["hm1"]}`))
 	if msg := errorText(t, rec.Body.Bytes()); strings.Contains(msg, "10.0.0.5") {
 		t.Errorf("error %q leaks the cause", msg)
+	}
+}
+
+// A check refused halfway through its host list must not leave those hosts
+// marked as seen in the memory the next request reuses: they would be
+// dropped from its answer as repeats.
+func TestRefusedCheckLeavesNoHostsBehind(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.seedTable4()
+	for range 20 { // the pool hands the memory back to the next request, most often
+		e.must(http.StatusBadRequest, http.MethodPost, "/v1/check", "",
+			[]byte(`{"instance_uuid": "`+vm1UUID+`", "hosts": ["hm1", "hm2", "hm5", "a b"]}`))
+		rec := e.must(http.StatusOK, http.MethodPost, nova.Path, "", encode(t, novaRequest(t)))
+		if got, want := answer(t, rec), []string{"hm1", "hm2", "hm5"}; !slices.Equal(got, want) {
+			t.Fatalf("hosts = %v after a refused check, want %v", got, want)
+		}
 	}
 }
 

@@ -25,23 +25,49 @@ type Publisher interface {
 
 // scratch is a request's reusable memory.
 type scratch struct {
-	body bytes.Buffer
-	out  bytes.Buffer
-	seen map[string]struct{}
-	q    cache.Query
+	body     bytes.Buffer
+	out      bytes.Buffer
+	dec      nova.Decoder
+	hosts    int // in the last request, repeats included
+	seen     map[string]struct{}
+	q        cache.Query
+	verdicts []filter.Verdict
+}
+
+func newScratch() *scratch {
+	return &scratch{
+		// filterd reads neither the weights nor the hypervisor names.
+		dec:  nova.Decoder{SkipWeights: true, SkipHypervisors: true},
+		seen: make(map[string]struct{}),
+	}
 }
 
 // maxPooledHosts keeps the scratch of huge requests out of the pool.
 const maxPooledHosts = 20_000
 
-func (s *Server) getScratch() *scratch { return s.scratch.Get().(*scratch) }
+func (s *Server) getScratch() *scratch {
+	sc := s.scratch.Get().(*scratch)
+	sc.q.Candidates = sc.q.Candidates[:0]
+	return sc
+}
+
+// candidate adds a host to the query's candidates unless it is there
+// already: a repeated host is decided once.
+func (sc *scratch) candidate(name string) {
+	n := len(sc.seen)
+	sc.seen[name] = struct{}{}
+	if len(sc.seen) > n {
+		sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: name})
+	}
+}
 
 func (s *Server) putScratch(sc *scratch) {
-	if cap(sc.q.Candidates) > maxPooledHosts || sc.body.Cap() > 4*DefaultMaxBodyBytes {
+	if sc.hosts > maxPooledHosts || sc.body.Cap() > 4*DefaultMaxBodyBytes {
 		return
 	}
 	clear(sc.q.Candidates[:cap(sc.q.Candidates)]) // drop references to cached hosts
 	sc.q.Candidates = sc.q.Candidates[:0]
+	clear(sc.seen)
 	s.scratch.Put(sc)
 }
 
@@ -78,11 +104,12 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, "could not read the request body")
 		return
 	}
-	req, err := nova.Decode(body)
+	req, err := sc.dec.Decode(body)
 	if err != nil {
 		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, clipMsg(err.Error()))
 		return
 	}
+	sc.hosts = len(req.Hosts)
 	op := req.Operation()
 	uuid, err := filter.NormalizeUUID(req.Spec.Data.InstanceUUID)
 	if err != nil {
@@ -98,17 +125,11 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	sc.q.Candidates = sc.q.Candidates[:0]
 	for i := range req.Hosts {
-		name := req.Hosts[i].Host
-		if _, dup := sc.seen[name]; dup {
-			continue
-		}
-		sc.seen[name] = struct{}{}
-		sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: name})
+		sc.candidate(req.Hosts[i].Host)
 	}
-	clear(sc.seen)
-	res, height, resolveErr := s.decide(r.Context(), &sc.q, uuid, project)
+	res, height, resolveErr := s.decide(r.Context(), &sc.q, sc.verdicts, uuid, project)
+	sc.verdicts = res.Verdicts
 
 	d := &decision{
 		id:         id,
@@ -163,7 +184,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 // the cache and evaluates them. When the cache cannot answer, every
 // candidate is denied with ledger_unavailable (fail closed) and the error is
 // returned for the log.
-func (s *Server) decide(ctx context.Context, q *cache.Query, uuid, project string) (filter.Result, uint64, error) {
+func (s *Server) decide(ctx context.Context, q *cache.Query, buf []filter.Verdict, uuid, project string) (filter.Result, uint64, error) {
 	q.Subjects = q.Subjects[:0]
 	if uuid != "" {
 		q.Subjects = append(q.Subjects, filter.VMSubject(uuid))
@@ -181,7 +202,7 @@ func (s *Server) decide(ctx context.Context, q *cache.Query, uuid, project strin
 		q.Regulations = q.Regulations[:0]
 		return filter.Unavailable(q.Candidates), q.Height, err
 	}
-	return filter.Evaluate(q.Regulations, q.Candidates, filter.Options{DenyUnregulated: s.cfg.DenyUnregulated}), q.Height, nil
+	return filter.EvaluateInto(buf, q.Regulations, q.Candidates, filter.Options{DenyUnregulated: s.cfg.DenyUnregulated}), q.Height, nil
 }
 
 func outcomeOf(res *filter.Result, err error) string {
