@@ -29,7 +29,7 @@ type scratch struct {
 	out      bytes.Buffer
 	dec      nova.Decoder
 	hosts    int // in the last request, repeats included
-	seen     map[string]struct{}
+	seen     nameSet
 	q        cache.Query
 	verdicts []filter.Verdict
 }
@@ -38,7 +38,7 @@ func newScratch() *scratch {
 	return &scratch{
 		// filterd reads neither the weights nor the hypervisor names.
 		dec:  nova.Decoder{SkipWeights: true, SkipHypervisors: true},
-		seen: make(map[string]struct{}),
+		seen: newNameSet(),
 	}
 }
 
@@ -54,9 +54,7 @@ func (s *Server) getScratch() *scratch {
 // candidate adds a host to the query's candidates unless it is there
 // already: a repeated host is decided once.
 func (sc *scratch) candidate(name string) {
-	n := len(sc.seen)
-	sc.seen[name] = struct{}{}
-	if len(sc.seen) > n {
+	if sc.seen.add(name) {
 		sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: name})
 	}
 }
@@ -67,7 +65,7 @@ func (s *Server) putScratch(sc *scratch) {
 	}
 	clear(sc.q.Candidates[:cap(sc.q.Candidates)]) // drop references to cached hosts
 	sc.q.Candidates = sc.q.Candidates[:0]
-	clear(sc.seen)
+	sc.seen.reset()
 	s.scratch.Put(sc)
 }
 
