@@ -33,5 +33,17 @@ func BenchmarkEvaluate(b *testing.B) {
 				}
 			}
 		})
+		// As filterd calls it, into a buffer kept from the last decision.
+		b.Run(fmt.Sprintf("into/hosts=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var buf []Verdict
+			for b.Loop() {
+				res := EvaluateInto(buf, regs, cands, Options{})
+				if res.Allowed == 0 {
+					b.Fatal("no host allowed")
+				}
+				buf = res.Verdicts
+			}
+		})
 	}
 }

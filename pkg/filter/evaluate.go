@@ -126,6 +126,11 @@ func (r *Result) Summary() string {
 
 func (r *Result) add(v Verdict) {
 	r.Verdicts = append(r.Verdicts, v)
+	r.count(&v)
+}
+
+// count counts v, the last of r.Verdicts, in r's totals.
+func (r *Result) count(v *Verdict) {
 	if v.Allowed {
 		r.Allowed++
 	} else if i := v.Reason.index(); i >= 0 {
@@ -160,8 +165,11 @@ func EvaluateInto(buf []Verdict, regs []Regulation, candidates []Candidate, opts
 	for i := range regs {
 		policies[i] = compile(&regs[i])
 	}
-	for _, c := range candidates {
-		res.add(decide(policies, c))
+	for i := range candidates {
+		res.Verdicts = append(res.Verdicts, Verdict{})
+		v := &res.Verdicts[len(res.Verdicts)-1]
+		decide(policies, candidates[i], v)
+		res.count(v)
 	}
 	return res
 }
@@ -176,30 +184,40 @@ func Unavailable(candidates []Candidate) Result {
 	return res
 }
 
-func decide(policies []policy, c Candidate) Verdict {
+// decide writes c's verdict into v.
+func decide(policies []policy, c Candidate, v *Verdict) {
+	*v = Verdict{Host: c.Name}
 	if c.Host == nil {
-		return Verdict{Host: c.Name, Reason: HostUnregistered}
+		v.Reason = HostUnregistered
+		return
 	}
 	h := c.Host
 	for i := range policies {
 		p := &policies[i]
 		orgs, countryKnown := p.orgsIn(h.Country)
 		if !countryKnown {
-			return Verdict{Host: c.Name, Reason: CountryNotAllowed, Subject: p.subject, Country: h.Country}
+			v.Reason, v.Subject, v.Country = CountryNotAllowed, p.subject, h.Country
+			return
 		}
 		for _, o := range h.Organizations {
 			if !orgs.allows(o) && !p.anyCountry.allows(o) {
-				return Verdict{Host: c.Name, Reason: OrganizationNotAllowed, Subject: p.subject, Country: h.Country, Organization: o}
+				v.Reason, v.Subject, v.Country, v.Organization = OrganizationNotAllowed, p.subject, h.Country, o
+				return
 			}
 		}
 	}
-	return Verdict{Host: c.Name, Allowed: true}
+	v.Allowed = true
 }
+
+// smallSet is the size up to which sets of countries and organisations are
+// searched in a list: faster than hashing their short names.
+const smallSet = 8
 
 // orgSet is the organisations a rule set allows; all is true for Any.
 type orgSet struct {
 	all  bool
-	orgs map[string]struct{}
+	list []string            // up to smallSet organisations
+	orgs map[string]struct{} // beyond that: all of them
 }
 
 func (s *orgSet) allows(o string) bool {
@@ -209,30 +227,48 @@ func (s *orgSet) allows(o string) bool {
 	if s.all {
 		return true
 	}
-	_, ok := s.orgs[o]
-	return ok
+	if s.orgs != nil {
+		_, ok := s.orgs[o]
+		return ok
+	}
+	for _, x := range s.list {
+		if x == o {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *orgSet) add(o string) {
-	if o == Any {
+	switch {
+	case o == Any:
 		s.all = true
-		return
+	case s.orgs != nil:
+		s.orgs[o] = struct{}{}
+	case len(s.list) < smallSet:
+		s.list = append(s.list, o)
+	default:
+		s.orgs = make(map[string]struct{}, 2*smallSet)
+		for _, x := range s.list {
+			s.orgs[x] = struct{}{}
+		}
+		s.orgs[o] = struct{}{}
 	}
-	if s.orgs == nil {
-		s.orgs = make(map[string]struct{})
-	}
-	s.orgs[o] = struct{}{}
 }
 
 // policy is a regulation compiled for lookups by country.
 type policy struct {
 	subject    Subject
-	anyCountry *orgSet            // rules with country Any
-	byCountry  map[string]*orgSet // rules naming a country
+	anyCountry *orgSet // rules with country Any
+	// Rules naming a country: up to smallSet countries in the lists, beyond
+	// that in byCountry.
+	countries []string
+	sets      []*orgSet
+	byCountry map[string]*orgSet
 }
 
 func compile(r *Regulation) policy {
-	p := policy{subject: r.Subject, byCountry: make(map[string]*orgSet)}
+	p := policy{subject: r.Subject}
 	for _, rule := range r.Allow {
 		var s *orgSet
 		if rule.Country == Any {
@@ -240,18 +276,47 @@ func compile(r *Regulation) policy {
 				p.anyCountry = &orgSet{}
 			}
 			s = p.anyCountry
-		} else if s = p.byCountry[rule.Country]; s == nil {
+		} else if s = p.set(rule.Country); s == nil {
 			s = &orgSet{}
-			p.byCountry[rule.Country] = s
+			p.addCountry(rule.Country, s)
 		}
 		s.add(rule.Organization)
 	}
 	return p
 }
 
+// set returns the organisations allowed by rules naming country, or nil.
+func (p *policy) set(country string) *orgSet {
+	if p.byCountry != nil {
+		return p.byCountry[country]
+	}
+	for i, c := range p.countries {
+		if c == country {
+			return p.sets[i]
+		}
+	}
+	return nil
+}
+
+func (p *policy) addCountry(country string, s *orgSet) {
+	switch {
+	case p.byCountry != nil:
+		p.byCountry[country] = s
+	case len(p.countries) < smallSet:
+		p.countries = append(p.countries, country)
+		p.sets = append(p.sets, s)
+	default:
+		p.byCountry = make(map[string]*orgSet, 2*smallSet)
+		for i, c := range p.countries {
+			p.byCountry[c] = p.sets[i]
+		}
+		p.byCountry[country] = s
+	}
+}
+
 // orgsIn returns the organisations allowed by rules naming country, and
 // whether any rule (naming it or Any) speaks of the country at all.
 func (p *policy) orgsIn(country string) (*orgSet, bool) {
-	s := p.byCountry[country]
+	s := p.set(country)
 	return s, s != nil || p.anyCountry != nil
 }

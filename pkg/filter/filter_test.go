@@ -3,8 +3,10 @@ package filter
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -145,6 +147,80 @@ func TestEvaluate(t *testing.T) {
 				t.Errorf("Regulated = %v with %d regulations", res.Regulated, len(regs))
 			}
 		})
+	}
+}
+
+// Evaluate must agree with the rules as DESIGN.md states them, read
+// literally, over random regulations small and large (lists and hashed
+// sets alike) and random hosts.
+func TestEvaluateAgreesWithTheRules(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	countries := []string{"JP", "GB", "DE", "FR", "US", "CA", "IT", "ES", "NL", "BE", "AT", "CH", "SE", Any}
+	orgs := []string{"A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", Any}
+	pick := func(list []string) string { return list[r.IntN(len(list))] }
+	// allows: some rule of reg speaks of the country; every organisation
+	// is allowed there by some rule.
+	speaks := func(reg Regulation, country string) bool {
+		for _, rule := range reg.Allow {
+			if rule.Country == country || rule.Country == Any {
+				return true
+			}
+		}
+		return false
+	}
+	allows := func(reg Regulation, country, org string) bool {
+		for _, rule := range reg.Allow {
+			if (rule.Country == country || rule.Country == Any) && (rule.Organization == org || rule.Organization == Any) {
+				return true
+			}
+		}
+		return false
+	}
+	for round := range 2000 {
+		regs := make([]Regulation, 1+r.IntN(2))
+		for i := range regs {
+			regs[i].Subject = ProjectSubject("p" + strconv.Itoa(i))
+			// Few countries with many organisations, or many countries.
+			few := countries[:1+r.IntN(len(countries))]
+			for range 1 + r.IntN(80) {
+				regs[i].Allow = append(regs[i].Allow, Rule{Country: pick(few), Organization: pick(orgs)})
+			}
+		}
+		hosts := make([]Host, 20)
+		cands := make([]Candidate, len(hosts)+1)
+		for i := range hosts {
+			hosts[i] = Host{Name: "h" + strconv.Itoa(i), Country: pick(countries[:len(countries)-1])}
+			for range 1 + r.IntN(3) {
+				hosts[i].Organizations = append(hosts[i].Organizations, pick(orgs[:len(orgs)-1]))
+			}
+			cands[i] = Candidate{Name: hosts[i].Name, Host: &hosts[i]}
+		}
+		cands[len(hosts)] = Candidate{Name: "unregistered"}
+		res := Evaluate(regs, cands, Options{})
+		for i, v := range res.Verdicts {
+			want := Verdict{Host: cands[i].Name, Allowed: true}
+			if i == len(hosts) {
+				want = Verdict{Host: "unregistered", Reason: HostUnregistered}
+			} else {
+			regs:
+				for _, reg := range regs {
+					h := hosts[i]
+					if !speaks(reg, h.Country) {
+						want = Verdict{Host: h.Name, Reason: CountryNotAllowed, Subject: reg.Subject, Country: h.Country}
+						break
+					}
+					for _, o := range h.Organizations {
+						if !allows(reg, h.Country, o) {
+							want = Verdict{Host: h.Name, Reason: OrganizationNotAllowed, Subject: reg.Subject, Country: h.Country, Organization: o}
+							break regs
+						}
+					}
+				}
+			}
+			if v != want {
+				t.Fatalf("round %d, host %+v, regulations %+v:\nverdict %+v\nwant    %+v", round, cands[i].Host, regs, v, want)
+			}
+		}
 	}
 }
 
