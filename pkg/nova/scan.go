@@ -129,7 +129,9 @@ func (s *scan) str() (raw []byte, plain bool, ok bool) {
 // string or need a check: a quote, a backslash, a control character or a
 // byte of a multi-byte UTF-8 sequence. The lowest marked byte (the high bit
 // of its byte in the result) is the first such byte; marks above it may be
-// false, as the subtractions borrow.
+// false. Below the first special byte every byte is printable ASCII, so no
+// subtraction borrows there and none sets a high bit: x-0x20 is at most
+// 0x5f, and q-1 and b-1 at most 0x7e, as q and b are not zero there.
 func special8(x uint64) uint64 {
 	const (
 		ones  = 0x0101010101010101
@@ -137,7 +139,7 @@ func special8(x uint64) uint64 {
 	)
 	q := x ^ ('"' * ones)  // zero bytes where x has a quote
 	b := x ^ ('\\' * ones) // zero bytes where x has a backslash
-	return ((x-0x20*ones)&^x | (q-ones)&^q | (b-ones)&^b | x) & highs
+	return ((x - 0x20*ones) | (q - ones) | (b - ones) | x) & highs
 }
 
 // stringValue consumes a string or null into dst, as encoding/json would
