@@ -34,6 +34,7 @@ type config struct {
 	DecisionLog     string
 	Decisions       int
 	MaxBody         int64
+	ReceiveBuffer   int
 	DecisionTimeout time.Duration
 	ShutdownTimeout time.Duration
 	Fabric          fabricConfig
@@ -65,6 +66,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "file to write one JSON line per decision to, rotated by size (none: decisions go to the log only)")
 	fs.IntVar(&c.Decisions, "decisions", api.DefaultDecisions, "recent decisions kept for GET /v1/decisions/{id}")
 	fs.Int64Var(&c.MaxBody, "max-body", api.DefaultMaxBodyBytes, "largest webhook request body, in bytes")
+	fs.IntVar(&c.ReceiveBuffer, "receive-buffer", api.DefaultReceiveBuffer, "socket receive buffer of each connection, in bytes, so that a large webhook request arrives in one go (0: the kernel's, grown as it sees fit)")
 	fs.DurationVar(&c.DecisionTimeout, "decision-timeout", api.DefaultDecisionTimeout, "longest wait for the ledger in one decision; past it the webhook fails closed (keep it below Nova's timeout)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
 	c.Fabric.flags(fs)
@@ -111,6 +113,9 @@ func (c *config) validate() error {
 	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, errors.New("--max-body must be at least 1024 bytes"))
+	}
+	if c.ReceiveBuffer != 0 && (c.ReceiveBuffer < 4096 || c.ReceiveBuffer > api.MaxReceiveBuffer) {
+		errs = append(errs, fmt.Errorf("--receive-buffer must be 0 or from 4096 to %d bytes", api.MaxReceiveBuffer))
 	}
 	if c.DecisionTimeout <= 0 {
 		errs = append(errs, errors.New("--decision-timeout must be positive"))

@@ -75,6 +75,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "log-level"},
 		{name: "certificate without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "--tls-key"},
 		{name: "tiny body limit", args: []string{"--max-body", "10"}, wantErr: "--max-body"},
+		{name: "tiny receive buffer", args: []string{"--receive-buffer", "100"}, wantErr: "--receive-buffer"},
+		{name: "huge receive buffer", args: []string{"--receive-buffer", "1000000000"}, wantErr: "--receive-buffer"},
 		{name: "no decisions kept", args: []string{"--decisions", "0"}, wantErr: "--decisions"},
 		{name: "same read and admin token", args: []string{"--admin-token", "x", "--read-token", "x"}, wantErr: "--read-token"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected"},

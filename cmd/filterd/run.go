@@ -138,7 +138,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := api.Listen(ctx, cfg.Listen, cfg.ReceiveBuffer)
 	if err != nil {
 		return err
 	}

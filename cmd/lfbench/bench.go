@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -373,7 +372,7 @@ func startFilterd(ctx context.Context, n int, logw io.Writer) (target, func(), e
 		_ = c.Run(runCtx)
 	}()
 	cleanup = append(cleanup, func() { cancel(); <-done })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := api.Listen(ctx, "127.0.0.1:0", api.DefaultReceiveBuffer) // as filterd listens
 	if err != nil {
 		return fail(err)
 	}
