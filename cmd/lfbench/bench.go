@@ -120,8 +120,17 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 			return err
 		}
 	}
+	var floor target
+	if cfg.Floor {
+		var stop func()
+		var err error
+		if floor, stop, err = startFloor(ctx); err != nil {
+			return err
+		}
+		defer stop()
+	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConnsPerHost: cfg.Concurrency * 2,
+		MaxIdleConnsPerHost: 2 * slices.Max(cfg.Concurrency),
 		DisableCompression:  true,
 	}}
 	defer client.CloseIdleConnections()
@@ -130,11 +139,11 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	if cfg.URL != "" {
 		mode = "filterd at " + cfg.URL
 	}
-	fmt.Fprintf(out, "lfbench: %s; %s %s/%s, GOMAXPROCS %d, %d CPUs%s; concurrency %d, %s per size after %s warm-up\n",
+	fmt.Fprintf(out, "lfbench: %s; %s %s/%s, GOMAXPROCS %d, %d CPUs%s; %s per row after %s warm-up\n",
 		mode, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage(),
-		cfg.Concurrency, cfg.Duration, cfg.Warmup)
+		cfg.Duration, cfg.Warmup)
 	var prof *os.File
-	if cfg.CPUProfile != "" && len(cfg.Hosts) == 1 {
+	if cfg.CPUProfile != "" && len(cfg.Hosts) == 1 && len(cfg.Concurrency) == 1 {
 		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {
 			return err
@@ -142,36 +151,15 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 		defer f.Close()
 		prof = f
 	} else if cfg.CPUProfile != "" {
-		return errors.New("-cpuprofile needs a single -hosts size")
+		return errors.New("-cpuprofile needs a single -hosts size and a single -c")
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "hosts\tbody KiB\tallowed\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tprocess CPU µs/req\tprocess allocs/req\thandler allocs/req\thandler B/req\thandler CPU µs/req\t")
+	fmt.Fprintln(tw, "server\tc\thosts\tbody KiB\tallowed\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tprocess CPU µs/req\tprocess allocs/req\thandler allocs/req\thandler B/req\thandler CPU µs/req\t")
 	for _, n := range cfg.Hosts {
 		body := requestBody(n)
 		if err := check(ctx, client, t.url, body, allowed(n)); err != nil {
 			return fmt.Errorf("%d hosts: %w", n, err)
 		}
-		if _, err := load(ctx, client, t.url, body, cfg.Concurrency, cfg.Warmup); err != nil {
-			return fmt.Errorf("%d hosts, warm-up: %w", n, err)
-		}
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		if prof != nil {
-			if err := pprof.StartCPUProfile(prof); err != nil {
-				return err
-			}
-		}
-		cpu0 := cpuTime()
-		r, err := load(ctx, client, t.url, body, cfg.Concurrency, cfg.Duration)
-		cpu := cpuTime() - cpu0
-		if prof != nil {
-			pprof.StopCPUProfile()
-		}
-		if err != nil {
-			return fmt.Errorf("%d hosts: %w", n, err)
-		}
-		runtime.ReadMemStats(&after)
 		hAllocs, hBytes, hTime := "-", "-", "-"
 		if t.handler != nil && cfg.Allocs {
 			c0 := cpuTime()
@@ -180,14 +168,110 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 			hBytes = strconv.FormatInt(br.AllocedBytesPerOp(), 10)
 			hTime = fmt.Sprintf("%.0f", float64((cpuTime()-c0).Microseconds())/float64(br.N))
 		}
-		reqs := float64(len(r.latencies))
-		fmt.Fprintf(tw, "%d\t%.1f\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t\n",
-			n, float64(len(body))/1024, allowed(n), len(r.latencies), reqs/r.elapsed.Seconds(),
-			ms(r.quantile(0.50)), ms(r.quantile(0.90)), ms(r.quantile(0.99)), ms(r.quantile(1)),
-			float64(cpu.Microseconds())/reqs, float64(after.Mallocs-before.Mallocs)/reqs, hAllocs, hBytes, hTime)
+		for _, conc := range cfg.Concurrency {
+			servers := []struct {
+				name string
+				url  string
+				prof *os.File
+			}{{"filterd", t.url, prof}}
+			if cfg.Floor {
+				servers = append(servers, struct {
+					name string
+					url  string
+					prof *os.File
+				}{"floor", floor.url, nil})
+			}
+			for _, srv := range servers {
+				m, err := measure(ctx, client, srv.url, body, conc, cfg, srv.prof)
+				if err != nil {
+					return fmt.Errorf("%s, %d hosts, concurrency %d: %w", srv.name, n, conc, err)
+				}
+				ok, ha, hb, ht := strconv.Itoa(allowed(n)), hAllocs, hBytes, hTime
+				if srv.name != "filterd" {
+					ok, ha, hb, ht = "0", "-", "-", "-"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t\n",
+					srv.name, conc, n, float64(len(body))/1024, ok, len(m.latencies), m.rate(),
+					ms(m.quantile(0.50)), ms(m.quantile(0.90)), ms(m.quantile(0.99)), ms(m.quantile(1)),
+					m.cpuPerRequest(), m.allocsPerRequest(), ha, hb, ht)
+			}
+		}
 		fmt.Fprintf(logw, "lfbench: %d hosts done\n", n)
 	}
 	return tw.Flush()
+}
+
+// measurement is one row: a load's latencies with the process's CPU time
+// and allocations over it.
+type measurement struct {
+	result
+	cpu    time.Duration
+	allocs uint64
+}
+
+func (m measurement) rate() float64 { return float64(len(m.latencies)) / m.elapsed.Seconds() }
+
+func (m measurement) cpuPerRequest() float64 {
+	return float64(m.cpu.Microseconds()) / float64(len(m.latencies))
+}
+
+func (m measurement) allocsPerRequest() float64 {
+	return float64(m.allocs) / float64(len(m.latencies))
+}
+
+// measure warms the server up, then loads it for cfg.Duration, profiling
+// into prof when set.
+func measure(ctx context.Context, client *http.Client, url string, body []byte, conc int, cfg config, prof *os.File) (measurement, error) {
+	if _, err := load(ctx, client, url, body, conc, cfg.Warmup); err != nil {
+		return measurement{}, fmt.Errorf("warm-up: %w", err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if prof != nil {
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return measurement{}, err
+		}
+	}
+	cpu0 := cpuTime()
+	r, err := load(ctx, client, url, body, conc, cfg.Duration)
+	cpu := cpuTime() - cpu0
+	if prof != nil {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return measurement{}, err
+	}
+	if len(r.latencies) == 0 {
+		return measurement{}, errors.New("no request finished")
+	}
+	runtime.ReadMemStats(&after)
+	return measurement{result: r, cpu: cpu, allocs: after.Mallocs - before.Mallocs}, nil
+}
+
+// startFloor serves the floor: it reads the body and answers {"hosts":[]}
+// with a decision header, listening as filterd does.
+func startFloor(ctx context.Context) (target, func(), error) {
+	ln, err := api.Listen(ctx, "127.0.0.1:0", api.DefaultReceiveBuffer)
+	if err != nil {
+		return target{}, nil, err
+	}
+	// The body is read as filterd reads it: into a pooled buffer sized from
+	// Content-Length, in as few reads as the socket allows.
+	bufs := sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := bufs.Get().(*bytes.Buffer)
+		b.Reset()
+		b.Grow(int(min(r.ContentLength, api.DefaultMaxBodyBytes)) + 1)
+		_, _ = b.ReadFrom(r.Body)
+		bufs.Put(b)
+		w.Header().Set(api.HeaderDecision, "floor")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"hosts":[]}`+"\n")
+	})
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	return target{url: "http://" + ln.Addr().String(), handler: h}, func() { _ = hs.Close() }, nil
 }
 
 // loadAverage says how busy the machine was, where Linux tells.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,10 +45,10 @@ func TestAllowedMatchesTheDecision(t *testing.T) {
 
 func TestParseConfig(t *testing.T) {
 	c, err := parseConfig(nil)
-	if err != nil || len(c.Hosts) != 4 || c.Concurrency != 8 || c.URL != "" {
+	if err != nil || len(c.Hosts) != 4 || !slices.Equal(c.Concurrency, []int{8}) || !c.Floor || c.URL != "" {
 		t.Errorf("defaults = %+v, %v", c, err)
 	}
-	for _, args := range [][]string{{"-hosts", "0"}, {"-hosts", "x"}, {"-c", "0"}, {"-url", "http://x"}, {"extra"}} {
+	for _, args := range [][]string{{"-hosts", "0"}, {"-hosts", "x"}, {"-c", "0"}, {"-c", "1,x"}, {"-duration", "0s"}, {"-url", "http://x"}, {"extra"}} {
 		if _, err := parseConfig(args); err == nil {
 			t.Errorf("%q accepted", args)
 		}
@@ -56,12 +57,20 @@ func TestParseConfig(t *testing.T) {
 
 func TestRunInProcess(t *testing.T) {
 	var out bytes.Buffer
-	cfg := config{Hosts: []int{10}, Concurrency: 2, Duration: 50 * time.Millisecond, Allocs: false}
+	cfg := config{Hosts: []int{10}, Concurrency: []int{1, 2}, Floor: true, Duration: 50 * time.Millisecond, Allocs: false}
 	if err := run(t.Context(), cfg, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	// A heading, the column names, then filterd and the floor at each
+	// concurrency.
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(strings.TrimSpace(lines[2]), "10 ") {
-		t.Errorf("output:\n%s", out.String())
+	want := [][]string{{"filterd", "1", "10"}, {"floor", "1", "10"}, {"filterd", "2", "10"}, {"floor", "2", "10"}}
+	if len(lines) != 2+len(want) {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	for i, w := range want {
+		if f := strings.Fields(lines[2+i]); len(f) < 3 || !slices.Equal(f[:3], w) {
+			t.Errorf("row %d = %q, want it to start with %q", i, lines[2+i], w)
+		}
 	}
 }

@@ -8,8 +8,13 @@
 // directory, listening on 127.0.0.1) and registers the hosts; with -url it
 // loads a running filterd, registering the hosts with -admin-token.
 //
+// Each row of filterd is followed by a row of the floor: the same load on a
+// server that reads the body and answers {"hosts":[]} at once, listening as
+// filterd does. It is what the loopback transport, HTTP and the load client
+// cost on this machine with no decision at all; filterd cannot be faster.
+//
 //	lfbench                        # in-process filterd, the four sizes, concurrency 8
-//	lfbench -hosts 1000 -c 1 -duration 10s
+//	lfbench -hosts 1000 -c 1,2,8 -duration 10s
 //	lfbench -url http://127.0.0.1:8787 -admin-token "$LEDGERFENCE_ADMIN_TOKEN"
 package main
 
@@ -48,7 +53,8 @@ type config struct {
 	URL         string
 	AdminToken  string
 	Hosts       []int
-	Concurrency int
+	Concurrency []int
+	Floor       bool
 	Duration    time.Duration
 	Warmup      time.Duration
 	Allocs      bool
@@ -61,7 +67,8 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.URL, "url", "", "filterd to load (none: start one in-process on an embedded ledger in a temporary directory)")
 	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("LEDGERFENCE_ADMIN_TOKEN"), "admin token of -url, to register the hosts and the regulation")
 	sizes := fs.String("hosts", "10,100,1000,10000", "candidate hosts per request, comma-separated")
-	fs.IntVar(&c.Concurrency, "c", 8, "concurrent clients")
+	concs := fs.String("c", "8", "concurrent clients, comma-separated")
+	fs.BoolVar(&c.Floor, "floor", true, "also measure the floor: a server that answers without deciding")
 	fs.DurationVar(&c.Duration, "duration", 5*time.Second, "measuring time per size")
 	fs.DurationVar(&c.Warmup, "warmup", time.Second, "unmeasured time per size before measuring")
 	fs.BoolVar(&c.Allocs, "allocs", true, "in-process: also measure the handler's allocations per request (testing.Benchmark)")
@@ -72,18 +79,31 @@ func parseConfig(args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	for _, f := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 100_000 {
-			return config{}, fmt.Errorf("-hosts: %q is not a count from 1 to 100000", f)
-		}
-		c.Hosts = append(c.Hosts, n)
+	var err error
+	if c.Hosts, err = counts("-hosts", *sizes, 100_000); err != nil {
+		return config{}, err
 	}
-	if c.Concurrency < 1 || c.Duration <= 0 || c.Warmup < 0 {
-		return config{}, errors.New("-c and -duration must be positive, -warmup not negative")
+	if c.Concurrency, err = counts("-c", *concs, 1024); err != nil {
+		return config{}, err
+	}
+	if c.Duration <= 0 || c.Warmup < 0 {
+		return config{}, errors.New("-duration must be positive, -warmup not negative")
 	}
 	if c.URL != "" && c.AdminToken == "" {
 		return config{}, errors.New("-url needs -admin-token (or LEDGERFENCE_ADMIN_TOKEN) to register the hosts")
 	}
 	return c, nil
+}
+
+// counts parses a comma-separated list of counts from 1 to max.
+func counts(flagName, list string, max int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > max {
+			return nil, fmt.Errorf("%s: %q is not a count from 1 to %d", flagName, f, max)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
