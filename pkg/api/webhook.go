@@ -26,7 +26,7 @@ type Publisher interface {
 // scratch is a request's reusable memory.
 type scratch struct {
 	body     bytes.Buffer
-	out      bytes.Buffer
+	out      []byte
 	dec      nova.Decoder
 	hosts    int // in the last request, repeats included
 	seen     nameSet
@@ -155,12 +155,11 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	s.decisions.add(d)
 
 	// Nova's answer: the passing hosts, once each, in the order received.
-	sc.out.Reset()
-	appendAnswer(&sc.out, res.Verdicts)
+	sc.out = appendAnswer(sc.out[:0], res.Verdicts)
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(sc.out.Len()))
+	w.Header().Set("Content-Length", strconv.Itoa(len(sc.out)))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(sc.out.Bytes())
+	_, _ = w.Write(sc.out)
 
 	s.m.request(op, d.outcome)
 	s.m.deniedHosts(&res)
@@ -263,41 +262,48 @@ func (s *Server) refuse(w http.ResponseWriter, id string, start time.Time, op, o
 		zap.Int("status", status), zap.String("error", msg))
 }
 
-// appendAnswer writes Nova's answer, nova.Response{Hosts: the allowed
+// appendAnswer appends Nova's answer, nova.Response{Hosts: the allowed
 // hosts} as encoding/json writes it, followed by a newline. Names that JSON
 // writes as they are (the usual [A-Za-z0-9._-] and the like) are copied;
 // any other goes through encoding/json.
-func appendAnswer(buf *bytes.Buffer, verdicts []filter.Verdict) {
-	buf.WriteString(`{"hosts":[`)
+func appendAnswer(buf []byte, verdicts []filter.Verdict) []byte {
+	buf = append(buf, `{"hosts":[`...)
 	first := true
 	for i := range verdicts {
 		if !verdicts[i].Allowed {
 			continue
 		}
 		if !first {
-			buf.WriteByte(',')
+			buf = append(buf, ',')
 		}
 		first = false
 		name := verdicts[i].Host
 		if jsonPlain(name) {
-			buf.WriteByte('"')
-			buf.WriteString(name)
-			buf.WriteByte('"')
+			buf = append(buf, '"')
+			buf = append(buf, name...)
+			buf = append(buf, '"')
 			continue
 		}
 		b, _ := json.Marshal(name) // a string always marshals
-		buf.Write(b)
+		buf = append(buf, b...)
 	}
-	buf.WriteString("]}\n")
+	return append(buf, "]}\n"...)
 }
 
-// jsonPlain reports whether encoding/json writes s between quotes as it is:
+// plainJSON marks the bytes encoding/json writes in a string as they are:
 // printable ASCII other than the quote, the backslash and the HTML
 // characters it escapes.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// jsonPlain reports whether encoding/json writes s between quotes as it is.
 func jsonPlain(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainJSON[s[i]] {
 			return false
 		}
 	}

@@ -612,3 +612,30 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 	}
 }
+
+// appendAnswer must write what encoding/json writes for nova.Response,
+// whatever the names hold.
+func TestAppendAnswerIsEncodingJSON(t *testing.T) {
+	names := []string{"hm1", "compute-01.example.org", "a<b", "a&b", `a"b`, `a\b`, "ホスト", "a\u2028b", "a\x01b", "\xff", ""}
+	for c := range 256 {
+		names = append(names, "x"+string(rune(c)), "y"+string([]byte{byte(c)}))
+	}
+	var verdicts []filter.Verdict
+	var allowed []string
+	for i, n := range names {
+		verdicts = append(verdicts, filter.Verdict{Host: n, Allowed: i%3 != 1})
+		if i%3 != 1 {
+			allowed = append(allowed, n)
+		}
+	}
+	want, err := json.Marshal(nova.Response{Hosts: allowed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appendAnswer([]byte("stale"), verdicts)[len("stale"):]; string(got) != string(want)+"\n" {
+		t.Errorf("appendAnswer = %s\nencoding/json: %s", got, want)
+	}
+	if got := appendAnswer(nil, nil); string(got) != "{\"hosts\":[]}\n" {
+		t.Errorf("no verdicts: %s", got)
+	}
+}
