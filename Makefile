@@ -37,7 +37,7 @@ test: deps lint unit integration ## every test: the command CI runs
 
 bench: ## benchmarks: decision, embedded ledger, webhook end to end
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
-	$(GO) run ./cmd/lfbench
+	$(GO) run ./cmd/lfbench -c 1,2,8
 
 bench-fabric: fabric-bin ## figures on a real Fabric network: commit latency, webhook warm/cold, chaincode per request, enforcement
 	$(GO) test ./tests/integration/fabric -count=1 -run '^$$' -bench 'RegistrationCommit|Webhook1000Hosts|CommitToEnforcement|NetworkRSS' -benchtime 20x -v
