@@ -28,7 +28,6 @@ type scratch struct {
 	body     bytes.Buffer
 	out      []byte
 	dec      nova.Decoder
-	hosts    int // in the last request, repeats included
 	seen     nameSet
 	q        cache.Query
 	verdicts []filter.Verdict
@@ -60,7 +59,7 @@ func (sc *scratch) candidate(name string) {
 }
 
 func (s *Server) putScratch(sc *scratch) {
-	if sc.hosts > maxPooledHosts || sc.body.Cap() > 4*DefaultMaxBodyBytes {
+	if sc.dec.Capacity() > maxPooledHosts || cap(sc.q.Candidates) > maxPooledHosts || sc.body.Cap() > 4*DefaultMaxBodyBytes {
 		return
 	}
 	clear(sc.q.Candidates[:cap(sc.q.Candidates)]) // drop references to cached hosts
@@ -107,7 +106,6 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, clipMsg(err.Error()))
 		return
 	}
-	sc.hosts = len(req.Hosts)
 	op := req.Operation()
 	uuid, err := filter.NormalizeUUID(req.Spec.Data.InstanceUUID)
 	if err != nil {

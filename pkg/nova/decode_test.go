@@ -431,3 +431,27 @@ func TestResponseJSON(t *testing.T) {
 		})
 	}
 }
+
+// Capacity must count the memory a Decoder keeps, a failed decode's
+// included, so that its owner can drop a Decoder grown by a huge body.
+func TestDecoderCapacity(t *testing.T) {
+	var d Decoder
+	if d.Capacity() != 0 {
+		t.Fatalf("zero Decoder holds %d hosts", d.Capacity())
+	}
+	body := encode(t, withHosts(novaRequest(t), hostNames(500)...))
+	if _, err := d.Decode(body); err != nil {
+		t.Fatal(err)
+	}
+	if d.Capacity() < 500 {
+		t.Errorf("after 500 hosts, Capacity() = %d", d.Capacity())
+	}
+	var fresh Decoder
+	bad := append(bytes.TrimSuffix(encode(t, withHosts(novaRequest(t), hostNames(2000)...)), []byte("}")), ',')
+	if _, err := fresh.Decode(bad); err == nil {
+		t.Fatal("a truncated body decoded")
+	}
+	if fresh.Capacity() < 2000 {
+		t.Errorf("after a failed body of 2,000 hosts, Capacity() = %d", fresh.Capacity())
+	}
+}

@@ -171,6 +171,10 @@ type Decoder struct {
 	refs  []hostRef
 }
 
+// Capacity is how many hosts d's memory holds, for a caller that bounds
+// what it keeps.
+func (d *Decoder) Capacity() int { return cap(d.hosts) }
+
 // Decode is the package's Decode with d's options. The Hosts of the Request
 // it returns are d's memory, valid until d's next Decode; the strings in
 // them are not.
