@@ -191,11 +191,20 @@ lf_owned() {
 
 # lf_pid NAME: the pid of a running component, or nothing.
 lf_pid() {
-  local f pid
+  local f pid i
   f=$(lf_pidfile "$1")
   [[ -f $f ]] || return 0
   pid=$(<"$f")
-  if lf_owned "$pid"; then echo "$pid"; fi
+  # While a process execs, its environment can read as empty for a moment:
+  # a live process is asked again before it is taken for another's.
+  for ((i = 0; i < 5; i++)); do
+    if lf_owned "$pid"; then
+      echo "$pid"
+      return 0
+    fi
+    lf_alive "$pid" || return 0
+    sleep 0.05
+  done
 }
 
 # lf_spawn NAME ENV... -- CMD ARGS...: start CMD in the background, log to logs/NAME.log.
@@ -227,12 +236,21 @@ lf_spawn() {
   lf_die "$name did not start"
 }
 
-# lf_signal NAME SIG: send SIG to the component's process group.
+# lf_signal NAME SIG: send SIG to the component's process group. For STOP it
+# returns once the process is stopped, so that nothing it answers after that
+# was answered before.
 lf_signal() {
-  local pid
+  local pid i
   pid=$(lf_pid "$1")
   [[ -n $pid ]] || return 1
   kill -s "$2" -- "-$pid" 2>/dev/null || kill -s "$2" "$pid" 2>/dev/null || true
+  if [[ $2 == STOP ]]; then
+    for ((i = 0; i < 100; i++)); do
+      [[ $(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) == T ]] && return 0
+      sleep 0.02
+    done
+    lf_die "$1 (pid $pid) did not stop within 2 s of SIGSTOP"
+  fi
 }
 
 # lf_stop NAME [TERM|KILL]: stop a component and wait until it is gone (SIGKILL after 10 s).
