@@ -180,20 +180,20 @@ func packVerdicts(vs []filter.Verdict, subjects []filter.Subject) []byte {
 	reasons := filter.Reasons()
 	for i := range vs {
 		v := &vs[i]
-		code := byte(0)
-		if !v.Allowed {
-			code = byte(len(reasons) + 1) // unknown reason: kept as none
-			for j, r := range reasons {
-				if r == v.Reason {
-					code = byte(j + 1)
-				}
+		if v.Allowed {
+			b = append(b, 0)
+			b = appendString(b, v.Host)
+			continue
+		}
+		code := byte(len(reasons) + 1) // unknown reason: kept as none
+		for j, r := range reasons {
+			if r == v.Reason {
+				code = byte(j + 1)
+				break
 			}
 		}
 		b = append(b, code)
 		b = appendString(b, v.Host)
-		if code == 0 {
-			continue
-		}
 		sub := byte(0)
 		if v.Subject != "" {
 			sub = 255
@@ -214,7 +214,11 @@ func packVerdicts(vs []filter.Verdict, subjects []filter.Subject) []byte {
 }
 
 func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
+	if len(s) < 0x80 { // the uvarint of a short length is the length
+		b = append(b, byte(len(s)))
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+	}
 	return append(b, s...)
 }
 
