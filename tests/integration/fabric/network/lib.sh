@@ -291,6 +291,18 @@ lf_stray_pids() {
 # lf_port_open PORT: something listens on 127.0.0.1:PORT.
 lf_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# lf_ports_free NAME PORT...: fail unless nothing listens on the ports NAME is about to take, so that
+# a stray process holding one is never taken for NAME once NAME is started.
+lf_ports_free() {
+  local name=$1 port
+  shift
+  for port in "$@"; do
+    if lf_port_open "$port"; then
+      lf_die "port $port of $name is already taken by another process"
+    fi
+  done
+}
+
 # lf_wait_port NAME PORT [SECONDS]: wait until NAME listens on PORT; fail early if NAME died.
 lf_wait_port() {
   local name=$1 port=$2 secs=${3:-60} i pid
@@ -380,6 +392,7 @@ lf_wait_gossip() {
 lf_start_orderer() {
   local o=$LF_ORDERER_NODE d=$LF_DIR/data/orderer
   mkdir -p "$d"
+  lf_ports_free orderer "$LF_ORDERER_PORT" "$LF_ORDERER_ADMIN_PORT"
   lf_spawn orderer \
     FABRIC_CFG_PATH="$LF_DIR/config" \
     FABRIC_LOGGING_SPEC="$LF_LOG_SPEC" \
@@ -422,6 +435,7 @@ lf_start_peer() {
   ccport=LF_PEER${n}_CC_PORT
   ops=LF_PEER${n}_OPS_PORT
   mkdir -p "$d"
+  lf_ports_free "peer$n" "$port" "${!ccport}"
   lf_spawn "peer$n" \
     FABRIC_CFG_PATH="$LF_DIR/config" \
     FABRIC_LOGGING_SPEC="$LF_LOG_SPEC" \
@@ -459,6 +473,7 @@ lf_start_ca() {
   local n=$1
   local h=$LF_DIR/ca/org$n ops=LF_CA${n}_OPS_PORT
   [[ -f $h/bootstrap.secret ]] || lf_die "CA of org$n not initialised (run up.sh)"
+  lf_ports_free "ca$n" "$(lf_ca_port "$n")"
   lf_spawn "ca$n" \
     FABRIC_CA_SERVER_OPERATIONS_LISTENADDRESS="127.0.0.1:${!ops}" \
     -- "$LF_BIN/fabric-ca-server" start \
@@ -486,6 +501,7 @@ lf_start_cc() {
     tlsenv=(CHAINCODE_TLS_KEY_FILE="$t/server-key.pem" CHAINCODE_TLS_CERT_FILE="$t/server-cert.pem"
       CHAINCODE_TLS_CLIENT_CA_FILE="$t/ca-cert.pem")
   fi
+  lf_ports_free cc "$LF_CC_PORT"
   lf_spawn cc \
     CHAINCODE_ID="$(<"$LF_DIR/cc/package_id")" \
     CHAINCODE_SERVER_ADDRESS="127.0.0.1:$LF_CC_PORT" \
