@@ -175,9 +175,9 @@ type Decoder struct {
 // what it keeps.
 func (d *Decoder) Capacity() int { return cap(d.hosts) }
 
-// Decode is the package's Decode with d's options. The Hosts of the Request
-// it returns are d's memory, valid until d's next Decode; the strings in
-// them are not.
+// Decode is the package's Decode with d's options. The Hosts slice of the
+// Request it returns is d's memory, valid until d's next Decode; the strings
+// in it stay valid.
 func (d *Decoder) Decode(body []byte) (Request, error) {
 	if r, ok := fastDecode(body, d); ok {
 		return r, nil

@@ -129,9 +129,10 @@ func (s *scan) str() (raw []byte, plain bool, ok bool) {
 // string or need a check: a quote, a backslash, a control character or a
 // byte of a multi-byte UTF-8 sequence. The lowest marked byte (the high bit
 // of its byte in the result) is the first such byte; marks above it may be
-// false. Below the first special byte every byte is printable ASCII, so no
-// subtraction borrows there and none sets a high bit: x-0x20 is at most
-// 0x5f, and q-1 and b-1 at most 0x7e, as q and b are not zero there.
+// false. Below the first special byte every byte is from 0x20 to 0x7f and
+// neither a quote nor a backslash, so no subtraction borrows there and none
+// sets a high bit: x-0x20 is at most 0x5f, and q-1 and b-1 at most 0x7e, as
+// q and b are not zero there.
 func special8(x uint64) uint64 {
 	const (
 		ones  = 0x0101010101010101
