@@ -169,17 +169,13 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 			hTime = fmt.Sprintf("%.0f", float64((cpuTime()-c0).Microseconds())/float64(br.N))
 		}
 		for _, conc := range cfg.Concurrency {
-			servers := []struct {
-				name string
-				url  string
-				prof *os.File
-			}{{"filterd", t.url, prof}}
+			type server struct {
+				name, url string
+				prof      *os.File
+			}
+			servers := []server{{"filterd", t.url, prof}}
 			if cfg.Floor {
-				servers = append(servers, struct {
-					name string
-					url  string
-					prof *os.File
-				}{"floor", floor.url, nil})
+				servers = append(servers, server{"floor", floor.url, nil})
 			}
 			for _, srv := range servers {
 				m, err := measure(ctx, client, srv.url, body, conc, cfg, srv.prof)

@@ -4,7 +4,8 @@ import "hash/maphash"
 
 // nameSet tells apart the host names of one request: open addressing over
 // their hashes, kept from one request to the next. On the webhook's path,
-// where every name is added once, it costs a third of a map[string]struct{}.
+// where every name is added once, it is cheaper than a map[string]struct{}:
+// one hash per name, and no clearing of its slots between requests.
 type nameSet struct {
 	seed  maphash.Seed
 	slots []nameSlot // a power of two, at most half full
