@@ -57,7 +57,7 @@ func TestParseConfig(t *testing.T) {
 
 func TestRunInProcess(t *testing.T) {
 	var out bytes.Buffer
-	cfg := config{Hosts: []int{10}, Concurrency: []int{1, 2}, Floor: true, Duration: 50 * time.Millisecond, Allocs: false}
+	cfg := config{Hosts: []int{10}, Concurrency: []int{1, 2}, Floor: true, Duration: 200 * time.Millisecond, Allocs: false}
 	if err := run(t.Context(), cfg, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
