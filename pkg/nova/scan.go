@@ -724,59 +724,32 @@ func (s *scan) weights(dst *map[string]float64, hosts []Host) bool {
 	if s.null() {
 		return true
 	}
-	if s.peek() != '{' {
-		return false
-	}
-	s.i++
 	m := make(map[string]float64, len(hosts))
-	if s.peek() == '}' {
-		s.i++
-		*dst = m
-		return true
-	}
-	for k := 0; ; k++ {
-		s.ws()
-		start := s.i
-		raw, plain, ok := s.str()
-		if !ok || s.peek() != ':' {
-			return false
-		}
+	k := 0
+	ok := s.object(func(raw []byte, plain bool) bool {
 		var key string
 		switch {
 		case plain && k < len(hosts) && string(raw) == hosts[k].Host:
 			key = hosts[k].Host
 		case plain:
 			key = string(raw)
-		default:
+		default: // decoded apart, so that only escaped keys cost an allocation
 			var name string
-			if json.Unmarshal(s.b[start:s.i], &name) != nil {
+			if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &name) != nil {
 				return false
 			}
 			key = name
 		}
-		s.i++
-		var v float64
-		if !s.null() {
-			num, ok := s.number()
-			if !ok {
-				return false
-			}
-			if v, ok = parseFloat(num); !ok {
-				return false
-			}
-		}
+		k++
+		v, ok := s.weight()
 		m[key] = v
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			*dst = m
-			return true
-		default:
-			return false
-		}
+		return ok
+	})
+	if !ok {
+		return false
 	}
+	*dst = m
+	return true
 }
 
 // checkWeights consumes the weights, accepting what weights accepts, and
@@ -785,37 +758,22 @@ func (s *scan) checkWeights() bool {
 	if s.null() {
 		return true
 	}
-	if s.peek() != '{' {
-		return false
+	return s.object(func([]byte, bool) bool {
+		_, ok := s.weight()
+		return ok
+	})
+}
+
+// weight consumes a weight: a number, as a float64, or null, read as 0.
+func (s *scan) weight() (float64, bool) {
+	if s.null() {
+		return 0, true
 	}
-	s.i++
-	if s.peek() == '}' {
-		s.i++
-		return true
+	num, ok := s.number()
+	if !ok {
+		return 0, false
 	}
-	for {
-		if _, _, ok := s.str(); !ok || !s.tok(":") {
-			return false
-		}
-		if !s.null() {
-			num, ok := s.number()
-			if !ok {
-				return false
-			}
-			if _, ok = parseFloat(num); !ok {
-				return false
-			}
-		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
+	return parseFloat(num)
 }
 
 // pow10 holds the powers of ten that are exact in a float64.
