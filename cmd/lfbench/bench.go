@@ -311,9 +311,15 @@ func load(ctx context.Context, client *http.Client, url string, body []byte, con
 		go func() {
 			defer wg.Done()
 			l := make([]time.Duration, 0, 1<<14)
+			c, err := newWire(ctx, url, body)
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer c.close()
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				if err := post(ctx, client, url, body, nil); err != nil {
+				if err := c.post(); err != nil {
 					if ctx.Err() == nil {
 						errs[w] = err
 					}

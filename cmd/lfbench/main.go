@@ -8,7 +8,9 @@
 // directory, listening on 127.0.0.1) and registers the hosts; with -url it
 // loads a running filterd, registering the hosts with -admin-token.
 //
-// Each row of filterd is followed by a row of the floor: the same load on a
+// Each client is one keep-alive connection on which it writes the request
+// and reads the answer itself, so that the load costs little beside the
+// server's work. Each row of filterd is followed by a row of the floor: the same load on a
 // server that reads the body and answers {"hosts":[]} at once, listening as
 // filterd does. It is what the loopback transport, HTTP and the load client
 // cost on this machine with no decision at all; filterd cannot be faster.
