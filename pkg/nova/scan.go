@@ -753,15 +753,61 @@ func (s *scan) weights(dst *map[string]float64, hosts []Host) bool {
 }
 
 // checkWeights consumes the weights, accepting what weights accepts, and
-// keeps nothing.
+// keeps nothing. It is object and weight in one loop: a number converts
+// unless it has an exponent or hundreds of digits, so only those are
+// converted.
 func (s *scan) checkWeights() bool {
 	if s.null() {
 		return true
 	}
-	return s.object(func([]byte, bool) bool {
-		_, ok := s.weight()
-		return ok
-	})
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return true
+	}
+	for {
+		if _, _, ok := s.str(); !ok || s.peek() != ':' {
+			return false
+		}
+		s.i++
+		if !s.null() {
+			num, ok := s.number()
+			if !ok {
+				return false
+			}
+			if !fitsFloat(num) {
+				if _, ok := parseFloat(num); !ok {
+					return false
+				}
+			}
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// fitsFloat reports whether the JSON number num surely converts to a finite
+// float64: it has no exponent and fewer than 300 digits.
+func fitsFloat(num []byte) bool {
+	if len(num) >= 300 {
+		return false
+	}
+	for _, c := range num {
+		if c == 'e' || c == 'E' {
+			return false
+		}
+	}
+	return true
 }
 
 // weight consumes a weight: a number, as a float64, or null, read as 0.
