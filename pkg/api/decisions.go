@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -115,6 +116,11 @@ func (d *decision) view(withVerdicts bool) Decision {
 
 // decisionStore keeps the most recent decisions, bounded by count and by the
 // verdicts they hold together; the oldest go first.
+//
+// The packed verdicts of an evicted decision are memory for the next
+// decision's (buffer), so that a full store takes in decisions without
+// allocating for them. A stored decision's verdicts are therefore only read
+// under mu: get returns a copy.
 type decisionStore struct {
 	mu          sync.Mutex
 	ring        []*decision
@@ -122,7 +128,15 @@ type decisionStore struct {
 	byID        map[string]*decision
 	verdicts    int
 	maxVerdicts int
+	spare       [][]byte // packed verdicts of evicted decisions
 }
+
+// Spare verdict buffers: how many are kept, and the largest kept (a buffer
+// of 10,000 verdicts is about 300 KB).
+const (
+	maxSpare      = 4
+	maxSpareBytes = 1 << 20
+)
 
 func newDecisionStore(max, maxVerdicts int) *decisionStore {
 	return &decisionStore{ring: make([]*decision, max), byID: make(map[string]*decision, max), maxVerdicts: maxVerdicts}
@@ -135,6 +149,9 @@ func (s *decisionStore) add(d *decision) {
 		old := s.ring[s.head]
 		s.ring[s.head] = nil
 		delete(s.byID, old.id)
+		if len(s.spare) < maxSpare && cap(old.verdicts) <= maxSpareBytes {
+			s.spare = append(s.spare, old.verdicts[:0])
+		}
 		s.verdicts -= old.n
 		s.head = (s.head + 1) % len(s.ring)
 		s.n--
@@ -145,14 +162,36 @@ func (s *decisionStore) add(d *decision) {
 	s.verdicts += d.n
 }
 
-func (s *decisionStore) get(id string) (*decision, bool) {
+// buffer returns memory for a new decision's packed verdicts: that of an
+// evicted decision when there is one, else nil.
+func (s *decisionStore) buffer() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.spare)
+	if n == 0 {
+		return nil
+	}
+	b := s.spare[n-1]
+	s.spare[n-1] = nil
+	s.spare = s.spare[:n-1]
+	return b
+}
+
+// get returns a copy of decision id, verdicts included.
+func (s *decisionStore) get(id string) (decision, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.byID[id]
-	return d, ok
+	if !ok {
+		return decision{}, false
+	}
+	c := *d
+	c.verdicts = slices.Clone(d.verdicts)
+	return c, true
 }
 
-// recent returns up to limit decisions, newest first.
+// recent returns up to limit decisions, newest first. Their verdicts may
+// already be another decision's: only view(false) may be asked of them.
 func (s *decisionStore) recent(limit int) []*decision {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -167,8 +206,8 @@ func (s *decisionStore) recent(limit int) []*decision {
 // (0 for allowed, else 1 + its index in filter.Reasons()), the host name,
 // and for a deny the regulation (0 none, 1 + its index in subjects, or 255
 // and the subject), the country and the organisation; strings are
-// uvarint-length-prefixed.
-func packVerdicts(vs []filter.Verdict, subjects []filter.Subject) []byte {
+// uvarint-length-prefixed. It appends to dst[:0].
+func packVerdicts(dst []byte, vs []filter.Verdict, subjects []filter.Subject) []byte {
 	size := 0
 	for i := range vs {
 		size += 2 + len(vs[i].Host)
@@ -176,7 +215,7 @@ func packVerdicts(vs []filter.Verdict, subjects []filter.Subject) []byte {
 			size += 6 + len(vs[i].Organization)
 		}
 	}
-	b := make([]byte, 0, size)
+	b := slices.Grow(dst[:0], size)
 	reasons := filter.Reasons()
 	for i := range vs {
 		v := &vs[i]

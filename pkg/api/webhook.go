@@ -146,7 +146,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	for i := range sc.q.Regulations {
 		d.regulations = append(d.regulations, sc.q.Regulations[i].Subject)
 	}
-	d.verdicts = packVerdicts(res.Verdicts, d.regulations)
+	d.verdicts = packVerdicts(s.decisions.buffer(), res.Verdicts, d.regulations)
 	d.duration = s.cfg.Clock().Sub(start)
 	// Kept before the answer leaves, so that its id can be looked up at
 	// once; d is not written to after this.

@@ -495,6 +495,45 @@ func TestDecisionStoreBounded(t *testing.T) {
 	}
 }
 
+// A full store packs a new decision's verdicts into an evicted decision's
+// memory, and the verdicts of the decisions it keeps never change.
+func TestDecisionStoreReusesEvictedVerdicts(t *testing.T) {
+	s := newDecisionStore(2, 1000)
+	verdicts := func(i int) []filter.Verdict {
+		return []filter.Verdict{
+			{Host: fmt.Sprintf("host-%d", i), Allowed: i%2 == 0},
+			{Host: strings.Repeat("h", i), Reason: filter.CountryNotAllowed, Country: "DE"},
+		}
+	}
+	check := func(when string, from, to int) {
+		t.Helper()
+		for j := max(0, from); j <= to; j++ {
+			d, ok := s.get(fmt.Sprint(j))
+			if !ok {
+				t.Fatalf("%s, decision %d is not kept", when, j)
+			}
+			if got := unpackVerdicts(d.verdicts, d.n, nil); !slices.Equal(got, verdicts(j)) {
+				t.Errorf("%s, decision %d reads %+v, want %+v", when, j, got, verdicts(j))
+			}
+		}
+	}
+	reused := 0
+	for i := range 10 {
+		buf := s.buffer()
+		if buf != nil {
+			reused++
+		}
+		packed := packVerdicts(buf, verdicts(i), nil)
+		check(fmt.Sprintf("decision %d packed", i), i-2, i-1)
+		s.add(&decision{id: fmt.Sprint(i), n: 2, verdicts: packed})
+		check(fmt.Sprintf("decision %d stored", i), i-1, i)
+	}
+	// The third decision is packed before the first is evicted.
+	if reused != 7 {
+		t.Errorf("%d decisions packed into an evicted one's memory, want 7 (all but the first three)", reused)
+	}
+}
+
 func TestPackVerdicts(t *testing.T) {
 	vm := filter.VMSubject(vm1UUID)
 	prj := filter.ProjectSubject("p1")
@@ -508,11 +547,11 @@ func TestPackVerdicts(t *testing.T) {
 		{Host: "x", Reason: filter.VMUnregulated},
 		{Host: "é\u0000", Allowed: true},
 	}
-	got := unpackVerdicts(packVerdicts(vs, []filter.Subject{vm, prj}), len(vs), []filter.Subject{vm, prj})
+	got := unpackVerdicts(packVerdicts(nil, vs, []filter.Subject{vm, prj}), len(vs), []filter.Subject{vm, prj})
 	if !slices.Equal(got, vs) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", got, vs)
 	}
-	if got := unpackVerdicts(packVerdicts(vs, nil)[:20], len(vs), nil); len(got) > len(vs) {
+	if got := unpackVerdicts(packVerdicts(nil, vs, nil)[:20], len(vs), nil); len(got) > len(vs) {
 		t.Errorf("truncated form decoded to %d verdicts", len(got))
 	}
 }
