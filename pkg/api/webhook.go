@@ -35,8 +35,9 @@ type scratch struct {
 
 func newScratch() *scratch {
 	return &scratch{
-		// filterd reads neither the weights nor the hypervisor names.
-		dec:  nova.Decoder{SkipWeights: true, SkipHypervisors: true},
+		// filterd reads neither the weights nor the hypervisor names; the
+		// hosts of a cloud come again and again.
+		dec:  nova.Decoder{SkipWeights: true, SkipHypervisors: true, InternNames: true},
 		seen: newNameSet(),
 	}
 }

@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // novaRequest returns testdata/nova_request.json, a full request as Nova
@@ -67,12 +69,21 @@ func hostNames(n int) []string {
 // agree fails the test unless Decode answers body as decodeStd does.
 //
 // A Decoder that skips weights and hypervisors must answer as decodeStd does
-// with those left out, and as well on its second body as on its first.
+// with those left out, and as well on its second body as on its first; a
+// Decoder that interns names must answer as decodeStd does after another
+// body.
 func agree(t *testing.T, body []byte) {
 	t.Helper()
 	want, wantErr := decodeStd(body)
 	got, gotErr := Decode(body)
 	same(t, body, "Decode", want, wantErr, got, gotErr)
+	otherOnce.Do(func() { otherBody = encode(t, withHosts(novaRequest(t), "hx", "hy", "hz", "hm1")) })
+	intern := Decoder{InternNames: true}
+	if _, err := intern.Decode(otherBody); err != nil {
+		t.Fatal(err)
+	}
+	got, gotErr = intern.Decode(body)
+	same(t, body, "Decoder (interning, reused)", want, wantErr, got, gotErr)
 	if wantErr == nil {
 		want.Weights = nil
 		for i := range want.Hosts {
@@ -83,7 +94,6 @@ func agree(t *testing.T, body []byte) {
 	got, gotErr = skip.Decode(body)
 	same(t, body, "Decoder (skipping)", want, wantErr, got, gotErr)
 	// Once more, over the memory of another body.
-	otherOnce.Do(func() { otherBody = encode(t, withHosts(novaRequest(t), "hx", "hy", "hz")) })
 	if _, err := skip.Decode(otherBody); err != nil {
 		t.Fatal(err)
 	}
@@ -237,11 +247,12 @@ func BenchmarkDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	skip := &Decoder{SkipWeights: true, SkipHypervisors: true}
+	intern := &Decoder{SkipWeights: true, SkipHypervisors: true, InternNames: true}
 	for _, bc := range []struct {
 		name    string
 		decode  func([]byte) (Request, error)
 		weights int
-	}{{"Decode", Decode, 1000}, {"decodeStd", decodeStd, 1000}, {"Decoder-skipping", skip.Decode, 0}} {
+	}{{"Decode", Decode, 1000}, {"decodeStd", decodeStd, 1000}, {"Decoder-skipping", skip.Decode, 0}, {"Decoder-skipping-interning", intern.Decode, 0}} {
 		for _, form := range []struct {
 			name string
 			body []byte
@@ -461,5 +472,50 @@ func TestDecoderCapacity(t *testing.T) {
 	}
 	if fresh.Capacity() < 2000 {
 		t.Errorf("after a failed body of 2,000 hosts, Capacity() = %d", fresh.Capacity())
+	}
+}
+
+// A Decoder that interns names returns, for a name it has returned before,
+// the same string; it forgets them all past MaxInterned.
+func TestDecoderInternsNames(t *testing.T) {
+	d := Decoder{InternNames: true, SkipWeights: true}
+	first, err := d.Decode(encode(t, withHosts(novaRequest(t), "hm1", "hm2", "hm1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.StringData(first.Hosts[0].Host) != unsafe.StringData(first.Hosts[2].Host) {
+		t.Error("a name given twice in one request was returned in different memory")
+	}
+	// Hosts is the Decoder's memory: keep the strings before the next Decode.
+	names := []string{first.Hosts[0].Host, first.Hosts[1].Host, first.Hosts[0].HypervisorHostname}
+	again, err := d.Decode(encode(t, withHosts(novaRequest(t), "hm2", "hm3", "hm1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range again.Hosts {
+		got = append(got, h.Host, h.HypervisorHostname)
+	}
+	if want := []string{"hm2", "hm2.example.org", "hm3", "hm3.example.org", "hm1", "hm1.example.org"}; !slices.Equal(got, want) {
+		t.Fatalf("second request's hosts: %q, want %q", got, want)
+	}
+	for _, p := range [][2]string{{names[1], again.Hosts[0].Host}, {names[0], again.Hosts[2].Host}, {names[2], again.Hosts[2].HypervisorHostname}} {
+		if unsafe.StringData(p[0]) != unsafe.StringData(p[1]) {
+			t.Errorf("%q was returned twice in different memory", p[0])
+		}
+	}
+
+	many := hostNames(MaxInterned + 10)
+	r, err := d.Decode(encode(t, withHosts(novaRequest(t), many...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.names) > MaxInterned {
+		t.Errorf("%d names kept, want at most %d", len(d.names), MaxInterned)
+	}
+	for i, h := range r.Hosts {
+		if h.Host != many[i] || h.HypervisorHostname != many[i]+".example.org" {
+			t.Fatalf("host %d = %+v, want %s", i, h, many[i])
+		}
 	}
 }

@@ -166,9 +166,31 @@ type Decoder struct {
 	// SkipHypervisors checks each host's hypervisor_hostname as Decode does
 	// but leaves Host.HypervisorHostname empty.
 	SkipHypervisors bool
+	// InternNames makes d return the same string for a name it returned
+	// before, host or hypervisor, so that decoding the hosts a cloud sends
+	// again and again allocates nothing for their names. d keeps up to
+	// MaxInterned names; past that it forgets them and starts again.
+	InternNames bool
 
 	hosts []Host
 	refs  []hostRef
+	names map[string]string
+}
+
+// MaxInterned bounds the names a Decoder keeps with InternNames.
+const MaxInterned = 32_768
+
+// intern returns the string of b that d keeps, keeping it first if need be.
+func (d *Decoder) intern(b []byte) string {
+	if s, ok := d.names[string(b)]; ok {
+		return s
+	}
+	if d.names == nil || len(d.names) >= MaxInterned {
+		d.names = make(map[string]string, min(2*len(d.hosts), MaxInterned))
+	}
+	s := string(b)
+	d.names[s] = s
+	return s
 }
 
 // Capacity is how many hosts d's memory holds, for a caller that bounds

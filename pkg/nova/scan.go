@@ -612,6 +612,21 @@ func (s *scan) hosts(dst *[]Host) bool {
 	if !ok {
 		return false
 	}
+	if s.d.InternNames {
+		for i := range refs {
+			if r := refs[i].host; r[0] >= 0 {
+				hosts[i].Host = s.d.intern(s.b[r[0]:r[1]])
+			}
+			switch r := refs[i].hyp; {
+			case r[0] == refSame:
+				hosts[i].HypervisorHostname = hosts[i].Host
+			case r[0] >= 0:
+				hosts[i].HypervisorHostname = s.d.intern(s.b[r[0]:r[1]])
+			}
+		}
+		*dst = hosts
+		return true
+	}
 	var hostArena, hypArena strings.Builder
 	hostArena.Grow(hostBytes)
 	hypArena.Grow(hypBytes)
