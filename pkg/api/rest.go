@@ -359,12 +359,16 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	}
 	sc := s.getScratch()
 	defer s.putScratch(sc)
+	seen := make(map[string]bool, len(names))
 	for _, n := range names {
 		if err := filter.ValidateHostName(n); err != nil {
 			validationError(w, err)
 			return
 		}
-		sc.candidate(n)
+		if !seen[n] { // a repeated host is decided once
+			seen[n] = true
+			sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: n})
+		}
 	}
 	res, height, err := s.decide(r.Context(), &sc.q, nil, uuid, in.ProjectID)
 	if err != nil {

@@ -28,7 +28,6 @@ type scratch struct {
 	body     bytes.Buffer
 	out      []byte
 	dec      nova.Decoder
-	seen     nameSet
 	q        cache.Query
 	verdicts []filter.Verdict
 }
@@ -37,8 +36,7 @@ func newScratch() *scratch {
 	return &scratch{
 		// filterd reads neither the weights nor the hypervisor names; the
 		// hosts of a cloud come again and again.
-		dec:  nova.Decoder{SkipWeights: true, SkipHypervisors: true, InternNames: true},
-		seen: newNameSet(),
+		dec: nova.Decoder{SkipWeights: true, SkipHypervisors: true, InternNames: true},
 	}
 }
 
@@ -51,21 +49,12 @@ func (s *Server) getScratch() *scratch {
 	return sc
 }
 
-// candidate adds a host to the query's candidates unless it is there
-// already: a repeated host is decided once.
-func (sc *scratch) candidate(name string) {
-	if sc.seen.add(name) {
-		sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: name})
-	}
-}
-
 func (s *Server) putScratch(sc *scratch) {
 	if sc.dec.Capacity() > maxPooledHosts || cap(sc.q.Candidates) > maxPooledHosts || sc.body.Cap() > 4*DefaultMaxBodyBytes {
 		return
 	}
 	clear(sc.q.Candidates[:cap(sc.q.Candidates)]) // drop references to cached hosts
 	sc.q.Candidates = sc.q.Candidates[:0]
-	sc.seen.reset()
 	s.scratch.Put(sc)
 }
 
@@ -122,8 +111,11 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	// A repeated host is decided once.
 	for i := range req.Hosts {
-		sc.candidate(req.Hosts[i].Host)
+		if !sc.dec.Repeated(i) {
+			sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: req.Hosts[i].Host})
+		}
 	}
 	res, height, resolveErr := s.decide(r.Context(), &sc.q, sc.verdicts, uuid, project)
 	sc.verdicts = res.Verdicts

@@ -476,7 +476,8 @@ func TestDecoderCapacity(t *testing.T) {
 }
 
 // A Decoder that interns names returns, for a name it has returned before,
-// the same string; it forgets them all past MaxInterned.
+// the same string, and tells the hosts that repeat an earlier one; between
+// requests it forgets them all past MaxInterned.
 func TestDecoderInternsNames(t *testing.T) {
 	d := Decoder{InternNames: true, SkipWeights: true}
 	first, err := d.Decode(encode(t, withHosts(novaRequest(t), "hm1", "hm2", "hm1")))
@@ -485,6 +486,9 @@ func TestDecoderInternsNames(t *testing.T) {
 	}
 	if unsafe.StringData(first.Hosts[0].Host) != unsafe.StringData(first.Hosts[2].Host) {
 		t.Error("a name given twice in one request was returned in different memory")
+	}
+	if got := []bool{d.Repeated(0), d.Repeated(1), d.Repeated(2), d.Repeated(3)}; !slices.Equal(got, []bool{false, false, true, false}) {
+		t.Errorf("Repeated(0..3) = %v for hm1, hm2, hm1", got)
 	}
 	// Hosts is the Decoder's memory: keep the strings before the next Decode.
 	names := []string{first.Hosts[0].Host, first.Hosts[1].Host, first.Hosts[0].HypervisorHostname}
@@ -504,18 +508,64 @@ func TestDecoderInternsNames(t *testing.T) {
 			t.Errorf("%q was returned twice in different memory", p[0])
 		}
 	}
+	for i := range 3 {
+		if d.Repeated(i) {
+			t.Errorf("host %d of hm2, hm3, hm1 reads as repeated: a host named in the request before is not", i)
+		}
+	}
 
-	many := hostNames(MaxInterned + 10)
+	// One request may name more hosts than are kept: it is decoded whole,
+	// every repeat known; the next request starts afresh.
+	many := append(hostNames(MaxInterned+10), "compute-00007.region-one.example.org")
 	r, err := d.Decode(encode(t, withHosts(novaRequest(t), many...)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.names) > MaxInterned {
-		t.Errorf("%d names kept, want at most %d", len(d.names), MaxInterned)
-	}
 	for i, h := range r.Hosts {
-		if h.Host != many[i] || h.HypervisorHostname != many[i]+".example.org" {
-			t.Fatalf("host %d = %+v, want %s", i, h, many[i])
+		if h.Host != many[i] || h.HypervisorHostname != many[i]+".example.org" || d.Repeated(i) != (i == len(many)-1) {
+			t.Fatalf("host %d = %+v, repeated %v, want %s", i, h, d.Repeated(i), many[i])
+		}
+	}
+	if _, err := d.Decode(encode(t, withHosts(novaRequest(t), "hm1"))); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.names.list); n > 2 {
+		t.Errorf("after a request of 2 names that followed %d, %d names kept", 2*len(many), n)
+	}
+}
+
+// names must tell repeated hosts as a map does, across growth, requests and
+// the wrap of its request counter, whatever other names it interns, and
+// return equal strings.
+func TestNamesAgreeWithMap(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var tab names
+	for round := range 300 {
+		if round == 150 {
+			tab.current = ^uint32(0) // the next request wraps
+		}
+		tab.next()
+		seen := map[string]bool{}
+		n := r.IntN(3000)
+		for range n {
+			name := "compute-" + strconv.Itoa(r.IntN(n+1))
+			if r.IntN(4) == 0 { // the same name, not as a host's
+				tab.other([]byte(name))
+			}
+			var got string
+			var rep bool
+			if r.IntN(2) == 0 {
+				got, rep = tab.host([]byte(name))
+			} else {
+				got, rep = tab.hostString(name)
+			}
+			if got != name || rep != seen[name] {
+				t.Fatalf("round %d: host(%q) = %q, %v; want %v", round, name, got, rep, seen[name])
+			}
+			seen[name] = true
+			if other := "hv-" + name; tab.other([]byte(other)) != other {
+				t.Fatalf("round %d: other(%q) changed it", round, other)
+			}
 		}
 	}
 }

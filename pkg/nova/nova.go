@@ -168,30 +168,25 @@ type Decoder struct {
 	SkipHypervisors bool
 	// InternNames makes d return the same string for a name it returned
 	// before, host or hypervisor, so that decoding the hosts a cloud sends
-	// again and again allocates nothing for their names. d keeps up to
-	// MaxInterned names; past that it forgets them and starts again.
+	// again and again allocates nothing for their names, and tell which
+	// hosts repeat an earlier one (Repeated). d keeps the names of up to
+	// MaxInterned hosts from one request to the next.
 	InternNames bool
 
-	hosts []Host
-	refs  []hostRef
-	names map[string]string
+	hosts    []Host
+	refs     []hostRef
+	names    names
+	repeated []bool
 }
 
-// MaxInterned bounds the names a Decoder keeps with InternNames.
+// MaxInterned bounds the names a Decoder keeps from one request to the
+// next with InternNames.
 const MaxInterned = 32_768
 
-// intern returns the string of b that d keeps, keeping it first if need be.
-func (d *Decoder) intern(b []byte) string {
-	if s, ok := d.names[string(b)]; ok {
-		return s
-	}
-	if d.names == nil || len(d.names) >= MaxInterned {
-		d.names = make(map[string]string, min(2*len(d.hosts), MaxInterned))
-	}
-	s := string(b)
-	d.names[s] = s
-	return s
-}
+// Repeated reports whether host i of the request d decoded last has the
+// name of a host before it. It is known with InternNames only: without, it
+// is false.
+func (d *Decoder) Repeated(i int) bool { return i < len(d.repeated) && d.repeated[i] }
 
 // Capacity is how many hosts d's memory holds, for a caller that bounds
 // what it keeps.
@@ -201,12 +196,26 @@ func (d *Decoder) Capacity() int { return cap(d.hosts) }
 // Request it returns is d's memory, valid until d's next Decode; the strings
 // in it stay valid.
 func (d *Decoder) Decode(body []byte) (Request, error) {
+	d.repeated = d.repeated[:0]
+	if d.InternNames {
+		d.names.next()
+	}
 	if r, ok := fastDecode(body, d); ok {
 		return r, nil
 	}
 	r, err := decodeStd(body)
 	if err != nil {
+		d.repeated = d.repeated[:0]
 		return Request{}, err
+	}
+	if d.InternNames {
+		d.names.next() // the fast path may have seen some of the hosts
+		d.repeated = d.repeated[:0]
+		for i := range r.Hosts {
+			var rep bool
+			r.Hosts[i].Host, rep = d.names.hostString(r.Hosts[i].Host)
+			d.repeated = append(d.repeated, rep)
+		}
 	}
 	if d.SkipWeights {
 		r.Weights = nil

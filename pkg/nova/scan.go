@@ -613,15 +613,20 @@ func (s *scan) hosts(dst *[]Host) bool {
 		return false
 	}
 	if s.d.InternNames {
+		t := &s.d.names
 		for i := range refs {
+			var rep bool
 			if r := refs[i].host; r[0] >= 0 {
-				hosts[i].Host = s.d.intern(s.b[r[0]:r[1]])
+				hosts[i].Host, rep = t.host(s.b[r[0]:r[1]])
+			} else {
+				hosts[i].Host, rep = t.hostString(hosts[i].Host)
 			}
+			s.d.repeated = append(s.d.repeated, rep)
 			switch r := refs[i].hyp; {
 			case r[0] == refSame:
 				hosts[i].HypervisorHostname = hosts[i].Host
 			case r[0] >= 0:
-				hosts[i].HypervisorHostname = s.d.intern(s.b[r[0]:r[1]])
+				hosts[i].HypervisorHostname = t.other(s.b[r[0]:r[1]])
 			}
 		}
 		*dst = hosts
