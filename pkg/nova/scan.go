@@ -773,47 +773,25 @@ func (s *scan) weights(dst *map[string]float64, hosts []Host) bool {
 }
 
 // checkWeights consumes the weights, accepting what weights accepts, and
-// keeps nothing. It is object and weight in one loop: a number converts
-// unless it has an exponent or hundreds of digits, so only those are
-// converted.
+// keeps nothing. A number converts unless it has an exponent or hundreds of
+// digits, so only those are converted.
 func (s *scan) checkWeights() bool {
 	if s.null() {
 		return true
 	}
-	if s.peek() != '{' {
-		return false
-	}
-	s.i++
-	if s.peek() == '}' {
-		s.i++
-		return true
-	}
-	for {
-		if _, _, ok := s.str(); !ok || s.peek() != ':' {
-			return false
-		}
-		s.i++
-		if !s.null() {
-			num, ok := s.number()
-			if !ok {
-				return false
-			}
-			if !fitsFloat(num) {
-				if _, ok := parseFloat(num); !ok {
-					return false
-				}
-			}
-		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
+	return s.object(func([]byte, bool) bool {
+		if s.null() {
 			return true
-		default:
+		}
+		num, ok := s.number()
+		if !ok {
 			return false
 		}
-	}
+		if !fitsFloat(num) {
+			_, ok = parseFloat(num)
+		}
+		return ok
+	})
 }
 
 // fitsFloat reports whether the JSON number num surely converts to a finite
