@@ -169,8 +169,8 @@ type Decoder struct {
 	// InternNames makes d return the same string for a name it returned
 	// before, host or hypervisor, so that decoding the hosts a cloud sends
 	// again and again allocates nothing for their names, and tell which
-	// hosts repeat an earlier one (Repeated). d keeps the names of up to
-	// MaxInterned hosts from one request to the next.
+	// hosts repeat an earlier one (Repeated). d keeps up to MaxInterned
+	// names from one request to the next.
 	InternNames bool
 
 	hosts    []Host
