@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/ledgerfence/ledgerfence/pkg/api"
 	"github.com/ledgerfence/ledgerfence/pkg/nova"
@@ -57,7 +58,7 @@ func newWire(ctx context.Context, base string, body []byte) (*wire, error) {
 	if u.Port() == "" {
 		w.addr = net.JoinHostPort(u.Hostname(), port)
 	}
-	head := "POST " + u.EscapedPath() + nova.Path + " HTTP/1.1\r\n" +
+	head := "POST " + strings.TrimSuffix(u.EscapedPath(), "/") + nova.Path + " HTTP/1.1\r\n" +
 		"Host: " + u.Host + "\r\n" +
 		"Content-Type: application/json\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"

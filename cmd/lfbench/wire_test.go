@@ -46,7 +46,7 @@ func TestWire(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 
-	w, err := newWire(t.Context(), srv.URL, body)
+	w, err := newWire(t.Context(), srv.URL+"/", body)
 	if err != nil {
 		t.Fatal(err)
 	}
