@@ -25,10 +25,8 @@ func (t *names) next() {
 	if t.seed == (maphash.Seed{}) {
 		t.seed = maphash.MakeSeed()
 	}
-	if len(t.list) > MaxInterned {
-		clear(t.list) // the strings may be freed
-		t.list, t.request = t.list[:0], t.request[:0]
-		clear(t.slots)
+	if len(t.list) > MaxInterned { // its memory too, which a huge request grew
+		t.slots, t.list, t.request = nil, nil, nil
 	}
 	t.current++
 	if t.current == 0 { // wrapped: old requests could read as this one
