@@ -71,7 +71,7 @@ func hostNames(n int) []string {
 // A Decoder that skips weights and hypervisors must answer as decodeStd does
 // with those left out, and as well on its second body as on its first; a
 // Decoder that interns names must answer as decodeStd does after another
-// body.
+// body, and tell exactly the hosts named before.
 func agree(t *testing.T, body []byte) {
 	t.Helper()
 	want, wantErr := decodeStd(body)
@@ -84,6 +84,13 @@ func agree(t *testing.T, body []byte) {
 	}
 	got, gotErr = intern.Decode(body)
 	same(t, body, "Decoder (interning, reused)", want, wantErr, got, gotErr)
+	seen := map[string]bool{}
+	for i, h := range got.Hosts {
+		if intern.Repeated(i) != seen[h.Host] {
+			t.Fatalf("body %q: Repeated(%d) = %v for %q", clipBody(body), i, intern.Repeated(i), h.Host)
+		}
+		seen[h.Host] = true
+	}
 	if wantErr == nil {
 		want.Weights = nil
 		for i := range want.Hosts {
@@ -155,6 +162,8 @@ func decodeCases(t testing.TB) map[string][]byte {
 		"long-s host key":                sub(`{"host"`, "{\"ho\u017ft\""),
 		"duplicate host key":             sub(`{"host":"hm1"}`, `{"host":"hm1","host":"hm2"}`),
 		"duplicate hosts":                with(`"hosts":[{"host":"hm9"}]`),
+		"repeated hosts":                 sub(`[{"host":"hm1"}]`, `[{"host":"hm1"},{"host":"hm2"},{"host":"hm1"}]`),
+		"repeated host, escaped":         sub(`[{"host":"hm1"}]`, `[{"host":"hm1"},{"host":"h\u006d1"},{"host":"hm2"}]`),
 		"null host":                      sub(`[{"host":"hm1"}]`, `[null]`),
 		"null host name":                 sub(`{"host":"hm1"}`, `{"host":null}`),
 		"empty host name":                sub(`{"host":"hm1"}`, `{"host":""}`),
