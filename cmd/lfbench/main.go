@@ -10,9 +10,9 @@
 //
 // Each client is one keep-alive connection on which it writes the request
 // and reads the answer itself, so that the load costs little beside the
-// server's work. Each row of filterd is followed by a row of the floor: the same load on a
-// server that reads the body and answers {"hosts":[]} at once, listening as
-// filterd does. It is what the loopback transport, HTTP and the load client
+// server's work. Each row of filterd is followed by a row of the floor: the
+// same load on a server that reads the body and answers {"hosts":[]} at
+// once, listening as filterd does. It is what the loopback transport, HTTP and the load client
 // cost on this machine with no decision at all; filterd cannot be faster.
 //
 //	lfbench                        # in-process filterd, the four sizes, concurrency 8
