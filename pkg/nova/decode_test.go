@@ -147,69 +147,97 @@ func decodeCases(t testing.TB) map[string][]byte {
 	sub := func(old, new string) []byte { return []byte(strings.Replace(min, old, new, 1)) }
 	with := func(fields string) []byte { return []byte(strings.TrimSuffix(min, "}") + "," + fields + "}") }
 	return map[string][]byte{
-		"full request":                   full,
-		"full request, indented":         pretty.Bytes(),
-		"minimal":                        []byte(min),
-		"escaped host name":              sub(`"hm1"`, `"h\u006d1\n"`),
-		"hypervisor named as the host":   sub(`{"host":"hm1"}`, `{"host":"hm1","hypervisor_hostname":"hm1"}`),
-		"hypervisor before the host":     sub(`{"host":"hm1"}`, `{"hypervisor_hostname":"hm1","host":"hm1"}`),
-		"unicode host name":              sub(`"hm1"`, `"ホスト1"`),
-		"invalid UTF-8 host name":        sub(`"hm1"`, "\"h\xffm1\""),
-		"host key in upper case":         sub(`{"host"`, `{"HOST"`),
-		"escaped key":                    sub(`{"host"`, `{"\u0068ost"`),
-		"Kelvin-sign key":                sub(`"spec"`, `"\u212a"`),
-		"long-s key":                     sub(`"spec"`, "\"\u017fpec\""),
-		"long-s host key":                sub(`{"host"`, "{\"ho\u017ft\""),
-		"duplicate host key":             sub(`{"host":"hm1"}`, `{"host":"hm1","host":"hm2"}`),
-		"duplicate hosts":                with(`"hosts":[{"host":"hm9"}]`),
-		"repeated hosts":                 sub(`[{"host":"hm1"}]`, `[{"host":"hm1"},{"host":"hm2"},{"host":"hm1"}]`),
-		"repeated host, escaped":         sub(`[{"host":"hm1"}]`, `[{"host":"hm1"},{"host":"h\u006d1"},{"host":"hm2"}]`),
-		"null host":                      sub(`[{"host":"hm1"}]`, `[null]`),
-		"null host name":                 sub(`{"host":"hm1"}`, `{"host":null}`),
-		"empty host name":                sub(`{"host":"hm1"}`, `{"host":""}`),
-		"host name of the wrong type":    sub(`"hm1"`, `1`),
-		"null hosts":                     sub(`[{"host":"hm1"}]`, `null`),
-		"empty hosts":                    sub(`[{"host":"hm1"}]`, `[]`),
-		"null everything":                []byte(`{"spec":{"nova_object.name":null,"nova_object.data":{"instance_uuid":"X","project_id":null,"num_instances":null,"scheduler_hints":null}},"context":null,"weights":null,"live":null}`),
-		"null spec":                      []byte(`{"spec":null,"hosts":[]}`),
-		"hints as strings and numbers":   sub(`"}},`, `","scheduler_hints":{"_nova_check_type":"rebuild","n":[1,true,null,{"a":1}],"z":null}}},`),
-		"hints of the wrong type":        sub(`"}},`, `","scheduler_hints":[1]}},`),
-		"hints as a string":              sub(`"}},`, `","scheduler_hints":"x"}},`),
-		"hints with every kind":          sub(`"}},`, `","scheduler_hints":{"a":"x","b":["y","z\n",1.50,-2e3,false,null,{},[1]],"c":null,"d":{"e":1},"e":[],"f":[null],"g":7,"h":true,"\u00e9\n":"k","a":["last"],"h\u00e9":"\ud83d\ude00"}}},`),
-		"hints with spaced escaped keys": sub(`"}},`, `","scheduler_hints":{ "\u00e9\t" : "k" , "x\"y"	:	["v"] }}},`),
-		"hints with a repeated key":      sub(`"}},`, `","scheduler_hints":{"a":"x","a":null}}},`),
-		"weights":                        with(`"weights":{"hm1":1.5,"hm2":-2e3,"hm3":null,"h\u00e9":0}`),
-		"weights, spaced":                with(`"weights": { "hm1" : 1.5 ,	"hm2"	:	2 }`),
-		"weights before the hosts":       []byte(`{"weights":{"hm1":1},"spec":{"nova_object.data":{"instance_uuid":"x"}},"hosts":[{"host":"hm1"}]}`),
-		"weights with a repeated key":    with(`"weights":{"hm1":1,"hm2":2,"hm1":3}`),
-		"weights with escaped keys":      with(`"weights":{"h\u006d1":1,"x\"y":2,"a\/b":3,"` + "h\xffm" + `":4,"hm2":5}`),
-		"weights of every number form":   with(`"weights":{"a":0,"b":-0,"c":1e2,"d":1E-2,"e":0.000001,"f":123456789012345678901234567890,"g":4.9e-324,"h":2.5e-400}`),
-		"empty weights":                  with(`"weights":{}`),
-		"weight out of range":            with(`"weights":{"hm1":1e999}`),
-		"weight as a string":             with(`"weights":{"hm1":"1"}`),
-		"weight as an object":            with(`"weights":{"hm1":{}}`),
-		"weight key not a string":        with(`"weights":{1:1}`),
-		"weights as a list":              with(`"weights":["hm1"]`),
-		"weights, truncated":             with(`"weights":{"hm1":1,`),
-		"num_instances as a float":       sub(`"}},`, `","num_instances":1.0}},`),
-		"num_instances huge":             sub(`"}},`, `","num_instances":99999999999999999999}},`),
-		"flags":                          with(`"rebuild":true,"resize":false,"live":true,"vmware":false`),
-		"flag of the wrong type":         with(`"live":"yes"`),
-		"trailing data":                  []byte(min + `x`),
-		"trailing object":                []byte(min + `{}`),
-		"trailing space":                 []byte(min + " \n\t"),
-		"leading space":                  []byte(" \r\n" + min),
-		"top-level null":                 []byte(`null`),
-		"top-level list":                 []byte(`[]`),
-		"empty":                          {},
-		"truncated":                      []byte(min[:len(min)-3]),
-		"control character in string":    sub(`"hm1"`, "\"h\x01\""),
-		"bad escape":                     sub(`"hm1"`, `"h\x"`),
-		"deep unknown field":             with(`"deep":` + strings.Repeat("[", 600) + strings.Repeat("]", 600)),
-		"bad number in unknown field":    with(`"x":01`),
-		"missing instance":               []byte(`{"spec":{"nova_object.data":{}},"hosts":[]}`),
-		"instance with spaces":           sub(`"6F1C`, `"  6F1C`),
-		"context":                        with(`"context":{"request_id":"req-1","global_request_id":"g","user_id":"u","project_id":"p","roles":["a"],"service_catalog":[{"x":{}}]}`),
+		"full request":                          full,
+		"full request, indented":                pretty.Bytes(),
+		"full request, as Python writes":        pythonSpaced(full),
+		"hosts and weights, as Python writes":   pythonSpaced(encode(t, withHosts(novaRequest(t), "hm1", "hm2", "hm1"))),
+		"minimal":                               []byte(min),
+		"escaped host name":                     sub(`"hm1"`, `"h\u006d1\n"`),
+		"hypervisor named as the host":          sub(`{"host":"hm1"}`, `{"host":"hm1","hypervisor_hostname":"hm1"}`),
+		"hypervisor before the host":            sub(`{"host":"hm1"}`, `{"hypervisor_hostname":"hm1","host":"hm1"}`),
+		"unicode host name":                     sub(`"hm1"`, `"ホスト1"`),
+		"invalid UTF-8 host name":               sub(`"hm1"`, "\"h\xffm1\""),
+		"host key in upper case":                sub(`{"host"`, `{"HOST"`),
+		"escaped key":                           sub(`{"host"`, `{"\u0068ost"`),
+		"Kelvin-sign key":                       sub(`"spec"`, `"\u212a"`),
+		"long-s key":                            sub(`"spec"`, "\"\u017fpec\""),
+		"long-s host key":                       sub(`{"host"`, "{\"ho\u017ft\""),
+		"duplicate host key":                    sub(`{"host":"hm1"}`, `{"host":"hm1","host":"hm2"}`),
+		"duplicate hosts":                       with(`"hosts":[{"host":"hm9"}]`),
+		"repeated hosts":                        sub(`[{"host":"hm1"}]`, `[{"host":"hm1"},{"host":"hm2"},{"host":"hm1"}]`),
+		"repeated host, escaped":                sub(`[{"host":"hm1"}]`, `[{"host":"hm1"},{"host":"h\u006d1"},{"host":"hm2"}]`),
+		"null host":                             sub(`[{"host":"hm1"}]`, `[null]`),
+		"hosts, as Python writes":               sub(`[{"host":"hm1"}]`, `[{"host": "hm1", "hypervisor_hostname": "hm1.x"}, {"host": "hm2", "hypervisor_hostname": "hm2"}]`),
+		"hosts, two spaces":                     sub(`[{"host":"hm1"}]`, `[{"host":  "hm1", "hypervisor_hostname":"hm1"}]`),
+		"host, space before the brace":          sub(`[{"host":"hm1"}]`, `[{"host":"hm1","hypervisor_hostname":"x" }]`),
+		"host, a third field":                   sub(`[{"host":"hm1"}]`, `[{"host":"hm1","hypervisor_hostname":"x","y":1}]`),
+		"host, null hypervisor":                 sub(`[{"host":"hm1"}]`, `[{"host":"hm1","hypervisor_hostname":null}]`),
+		"host, escaped hypervisor":              sub(`[{"host":"hm1"}]`, `[{"host":"hm1","hypervisor_hostname":"h\"x"}]`),
+		"host, fields in an escaped name":       sub(`[{"host":"hm1"}]`, `[{"host":"a\",\"hypervisor_hostname\":\"b","hypervisor_hostname":"c"}]`),
+		"host, unclosed hypervisor":             sub(`[{"host":"hm1"}]`, `[{"host":"hm1","hypervisor_hostname":"x`),
+		"host, empty names":                     sub(`[{"host":"hm1"}]`, `[{"host":"","hypervisor_hostname":""}]`),
+		"host, non-ASCII hypervisor":            sub(`[{"host":"hm1"}]`, `[{"host":"hm1","hypervisor_hostname":"ホスト"}]`),
+		"null host name":                        sub(`{"host":"hm1"}`, `{"host":null}`),
+		"empty host name":                       sub(`{"host":"hm1"}`, `{"host":""}`),
+		"host name of the wrong type":           sub(`"hm1"`, `1`),
+		"null hosts":                            sub(`[{"host":"hm1"}]`, `null`),
+		"empty hosts":                           sub(`[{"host":"hm1"}]`, `[]`),
+		"null everything":                       []byte(`{"spec":{"nova_object.name":null,"nova_object.data":{"instance_uuid":"X","project_id":null,"num_instances":null,"scheduler_hints":null}},"context":null,"weights":null,"live":null}`),
+		"null spec":                             []byte(`{"spec":null,"hosts":[]}`),
+		"hints as strings and numbers":          sub(`"}},`, `","scheduler_hints":{"_nova_check_type":"rebuild","n":[1,true,null,{"a":1}],"z":null}}},`),
+		"hints of the wrong type":               sub(`"}},`, `","scheduler_hints":[1]}},`),
+		"hints as a string":                     sub(`"}},`, `","scheduler_hints":"x"}},`),
+		"hints with every kind":                 sub(`"}},`, `","scheduler_hints":{"a":"x","b":["y","z\n",1.50,-2e3,false,null,{},[1]],"c":null,"d":{"e":1},"e":[],"f":[null],"g":7,"h":true,"\u00e9\n":"k","a":["last"],"h\u00e9":"\ud83d\ude00"}}},`),
+		"hints with spaced escaped keys":        sub(`"}},`, `","scheduler_hints":{ "\u00e9\t" : "k" , "x\"y"	:	["v"] }}},`),
+		"hints with a repeated key":             sub(`"}},`, `","scheduler_hints":{"a":"x","a":null}}},`),
+		"weights":                               with(`"weights":{"hm1":1.5,"hm2":-2e3,"hm3":null,"h\u00e9":0}`),
+		"weights, spaced":                       with(`"weights": { "hm1" : 1.5 ,	"hm2"	:	2 }`),
+		"weights, two spaces":                   with(`"weights":{"hm1":  1,  "hm2":2}`),
+		"weights, space before a comma":         with(`"weights":{"hm1":1 ,"hm2":2}`),
+		"weights, a null after numbers":         with(`"weights":{"hm1":1,"hm2":-0.25,"hm3":null,"hm4":4}`),
+		"weights, an exponent after numbers":    with(`"weights":{"hm1":1,"hm2":2E+2,"hm3":3}`),
+		"weights, an escaped key after numbers": with(`"weights":{"hm1":1,"h\u006d2":2}`),
+		"weights, trailing comma":               with(`"weights":{"hm1":1,"hm2":2,}`),
+		"weights, leading zero":                 with(`"weights":{"hm1":1,"hm2":01}`),
+		"weights, bare minus":                   with(`"weights":{"hm1":1,"hm2":-}`),
+		"weights, bare fraction":                with(`"weights":{"hm1":1,"hm2":2.}`),
+		"weights, fraction with no integer":     with(`"weights":{"hm1":.5}`),
+		"weights, colon missing":                with(`"weights":{"hm1":1,"hm2"2}`),
+		"weights, unclosed":                     with(`"weights":{"hm1":1,"hm2":2`),
+		"weights, 299-digit integer":            with(`"weights":{"hm1":` + strings.Repeat("9", 299) + `}`),
+		"weights, 300-digit integer":            with(`"weights":{"hm1":` + strings.Repeat("9", 300) + `}`),
+		"weights, 309-digit integer":            with(`"weights":{"hm1":1,"hm2":` + strings.Repeat("9", 309) + `}`),
+		"weights, long fraction":                with(`"weights":{"hm1":0.` + strings.Repeat("5", 400) + `}`),
+		"weights before the hosts":              []byte(`{"weights":{"hm1":1},"spec":{"nova_object.data":{"instance_uuid":"x"}},"hosts":[{"host":"hm1"}]}`),
+		"weights with a repeated key":           with(`"weights":{"hm1":1,"hm2":2,"hm1":3}`),
+		"weights with escaped keys":             with(`"weights":{"h\u006d1":1,"x\"y":2,"a\/b":3,"` + "h\xffm" + `":4,"hm2":5}`),
+		"weights of every number form":          with(`"weights":{"a":0,"b":-0,"c":1e2,"d":1E-2,"e":0.000001,"f":123456789012345678901234567890,"g":4.9e-324,"h":2.5e-400}`),
+		"empty weights":                         with(`"weights":{}`),
+		"weight out of range":                   with(`"weights":{"hm1":1e999}`),
+		"weight as a string":                    with(`"weights":{"hm1":"1"}`),
+		"weight as an object":                   with(`"weights":{"hm1":{}}`),
+		"weight key not a string":               with(`"weights":{1:1}`),
+		"weights as a list":                     with(`"weights":["hm1"]`),
+		"weights, truncated":                    with(`"weights":{"hm1":1,`),
+		"num_instances as a float":              sub(`"}},`, `","num_instances":1.0}},`),
+		"num_instances huge":                    sub(`"}},`, `","num_instances":99999999999999999999}},`),
+		"flags":                                 with(`"rebuild":true,"resize":false,"live":true,"vmware":false`),
+		"flag of the wrong type":                with(`"live":"yes"`),
+		"trailing data":                         []byte(min + `x`),
+		"trailing object":                       []byte(min + `{}`),
+		"trailing space":                        []byte(min + " \n\t"),
+		"leading space":                         []byte(" \r\n" + min),
+		"top-level null":                        []byte(`null`),
+		"top-level list":                        []byte(`[]`),
+		"empty":                                 {},
+		"truncated":                             []byte(min[:len(min)-3]),
+		"control character in string":           sub(`"hm1"`, "\"h\x01\""),
+		"bad escape":                            sub(`"hm1"`, `"h\x"`),
+		"deep unknown field":                    with(`"deep":` + strings.Repeat("[", 600) + strings.Repeat("]", 600)),
+		"bad number in unknown field":           with(`"x":01`),
+		"missing instance":                      []byte(`{"spec":{"nova_object.data":{}},"hosts":[]}`),
+		"instance with spaces":                  sub(`"6F1C`, `"  6F1C`),
+		"context":                               with(`"context":{"request_id":"req-1","global_request_id":"g","user_id":"u","project_id":"p","roles":["a"],"service_catalog":[{"x":{}}]}`),
 	}
 }
 
@@ -226,6 +254,8 @@ func TestDecodeFastPathTaken(t *testing.T) {
 	for name, body := range map[string][]byte{
 		"full request":              cases["full request"],
 		"full request, indented":    cases["full request, indented"],
+		"full request, Python":      cases["full request, as Python writes"],
+		"weights, Python":           cases["hosts and weights, as Python writes"],
 		"with weights":              encode(t, withHosts(novaRequest(t), "hm1", "hm2")),
 		"escaped host name":         cases["escaped host name"],
 		"weights with escaped keys": cases["weights with escaped keys"],
@@ -246,11 +276,35 @@ func FuzzDecodeNova(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) { agree(t, body) })
 }
 
+// pythonSpaced writes compact JSON as Python's json.dumps writes it by
+// default: one space after each comma and colon between tokens.
+func pythonSpaced(compact []byte) []byte {
+	out := make([]byte, 0, len(compact)+len(compact)/8)
+	inString, escaped := false, false
+	for _, c := range compact {
+		out = append(out, c)
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ',' || c == ':'):
+			out = append(out, ' ')
+		}
+	}
+	return out
+}
+
 // BenchmarkDecode compares Decode with decodeStd and with a reused Decoder
 // that skips what filterd does not read, on a request of 1,000 hosts with a
-// weight for each, written compactly and as Python's json.dumps writes it.
+// weight for each, written compactly (as ledgerfence's Nova plugin writes
+// it), as Python's json.dumps writes it by default, and with one token per
+// line.
 func BenchmarkDecode(b *testing.B) {
 	compact := encode(b, withHosts(novaRequest(b), hostNames(1000)...))
+	python := pythonSpaced(compact)
 	var spaced bytes.Buffer
 	if err := json.Indent(&spaced, compact, "", ""); err != nil { // one token per line
 		b.Fatal(err)
@@ -265,7 +319,7 @@ func BenchmarkDecode(b *testing.B) {
 		for _, form := range []struct {
 			name string
 			body []byte
-		}{{"compact", compact}, {"spaced", spaced.Bytes()}} {
+		}{{"compact", compact}, {"python", python}, {"spaced", spaced.Bytes()}} {
 			body := form.body
 			b.Run(bc.name+"/"+form.name+"/hosts=1000", func(b *testing.B) {
 				b.SetBytes(int64(len(body)))
@@ -575,6 +629,89 @@ func TestNamesAgreeWithMap(t *testing.T) {
 			if other := "hv-" + name; tab.other([]byte(other)) != other {
 				t.Fatalf("round %d: other(%q) changed it", round, other)
 			}
+		}
+	}
+}
+
+// The tight readers must take the members and hosts Nova's side writes,
+// compact or as Python writes them, and leave every other form, consuming
+// nothing, to the general parser. What they take, FuzzDecodeNova and
+// TestDecodeAgrees check against encoding/json.
+func TestTightForms(t *testing.T) {
+	for _, c := range []struct {
+		member string
+		ok     bool
+	}{
+		{`"hm1":1,`, true},
+		{`"hm1":-0.25}`, true},
+		{`"hm1": 7.5, `, true},
+		{`"nova-compute-00001":0}`, true},
+		{`"hm1":` + strings.Repeat("9", 299) + `}`, true},
+		{`"hm1":` + strings.Repeat("9", 300) + `}`, false}, // may overflow: converted by the general parser
+		{`"hm1":1e3,`, false},
+		{`"hm1":01,`, false},
+		{`"hm1":-,`, false},
+		{`"hm1":1.,`, false},
+		{`"hm1":.5,`, false},
+		{`"hm1":null,`, false},
+		{`"hm1":"1",`, false},
+		{`"hm1":  1,`, false},
+		{`"hm1" :1,`, false},
+		{`"hm1":1 ,`, false},
+		{`"h\u006d1":1,`, false},
+		{`"ホ":1,`, false},
+		{`"hm1":1`, false},
+		{`hm1:1,`, false},
+	} {
+		end, ok := tightWeight([]byte(c.member), 0)
+		if ok != c.ok {
+			t.Errorf("tightWeight(%.40q) = %v, want %v", c.member, ok, c.ok)
+		}
+		if want := strings.LastIndexAny(c.member, ",}"); ok && end != want {
+			t.Errorf("tightWeight(%.40q) ends at %d, want %d", c.member, end, want)
+		}
+	}
+	for _, c := range []struct {
+		host      string
+		ok        bool
+		name, hyp string
+	}{
+		{`{"host":"hm1","hypervisor_hostname":"hm1.x"}`, true, "hm1", "hm1.x"},
+		{`{"host": "hm1", "hypervisor_hostname": "hm1.x"}`, true, "hm1", "hm1.x"},
+		{`{"host":"hm1","hypervisor_hostname":"hm1"}`, true, "hm1", "hm1"},
+		{`{"host":"","hypervisor_hostname":""}`, true, "", ""},
+		{`{"host":"hm1"}`, false, "", ""},
+		{`{"host":  "hm1","hypervisor_hostname":"x"}`, false, "", ""},
+		{`{"host":"hm1","hypervisor_hostname":"x" }`, false, "", ""},
+		{`{"host":"hm1","hypervisor_hostname":"x","y":1}`, false, "", ""},
+		{`{"host":"hm1","hypervisor_hostname":null}`, false, "", ""},
+		{`{"host":"h\"1","hypervisor_hostname":"x"}`, false, "", ""},
+		{`{"host":"hm1","hypervisor_hostname":"ホ"}`, false, "", ""},
+		{`{"hypervisor_hostname":"x","host":"hm1"}`, false, "", ""},
+		{`{"host":"hm1","hypervisor_hostname":"x`, false, "", ""},
+	} {
+		s := scan{b: []byte(c.host + `,`), d: &Decoder{}}
+		ref := hostRef{host: [2]int32{refNone}, hyp: [2]int32{refNone}}
+		var hostBytes, hypBytes int
+		ok := s.tightHost(&ref, &hostBytes, &hypBytes)
+		if ok != c.ok {
+			t.Errorf("tightHost(%q) = %v, want %v", c.host, ok, c.ok)
+			continue
+		}
+		if !ok {
+			if s.i != 0 {
+				t.Errorf("tightHost(%q) consumed %d bytes and refused", c.host, s.i)
+			}
+			continue
+		}
+		hyp := "(none)"
+		if ref.hyp[0] == refSame {
+			hyp = string(s.b[ref.host[0]:ref.host[1]])
+		} else if ref.hyp[0] >= 0 {
+			hyp = string(s.b[ref.hyp[0]:ref.hyp[1]])
+		}
+		if name := string(s.b[ref.host[0]:ref.host[1]]); name != c.name || hyp != c.hyp || s.i != len(c.host) {
+			t.Errorf("tightHost(%q): host %q, hypervisor %q, at %d; want %q, %q, %d", c.host, name, hyp, s.i, c.name, c.hyp, len(c.host))
 		}
 	}
 }

@@ -143,6 +143,22 @@ func special8(x uint64) uint64 {
 	return ((x - 0x20*ones) | (q - ones) | (b - ones) | x) & highs
 }
 
+// plainEnd returns the index of the first byte at or after j that a plain
+// string may not hold as it is (a quote, a backslash, a control or
+// non-ASCII byte), or len(b).
+func plainEnd(b []byte, j int) int {
+	for j+8 <= len(b) {
+		if m := special8(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+			return j + bits.TrailingZeros64(m)>>3
+		}
+		j += 8
+	}
+	for j < len(b) && b[j] >= 0x20 && b[j] < 0x80 && b[j] != '"' && b[j] != '\\' {
+		j++
+	}
+	return j
+}
+
 // stringValue consumes a string or null into dst, as encoding/json would
 // (null leaves dst as it is).
 func (s *scan) stringValue(dst *string) bool {
@@ -240,6 +256,12 @@ func (s *scan) object(field func(key []byte, plain bool) bool) bool {
 		s.i++
 		return true
 	}
+	return s.members(field)
+}
+
+// members consumes an object's members, from the first one's key to the
+// closing brace.
+func (s *scan) members(field func(key []byte, plain bool) bool) bool {
 	for {
 		key, plain, ok := s.str()
 		if !ok || s.peek() != ':' {
@@ -664,12 +686,57 @@ func (s *scan) hosts(dst *[]Host) bool {
 	return true
 }
 
+// tightHost is compactHost for a host written as ledgerfence's Nova plugin
+// writes it, with no space, or as Python's json.dumps writes it by default,
+// with one space after each colon and comma. Each name is scanned once.
+func (s *scan) tightHost(ref *hostRef, hostBytes, hypBytes *int) bool {
+	b := s.b
+	i, ok := lit(b, s.i, `{"host":`)
+	if !ok {
+		return false
+	}
+	if i, ok = lit(b, space(b, i), `"`); !ok {
+		return false
+	}
+	hs := i
+	he := plainEnd(b, hs)
+	if i, ok = lit(b, he, `",`); !ok {
+		return false
+	}
+	if i, ok = lit(b, space(b, i), `"hypervisor_hostname":`); !ok {
+		return false
+	}
+	if i, ok = lit(b, space(b, i), `"`); !ok {
+		return false
+	}
+	ys := i
+	ye := plainEnd(b, ys)
+	if len(b)-ye < 2 || b[ye] != '"' || b[ye+1] != '}' {
+		return false
+	}
+	s.i = ye + 2
+	ref.host = [2]int32{int32(hs), int32(he)}
+	*hostBytes += he - hs
+	switch {
+	case s.d.SkipHypervisors:
+	case string(b[hs:he]) == string(b[ys:ye]):
+		ref.hyp[0] = refSame
+	default:
+		ref.hyp = [2]int32{int32(ys), int32(ye)}
+		*hypBytes += ye - ys
+	}
+	return true
+}
+
 // compactHost consumes a host in the form Nova writes it,
 // {"host": "<name>", "hypervisor_hostname": "<name>"} with plain names (and
 // space or not between the tokens), and locates its names; for any other
 // form it consumes nothing and returns false, leaving the host to the
 // general parser.
 func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
+	if s.tightHost(ref, hostBytes, hypBytes) {
+		return true
+	}
 	save := s.i
 	if !s.tok(`{`) || !s.tok(`"host"`) || !s.tok(`:`) {
 		s.i = save
@@ -712,6 +779,22 @@ func (s *scan) tok(t string) bool {
 	}
 	s.i += len(t)
 	return true
+}
+
+// lit returns the index past t if b[i:] starts with it.
+func lit(b []byte, i int, t string) (int, bool) {
+	if len(b)-i < len(t) || string(b[i:i+len(t)]) != t {
+		return i, false
+	}
+	return i + len(t), true
+}
+
+// space returns the index past one space at b[i], if there is one.
+func space(b []byte, i int) int {
+	if i < len(b) && b[i] == ' ' {
+		return i + 1
+	}
+	return i
 }
 
 // name consumes a host name: a plain string is located in ref (and its
@@ -779,7 +862,70 @@ func (s *scan) checkWeights() bool {
 	if s.null() {
 		return true
 	}
-	return s.object(func([]byte, bool) bool {
+	if s.peek() != '{' {
+		return false
+	}
+	// Members written as ledgerfence's Nova plugin or Python's json.dumps
+	// writes them, a plain key and a number with no exponent, are read
+	// here; the general parser takes over at the first other one.
+	b, i := s.b, s.i+1
+	for done := 0; ; done++ {
+		end, ok := tightWeight(b, i)
+		switch {
+		case !ok && done == 0:
+			return s.object(checkWeight(s))
+		case !ok:
+			s.i = i
+			return s.members(checkWeight(s))
+		case b[end] == '}':
+			s.i = end + 1
+			return true
+		}
+		i = space(b, end+1) // past the comma
+	}
+}
+
+// tightWeight reads a member "<plain key>":<number> at b[i:], with at most
+// one space after the colon, whose number has no exponent and fewer than
+// 300 bytes, so that it surely converts. It returns the index of the comma
+// or closing brace right after the number.
+func tightWeight(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, false
+	}
+	e := plainEnd(b, i+1)
+	if e+1 >= len(b) || b[e] != '"' || b[e+1] != ':' {
+		return 0, false
+	}
+	start := space(b, e+2)
+	n := start
+	if n < len(b) && b[n] == '-' {
+		n++
+	}
+	d := n
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	if n == d || n-d > 1 && b[d] == '0' {
+		return 0, false
+	}
+	if n < len(b) && b[n] == '.' {
+		f := n + 1
+		for n = f; n < len(b) && b[n] >= '0' && b[n] <= '9'; n++ {
+		}
+		if n == f {
+			return 0, false
+		}
+	}
+	if n >= len(b) || n-start >= 300 || b[n] != ',' && b[n] != '}' {
+		return 0, false
+	}
+	return n, true
+}
+
+// checkWeight checks one weight's value.
+func checkWeight(s *scan) func([]byte, bool) bool {
+	return func([]byte, bool) bool {
 		if s.null() {
 			return true
 		}
@@ -791,7 +937,7 @@ func (s *scan) checkWeights() bool {
 			_, ok = parseFloat(num)
 		}
 		return ok
-	})
+	}
 }
 
 // fitsFloat reports whether the JSON number num surely converts to a finite
