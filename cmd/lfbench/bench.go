@@ -153,7 +153,7 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 		return errors.New("-cpuprofile needs a single -hosts size and a single -c")
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tc\thosts\tbody KiB\tallowed\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tprocess CPU µs/req\tprocess allocs/req\thandler allocs/req\thandler B/req\thandler CPU µs/req\t")
+	fmt.Fprintln(tw, "server\tc\thosts\tbody KiB\tallowed\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tsocket p50 ms\tsocket p99 ms\tprocess CPU µs/req\tprocess allocs/req\thandler allocs/req\thandler B/req\thandler CPU µs/req\t")
 	for _, n := range cfg.Hosts {
 		body := requestBody(n)
 		if err := check(ctx, client, t.url, body, allowed(n)); err != nil {
@@ -185,9 +185,17 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 				if srv.name != "filterd" {
 					ok, ha, hb, ht = "0", "-", "-", "-"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t\n",
+				s50, s99 := "-", "-"
+				if m.stamped > 0 {
+					s50, s99 = ms(quantile(m.atSocket, 0.50)), ms(quantile(m.atSocket, 0.99))
+				}
+				if whole := len(m.atSocket) - m.stamped; m.stamped > 0 && whole > 0 {
+					fmt.Fprintf(logw, "lfbench: %s, %d hosts, concurrency %d: %d of %d answers' receipt not told by the kernel; counted whole at the socket\n",
+						srv.name, n, conc, whole, len(m.atSocket))
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t\n",
 					srv.name, conc, n, float64(len(body))/1024, ok, len(m.latencies), m.rate(),
-					ms(m.quantile(0.50)), ms(m.quantile(0.90)), ms(m.quantile(0.99)), ms(m.quantile(1)),
+					ms(m.quantile(0.50)), ms(m.quantile(0.90)), ms(m.quantile(0.99)), ms(m.quantile(1)), s50, s99,
 					m.cpuPerRequest(), m.allocsPerRequest(), ha, hb, ht)
 			}
 		}
@@ -281,17 +289,30 @@ func loadAverage() string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/1e6) }
 
 type result struct {
-	latencies []time.Duration // sorted
-	elapsed   time.Duration
+	// latencies run from the request's write to the client's having read
+	// the whole answer; sorted.
+	latencies []time.Duration
+	// atSocket run from the request's write to the kernel's receipt of the
+	// answer's last bytes at the client's socket; sorted. Unlike latencies,
+	// they leave out the time the client waits to be scheduled once the
+	// answer is there, which an in-process client spends queued behind the
+	// server's own work. A post whose receipt the kernel did not tell (or
+	// told outside the post) counts whole; stamped counts the others.
+	atSocket []time.Duration
+	stamped  int
+	elapsed  time.Duration
 }
 
 // quantile returns the q-quantile (nearest rank) of the latencies.
-func (r result) quantile(q float64) time.Duration {
-	if len(r.latencies) == 0 {
+func (r result) quantile(q float64) time.Duration { return quantile(r.latencies, q) }
+
+// quantile returns the q-quantile (nearest rank) of sorted durations.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(q*float64(len(r.latencies))+0.5) - 1
-	return r.latencies[max(0, min(i, len(r.latencies)-1))]
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
 // load posts body from conc clients for d and returns every latency.
@@ -302,6 +323,8 @@ func load(ctx context.Context, url string, body []byte, conc int, d time.Duratio
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	lat := make([][]time.Duration, conc)
+	atSocket := make([][]time.Duration, conc)
+	stamped := make([]int, conc)
 	errs := make([]error, conc)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -310,6 +333,7 @@ func load(ctx context.Context, url string, body []byte, conc int, d time.Duratio
 		go func() {
 			defer wg.Done()
 			l := make([]time.Duration, 0, 1<<14)
+			sl := make([]time.Duration, 0, 1<<14)
 			c, err := newWire(ctx, url, body)
 			if err != nil {
 				errs[w] = err
@@ -318,23 +342,36 @@ func load(ctx context.Context, url string, body []byte, conc int, d time.Duratio
 			defer c.close()
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				if err := c.post(); err != nil {
+				arrived, err := c.post()
+				if err != nil {
 					if ctx.Err() == nil {
 						errs[w] = err
 					}
 					break
 				}
-				l = append(l, time.Since(t0))
+				d := time.Since(t0)
+				l = append(l, d)
+				// The kernel's receive time, on the wall clock, counts when
+				// it falls within the post; else the post counts whole.
+				if s := arrived.Sub(t0); !arrived.IsZero() && s > 0 && s <= d {
+					sl = append(sl, s)
+					stamped[w]++
+				} else {
+					sl = append(sl, d)
+				}
 			}
-			lat[w] = l
+			lat[w], atSocket[w] = l, sl
 		}()
 	}
 	wg.Wait()
 	r := result{elapsed: time.Since(start)}
-	for _, l := range lat {
-		r.latencies = append(r.latencies, l...)
+	for w := range lat {
+		r.latencies = append(r.latencies, lat[w]...)
+		r.atSocket = append(r.atSocket, atSocket[w]...)
+		r.stamped += stamped[w]
 	}
 	slices.Sort(r.latencies)
+	slices.Sort(r.atSocket)
 	return r, errors.Join(errs...)
 }
 

@@ -10,9 +10,20 @@
 //
 // Each client is one keep-alive connection on which it writes the request
 // and reads the answer itself, so that the load costs little beside the
-// server's work. Each row of filterd is followed by a row of the floor: the
-// same load on a server that reads the body and answers {"hosts":[]} at
-// once, listening as filterd does. It is what the loopback transport, HTTP and the load client
+// server's work.
+//
+// Latency is told twice. The p50 to max columns run from the request's write
+// to the client's having read the answer. The socket columns stop when the
+// kernel received the answer's last bytes at the client's socket (Linux's
+// SO_TIMESTAMPNS): they leave out the time the client then waits to be
+// scheduled. In-process, that wait is spent queued behind filterd's own
+// handlers on the same cores, which Nova's scheduler, in a process and on a
+// machine of its own, does not share; it is the load client's, not
+// filterd's.
+//
+// Each row of filterd is followed by a row of the floor: the same load on a
+// server that reads the body and answers {"hosts":[]} at once, listening as
+// filterd does. It is what the loopback transport, HTTP and the load client
 // cost on this machine with no decision at all; filterd cannot be faster.
 //
 //	lfbench                        # in-process filterd, the four sizes, concurrency 8

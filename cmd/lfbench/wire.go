@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/api"
 	"github.com/ledgerfence/ledgerfence/pkg/nova"
@@ -32,6 +33,9 @@ type wire struct {
 	conn net.Conn
 	br   *bufio.Reader
 	stop func() bool // unregisters the connection's close at ctx's end
+	// stamp tells when the kernel received the answer (nil where it
+	// cannot); TLS reads through it.
+	stamp *stampConn
 }
 
 // newWire prepares webhook requests with body for the server at base
@@ -67,47 +71,58 @@ func newWire(ctx context.Context, base string, body []byte) (*wire, error) {
 }
 
 // post sends the request and reads the whole answer, which must be a 200
-// with a decision id.
-func (w *wire) post() error {
+// with a decision id. It returns when the kernel received the answer's last
+// bytes, or the zero time where the socket cannot tell.
+func (w *wire) post() (time.Time, error) {
 	if w.conn == nil {
-		var c net.Conn
-		var err error
-		if w.tls != nil {
-			c, err = (&tls.Dialer{Config: w.tls}).DialContext(w.ctx, "tcp", w.addr)
-		} else {
-			c, err = (&net.Dialer{}).DialContext(w.ctx, "tcp", w.addr)
-		}
+		raw, err := (&net.Dialer{}).DialContext(w.ctx, "tcp", w.addr)
 		if err != nil {
-			return err
+			return time.Time{}, err
 		}
-		w.conn, w.br = c, bufio.NewReaderSize(c, 64<<10)
-		w.stop = context.AfterFunc(w.ctx, func() { _ = c.Close() })
+		c, sc := stamp(raw)
+		if w.tls != nil {
+			tc := tls.Client(c, w.tls)
+			if err := tc.HandshakeContext(w.ctx); err != nil {
+				_ = raw.Close()
+				return time.Time{}, err
+			}
+			c = tc
+		}
+		w.conn, w.br, w.stamp = c, bufio.NewReaderSize(c, 64<<10), sc
+		w.stop = context.AfterFunc(w.ctx, func() { _ = raw.Close() })
+	}
+	if w.stamp != nil {
+		w.stamp.reset()
 	}
 	bufs := net.Buffers{w.head, w.body}
 	if _, err := bufs.WriteTo(w.conn); err != nil {
 		w.close()
-		return err
+		return time.Time{}, err
 	}
 	resp, err := http.ReadResponse(w.br, nil)
 	if err != nil {
 		w.close()
-		return err
+		return time.Time{}, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	var arrived time.Time
+	if w.stamp != nil {
+		arrived = w.stamp.last
+	}
 	switch {
 	case err != nil:
 		w.close()
-		return err
+		return time.Time{}, err
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("status %d", resp.StatusCode)
+		return time.Time{}, fmt.Errorf("status %d", resp.StatusCode)
 	case resp.Header.Get(api.HeaderDecision) == "":
-		return errors.New("answer without a decision id")
+		return time.Time{}, errors.New("answer without a decision id")
 	}
 	if resp.Close {
 		w.close()
 	}
-	return nil
+	return arrived, nil
 }
 
 func (w *wire) close() {

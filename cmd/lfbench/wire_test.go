@@ -52,7 +52,7 @@ func TestWire(t *testing.T) {
 	}
 	defer w.close()
 	for range 3 {
-		if err := w.post(); err != nil {
+		if _, err := w.post(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -61,23 +61,23 @@ func TestWire(t *testing.T) {
 	}
 
 	status.Store(http.StatusBadRequest)
-	if err := w.post(); err == nil || !strings.Contains(err.Error(), "400") {
+	if _, err := w.post(); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Errorf("a 400 answer gives %v", err)
 	}
 	status.Store(http.StatusOK)
 	decisionID.Store(false)
-	if err := w.post(); err == nil || !strings.Contains(err.Error(), "decision id") {
+	if _, err := w.post(); err == nil || !strings.Contains(err.Error(), "decision id") {
 		t.Errorf("an answer without a decision id gives %v", err)
 	}
 	decisionID.Store(true)
 
 	// A server that closes the connection gets a new one on the next post.
 	closing.Store(true)
-	if err := w.post(); err != nil {
+	if _, err := w.post(); err != nil {
 		t.Fatal(err)
 	}
 	closing.Store(false)
-	if err := w.post(); err != nil {
+	if _, err := w.post(); err != nil {
 		t.Fatal(err)
 	}
 	if n := conns.Load(); n != 2 {
@@ -100,7 +100,7 @@ func TestWireStopsWithItsContext(t *testing.T) {
 	}
 	defer w.close()
 	done := make(chan error, 1)
-	go func() { done <- w.post() }()
+	go func() { _, err := w.post(); done <- err }()
 	time.Sleep(50 * time.Millisecond) // the post is waiting for its answer
 	cancel()
 	select {
@@ -125,13 +125,13 @@ func TestWireTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.close()
-	if err := w.post(); err == nil {
+	if _, err := w.post(); err == nil {
 		t.Fatal("a server whose certificate the system does not trust was posted to")
 	}
 	w.tls.RootCAs = x509.NewCertPool()
 	w.tls.RootCAs.AddCert(srv.Certificate())
 	w.tls.ServerName = "example.com" // httptest's certificate names it
-	if err := w.post(); err != nil {
+	if _, err := w.post(); err != nil {
 		t.Fatal(err)
 	}
 }
