@@ -23,16 +23,7 @@ type scan struct {
 	d *Decoder
 }
 
-func (s *scan) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *scan) ws() { s.i = skipSpace(s.b, s.i) }
 
 // peek returns the next non-space byte (0 at the end).
 func (s *scan) peek() byte {
@@ -686,35 +677,63 @@ func (s *scan) hosts(dst *[]Host) bool {
 	return true
 }
 
-// tightHost is compactHost for a host written as ledgerfence's Nova plugin
-// writes it, with no space, or as Python's json.dumps writes it by default,
-// with one space after each colon and comma. Each name is scanned once.
-func (s *scan) tightHost(ref *hostRef, hostBytes, hypBytes *int) bool {
+// compactHost consumes a host in the form Nova writes it,
+// {"host": "<name>", "hypervisor_hostname": "<name>"} with plain ASCII names
+// and any space between the tokens, and locates its names, scanning each
+// once; for any other form it consumes nothing and returns false, leaving
+// the host to the general parser.
+func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
 	b := s.b
-	i, ok := lit(b, s.i, `{"host":`)
+	// Written compactly, the tokens before each name compare at once;
+	// else each token after any space (the array leaves the cursor after
+	// its comma). The literals are constants, so that each compares inline.
+	i, ok := lit(b, s.i, `{"host":"`)
 	if !ok {
-		return false
-	}
-	if i, ok = lit(b, space(b, i), `"`); !ok {
-		return false
+		i, ok = lit(b, skipSpace(b, s.i), `{`)
+		if ok {
+			i, ok = lit(b, skipSpace(b, i), `"host"`)
+		}
+		if ok {
+			i, ok = lit(b, skipSpace(b, i), `:`)
+		}
+		if ok {
+			i, ok = lit(b, skipSpace(b, i), `"`)
+		}
+		if !ok {
+			return false
+		}
 	}
 	hs := i
 	he := plainEnd(b, hs)
-	if i, ok = lit(b, he, `",`); !ok {
-		return false
-	}
-	if i, ok = lit(b, space(b, i), `"hypervisor_hostname":`); !ok {
-		return false
-	}
-	if i, ok = lit(b, space(b, i), `"`); !ok {
-		return false
+	i, ok = lit(b, he, `","hypervisor_hostname":"`)
+	if !ok {
+		i, ok = lit(b, he, `"`)
+		if ok {
+			i, ok = lit(b, skipSpace(b, i), `,`)
+		}
+		if ok {
+			i, ok = lit(b, skipSpace(b, i), `"hypervisor_hostname"`)
+		}
+		if ok {
+			i, ok = lit(b, skipSpace(b, i), `:`)
+		}
+		if ok {
+			i, ok = lit(b, skipSpace(b, i), `"`)
+		}
+		if !ok {
+			return false
+		}
 	}
 	ys := i
 	ye := plainEnd(b, ys)
-	if len(b)-ye < 2 || b[ye] != '"' || b[ye+1] != '}' {
+	i, ok = lit(b, ye, `"`)
+	if ok {
+		i, ok = lit(b, skipSpace(b, i), `}`)
+	}
+	if !ok {
 		return false
 	}
-	s.i = ye + 2
+	s.i = i
 	ref.host = [2]int32{int32(hs), int32(he)}
 	*hostBytes += he - hs
 	switch {
@@ -724,49 +743,6 @@ func (s *scan) tightHost(ref *hostRef, hostBytes, hypBytes *int) bool {
 	default:
 		ref.hyp = [2]int32{int32(ys), int32(ye)}
 		*hypBytes += ye - ys
-	}
-	return true
-}
-
-// compactHost consumes a host in the form Nova writes it,
-// {"host": "<name>", "hypervisor_hostname": "<name>"} with plain names (and
-// space or not between the tokens), and locates its names; for any other
-// form it consumes nothing and returns false, leaving the host to the
-// general parser.
-func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
-	if s.tightHost(ref, hostBytes, hypBytes) {
-		return true
-	}
-	save := s.i
-	if !s.tok(`{`) || !s.tok(`"host"`) || !s.tok(`:`) {
-		s.i = save
-		return false
-	}
-	host, plain, ok := s.str()
-	if !ok || !plain {
-		s.i = save
-		return false
-	}
-	hostEnd := s.i - 1
-	if !s.tok(`,`) || !s.tok(`"hypervisor_hostname"`) || !s.tok(`:`) {
-		s.i = save
-		return false
-	}
-	hyp, plain, ok := s.str()
-	hypEnd := s.i - 1
-	if !ok || !plain || !s.tok(`}`) {
-		s.i = save
-		return false
-	}
-	ref.host = [2]int32{int32(hostEnd - len(host)), int32(hostEnd)}
-	*hostBytes += len(host)
-	switch {
-	case s.d.SkipHypervisors:
-	case bytes.Equal(host, hyp):
-		ref.hyp[0] = refSame
-	default:
-		ref.hyp = [2]int32{int32(hypEnd - len(hyp)), int32(hypEnd)}
-		*hypBytes += len(hyp)
 	}
 	return true
 }
@@ -789,10 +765,11 @@ func lit(b []byte, i int, t string) (int, bool) {
 	return i + len(t), true
 }
 
-// space returns the index past one space at b[i], if there is one.
-func space(b []byte, i int) int {
-	if i < len(b) && b[i] == ' ' {
-		return i + 1
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
 	}
 	return i
 }
@@ -865,10 +842,10 @@ func (s *scan) checkWeights() bool {
 	if s.peek() != '{' {
 		return false
 	}
-	// Members written as ledgerfence's Nova plugin or Python's json.dumps
-	// writes them, a plain key and a number with no exponent, are read
-	// here; the general parser takes over at the first other one.
-	b, i := s.b, s.i+1
+	// Members with a plain key and a number with no exponent, the form
+	// Nova's side writes, are read here, each scanned once; the general
+	// parser takes over at the first other one.
+	b, i := s.b, skipSpace(s.b, s.i+1)
 	for done := 0; ; done++ {
 		end, ok := tightWeight(b, i)
 		switch {
@@ -881,23 +858,27 @@ func (s *scan) checkWeights() bool {
 			s.i = end + 1
 			return true
 		}
-		i = space(b, end+1) // past the comma
+		i = skipSpace(b, end+1) // past the comma
 	}
 }
 
-// tightWeight reads a member "<plain key>":<number> at b[i:], with at most
-// one space after the colon, whose number has no exponent and fewer than
-// 300 bytes, so that it surely converts. It returns the index of the comma
-// or closing brace right after the number.
+// tightWeight reads a member "<plain key>":<number> at b[i:], with any space
+// between its tokens, whose number has no exponent and fewer than 300
+// bytes, so that it surely converts. It returns the index of the comma or
+// closing brace after it.
 func tightWeight(b []byte, i int) (int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return 0, false
 	}
 	e := plainEnd(b, i+1)
-	if e+1 >= len(b) || b[e] != '"' || b[e+1] != ':' {
+	if e >= len(b) || b[e] != '"' {
 		return 0, false
 	}
-	start := space(b, e+2)
+	e = skipSpace(b, e+1)
+	if e >= len(b) || b[e] != ':' {
+		return 0, false
+	}
+	start := skipSpace(b, e+1)
 	n := start
 	if n < len(b) && b[n] == '-' {
 		n++
@@ -917,7 +898,11 @@ func tightWeight(b []byte, i int) (int, bool) {
 			return 0, false
 		}
 	}
-	if n >= len(b) || n-start >= 300 || b[n] != ',' && b[n] != '}' {
+	if n-start >= 300 {
+		return 0, false
+	}
+	n = skipSpace(b, n)
+	if n >= len(b) || b[n] != ',' && b[n] != '}' {
 		return 0, false
 	}
 	return n, true
