@@ -27,6 +27,7 @@ type config struct {
 	WebhookToken    string
 	TLSCert         string
 	TLSKey          string
+	TLSClientCA     string
 	DenyUnregulated bool
 	NATS            string
 	LogLevel        zapcore.Level
@@ -59,6 +60,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.WebhookToken, "webhook-token", "", "bearer token Nova must send to the webhook (none: open)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM file of the CA certificates that client certificates must chain to: every client must present one (mutual TLS; needs --tls-cert)")
 	fs.BoolVar(&c.DenyUnregulated, "deny-unregulated", false, "deny every host to VMs that no regulation applies to")
 	fs.StringVar(&c.NATS, "nats", "", "NATS URL to publish decisions and ledger changes on (none: no events)")
 	fs.TextVar(&c.LogLevel, "log-level", zapcore.InfoLevel, "log level: debug (one line per denied host), info, warn, error")
@@ -107,6 +109,9 @@ func (c *config) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
 	}
 	if c.Decisions < 1 {
 		errs = append(errs, errors.New("--decisions must be at least 1"))

@@ -74,6 +74,17 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad variable", env: map[string]string{"LEDGERFENCE_DENY_UNREGULATED": "maybe"}, wantErr: "LEDGERFENCE_DENY_UNREGULATED"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "log-level"},
 		{name: "certificate without key", args: []string{"--tls-cert", "c.pem"}, wantErr: "--tls-key"},
+		{name: "client CA without a certificate", args: []string{"--tls-client-ca", "ca.pem"}, wantErr: "--tls-client-ca needs --tls-cert"},
+		{
+			name: "client CA from the environment",
+			args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"},
+			env:  map[string]string{"LEDGERFENCE_TLS_CLIENT_CA": "/etc/ledgerfence/clients.pem"},
+			check: func(t *testing.T, c config) {
+				if c.TLSClientCA != "/etc/ledgerfence/clients.pem" {
+					t.Errorf("TLSClientCA = %q", c.TLSClientCA)
+				}
+			},
+		},
 		{name: "tiny body limit", args: []string{"--max-body", "10"}, wantErr: "--max-body"},
 		{name: "tiny receive buffer", args: []string{"--receive-buffer", "100"}, wantErr: "--receive-buffer"},
 		{name: "huge receive buffer", args: []string{"--receive-buffer", "1000000000"}, wantErr: "--receive-buffer"},
@@ -251,6 +262,107 @@ func TestRunTLSAndTokens(t *testing.T) {
 	}
 }
 
+func TestRunMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, serverPool := selfSigned(t, dir)
+	clientCA := newCA(t, "clients")
+	otherCA := newCA(t, "other clients")
+	cfg := testConfig(t)
+	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+	cfg.TLSClientCA = filepath.Join(dir, "clients.pem")
+	if err := os.WriteFile(cfg.TLSClientCA, clientCA.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client := func(certs ...tls.Certificate) *http.Client {
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: serverPool, Certificates: certs}}}
+	}
+	served := client(clientCA.issue(t, "nova-scheduler"))
+	base := started(t, cfg, served, "https")
+
+	if resp, body := call(t, served, http.MethodPost, base+"/scheduler/nova/external", "", webhookBody); resp.StatusCode != http.StatusOK ||
+		body != `{"hosts":["hm1","hm3"]}`+"\n" {
+		t.Errorf("webhook with a certificate from the client CA: %d %q", resp.StatusCode, body)
+	}
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+	}{
+		{"no certificate", client()},
+		{"a certificate from another CA", client(otherCA.issue(t, "intruder"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, base+"/scheduler/nova/external", strings.NewReader(webhookBody))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := tc.client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				t.Fatalf("served with HTTP %d, want the handshake refused", resp.StatusCode)
+			}
+			if !strings.Contains(err.Error(), "certificate") {
+				t.Errorf("err = %v, want a refused client certificate", err)
+			}
+		})
+	}
+}
+
+// testCA is a certificate authority that issues client certificates.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newCA(t *testing.T, name string) testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue returns a client certificate for name signed by ca.
+func (ca testCA) issue(t *testing.T, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
 func TestRunRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -260,6 +372,14 @@ func TestRunRefuses(t *testing.T) {
 		{"unknown backend", func(c *config) { c.Ledger = "postgres" }, "unknown backend"},
 		{"fabric without a peer", func(c *config) { c.Ledger = "fabric" }, "--fabric-peer"},
 		{"missing certificate", func(c *config) { c.TLSCert, c.TLSKey = "/nonexistent/c.pem", "/nonexistent/k.pem" }, "TLS"},
+		{"missing client CA", func(c *config) {
+			c.TLSCert, c.TLSKey, _ = selfSigned(t, t.TempDir())
+			c.TLSClientCA = "/nonexistent/ca.pem"
+		}, "TLS client CA"},
+		{"client CA without a certificate in it", func(c *config) {
+			c.TLSCert, c.TLSKey, _ = selfSigned(t, t.TempDir())
+			c.TLSClientCA = c.TLSKey
+		}, "no PEM certificate"},
 		{"address in use", func(c *config) { c.Listen = "256.0.0.1:1" }, "listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

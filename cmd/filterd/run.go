@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -70,13 +71,9 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		return err
 	}
 
-	var tlsConfig *tls.Config
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return fmt.Errorf("TLS: %w", err)
-		}
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tlsConfig, err := serverTLS(cfg)
+	if err != nil {
+		return err
 	}
 
 	led, err := openLedger(cfg, log)
@@ -167,6 +164,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("filterd serving", zap.String("addr", ln.Addr().String()), zap.Bool("tls", tlsConfig != nil),
+		zap.Bool("tls_client_certs", cfg.TLSClientCA != ""),
 		zap.String("ledger", led.name), zap.Bool("writes", led.writable && cfg.AdminToken != ""),
 		zap.Bool("deny_unregulated", cfg.DenyUnregulated), zap.Bool("nats", cfg.NATS != ""))
 	if onListen != nil {
@@ -189,6 +187,33 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	stop()
 	wg.Wait()
 	return err
+}
+
+// serverTLS is the TLS configuration of the listener: nil without
+// --tls-cert; with --tls-client-ca every client must present a certificate
+// that chains to one of its CAs, or the handshake fails.
+func serverTLS(cfg config) (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS client CA: no PEM certificate in %s", cfg.TLSClientCA)
+		}
+		c.ClientCAs = pool
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return c, nil
 }
 
 func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
