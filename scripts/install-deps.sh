@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what the integration tests need on a fresh Debian machine, and build
+# Install what the integration tests need on a fresh Debian machine (haproxy:
+# the high-availability test), and build
 # Fabric's binaries once into the cache. Idempotent: what is present is kept.
 #
 # Debian packages (apt, one install at a time) and the Fabric build (the Go
@@ -13,14 +14,14 @@ mkdir -p "$log"
 
 apt_packages() {
 	export DEBIAN_FRONTEND=noninteractive
-	local want=(prometheus shellcheck curl)
+	local want=(prometheus shellcheck curl haproxy)
 	local missing=()
 	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 	done
 	if [ ${#missing[@]} -gt 0 ]; then
 		apt-get -o DPkg::Lock::Timeout=900 update -qq
-		# prometheus' maintainer script would start the service: keep it stopped.
+		# prometheus' and haproxy's maintainer scripts would start their services: keep them stopped.
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
 		apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}"
 		rm -f /usr/sbin/policy-rc.d
