@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install what the integration tests need on a fresh Debian machine (haproxy:
-# the high-availability test), and build
-# Fabric's binaries once into the cache. Idempotent: what is present is kept.
+# Install what the integration tests need on a fresh Debian machine (haproxy is
+# the high-availability test's load balancer), and build Fabric's binaries once
+# into the cache. Idempotent: what is present is kept.
 #
 # Debian packages (apt, one install at a time) and the Fabric build (the Go
 # module proxy) run side by side, since one waits on the network and the
