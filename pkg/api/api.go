@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,9 +63,29 @@ const (
 	DefaultMaxBodyBytes = 8 << 20
 	// DefaultDecisions is how many recent decisions are kept.
 	DefaultDecisions = 1000
-	// DefaultDecisionVerdicts bounds the host verdicts kept over all stored
-	// decisions (about 100 bytes each).
-	DefaultDecisionVerdicts = 1_000_000
+	// DefaultDecisionBytes bounds the memory of the decision store: 1,000
+	// decisions of 1,000 hosts fit about twice.
+	DefaultDecisionBytes = 32 << 20
+	// DefaultMaxBuffered bounds the webhook bodies held in memory at once:
+	// a hundred requests of 1,000 hosts (about 130 KiB each) fit in the
+	// half kept for bodies up to DefaultLargeBody.
+	DefaultMaxBuffered = 32 << 20
+	// DefaultLargeBody is the size above which a body may use only half of
+	// --max-buffered: Nova's request for 5,000 hosts.
+	DefaultLargeBody = 1 << 20
+	// DefaultMaxInFlight bounds the webhook requests being decided at
+	// once; on two cores a thousand-host decision takes well under a
+	// millisecond, so a queue of 64 is already 30 ms of work.
+	DefaultMaxInFlight = 64
+	// DefaultReadTimeout bounds the time to receive a webhook body, well
+	// below Nova's own timeout, so that a slow body gets {"hosts": []}
+	// before Nova gives up.
+	DefaultReadTimeout = 5 * time.Second
+	// DefaultMaxStreams bounds the event streams served at once.
+	DefaultMaxStreams = 64
+	// DefaultStreamWriteTimeout bounds a write to an event stream: a
+	// client that does not read for that long is dropped.
+	DefaultStreamWriteTimeout = 30 * time.Second
 	// DefaultDecisionTimeout bounds the ledger lookups of one decision, so
 	// that filterd fails closed before Nova gives up on it (SAP's Nova then
 	// takes every host).
@@ -96,9 +117,21 @@ type Config struct {
 	Writable bool
 	// MaxBodyBytes is the webhook's (and checks') body limit.
 	MaxBodyBytes int64
-	// Decisions and DecisionVerdicts bound the decision store.
-	Decisions        int
-	DecisionVerdicts int
+	// MaxBuffered bounds the webhook bodies held at once; bodies over
+	// LargeBody may use only half of it.
+	MaxBuffered int64
+	LargeBody   int64
+	// MaxInFlight bounds the webhook requests being decided at once.
+	MaxInFlight int
+	// ReadTimeout bounds the time to receive a webhook request.
+	ReadTimeout time.Duration
+	// MaxStreams bounds the event streams served at once; StreamWriteTimeout
+	// bounds each write to one.
+	MaxStreams         int
+	StreamWriteTimeout time.Duration
+	// Decisions and DecisionBytes bound the decision store.
+	Decisions     int
+	DecisionBytes int
 	// Heartbeat is the event stream's idle heartbeat.
 	Heartbeat time.Duration
 	// DecisionTimeout bounds the ledger lookups of one decision (webhook
@@ -115,17 +148,39 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.MaxBodyBytes < 0 || c.Decisions < 0 || c.DecisionVerdicts < 0 || c.Heartbeat < 0 || c.DecisionTimeout < 0 {
+	if c.MaxBodyBytes < 0 || c.Decisions < 0 || c.DecisionBytes < 0 || c.Heartbeat < 0 || c.DecisionTimeout < 0 ||
+		c.MaxBuffered < 0 || c.LargeBody < 0 || c.MaxInFlight < 0 || c.ReadTimeout < 0 || c.MaxStreams < 0 || c.StreamWriteTimeout < 0 {
 		return errors.New("api: negative config value")
+	}
+	for _, d := range []struct {
+		v   *int64
+		def int64
+	}{{&c.MaxBuffered, DefaultMaxBuffered}, {&c.LargeBody, DefaultLargeBody}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{{&c.MaxInFlight, DefaultMaxInFlight}, {&c.MaxStreams, DefaultMaxStreams}, {&c.DecisionBytes, DefaultDecisionBytes}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.ReadTimeout, DefaultReadTimeout}, {&c.StreamWriteTimeout, DefaultStreamWriteTimeout}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.Decisions == 0 {
 		c.Decisions = DefaultDecisions
-	}
-	if c.DecisionVerdicts == 0 {
-		c.DecisionVerdicts = DefaultDecisionVerdicts
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = DefaultHeartbeat
@@ -162,12 +217,14 @@ type Server struct {
 	log       *zap.Logger
 	m         *metrics
 	decisions *decisionStore
+	adm       *admission
+	streams   atomic.Int64 // event streams being served
 	mux       *http.ServeMux
 	scratch   sync.Pool
 
-	// streams ends the event streams on Close (http.Server.Shutdown does
-	// not cancel the contexts of requests in flight).
-	streams    context.Context
+	// streamsCtx ends the event streams on Close (http.Server.Shutdown
+	// does not cancel the contexts of requests in flight).
+	streamsCtx context.Context
 	endStreams context.CancelFunc
 }
 
@@ -196,10 +253,12 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 		cache:     c,
 		log:       log,
 		m:         m,
-		decisions: newDecisionStore(cfg.Decisions, cfg.DecisionVerdicts),
+		decisions: newDecisionStore(cfg.Decisions, cfg.DecisionBytes),
+		adm:       newAdmission(cfg.MaxBuffered, cfg.LargeBody, cfg.MaxInFlight),
 		mux:       http.NewServeMux(),
 	}
-	s.streams, s.endStreams = context.WithCancel(context.Background())
+	s.decisions.evicted = func() { m.limit(LimitDecisionBytes) }
+	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	s.scratch.New = func() any { return newScratch() }
 	s.routes(gatherer)
 	return s, nil

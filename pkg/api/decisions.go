@@ -27,7 +27,10 @@ type decision struct {
 	summary     string
 	height      uint64
 	failClosed  bool
-	duration    time.Duration
+	// err says why a request could not be decided (an undecided request's
+	// decision); empty for the ledger's failures, whose cause is logged.
+	err      string
+	duration time.Duration
 	// verdicts is packVerdicts' form of the n candidates' verdicts: kept
 	// without pointers, the store costs the garbage collector nothing.
 	verdicts  []byte
@@ -105,7 +108,10 @@ func (d *decision) view(withVerdicts bool) Decision {
 		LedgerHeight: d.height,
 		DurationMS:   float64(d.duration.Microseconds()) / 1000,
 	}
-	if d.failClosed {
+	switch {
+	case d.err != "":
+		v.Error = d.err
+	case d.failClosed:
 		v.Error = errFailClosed
 	}
 	if withVerdicts {
@@ -115,20 +121,33 @@ func (d *decision) view(withVerdicts bool) Decision {
 }
 
 // decisionStore keeps the most recent decisions, bounded by count and by the
-// verdicts they hold together; the oldest go first.
+// bytes they hold together (size); the oldest go first.
 //
 // The packed verdicts of an evicted decision are memory for the next
 // decision's (buffer), so that a full store takes in decisions without
 // allocating for them. A stored decision's verdicts are therefore only read
 // under mu: get returns a copy.
 type decisionStore struct {
-	mu          sync.Mutex
-	ring        []*decision
-	head, n     int // ring[head] is the oldest of n
-	byID        map[string]*decision
-	verdicts    int
-	maxVerdicts int
-	spare       [][]byte // packed verdicts of evicted decisions
+	mu       sync.Mutex
+	ring     []*decision
+	head, n  int // ring[head] is the oldest of n
+	byID     map[string]*decision
+	bytes    int
+	maxBytes int
+	spare    [][]byte // packed verdicts of evicted decisions
+	// evicted counts decisions evicted for the byte bound while the count
+	// bound had room (nil: not counted).
+	evicted func()
+}
+
+// size is about what d holds in memory.
+func (d *decision) size() int {
+	n := 256 + cap(d.verdicts) + len(d.id) + len(d.requestID) + len(d.instance) + len(d.project) +
+		len(d.summary) + len(d.err) + 16*cap(d.regulations)
+	for _, r := range d.regulations {
+		n += len(r)
+	}
+	return n
 }
 
 // Spare verdict buffers: how many are kept, and the largest kept (a buffer
@@ -138,28 +157,37 @@ const (
 	maxSpareBytes = 1 << 20
 )
 
-func newDecisionStore(max, maxVerdicts int) *decisionStore {
-	return &decisionStore{ring: make([]*decision, max), byID: make(map[string]*decision, max), maxVerdicts: maxVerdicts}
+func newDecisionStore(max, maxBytes int) *decisionStore {
+	return &decisionStore{ring: make([]*decision, max), byID: make(map[string]*decision, max), maxBytes: maxBytes}
 }
 
+// add keeps d, evicting the oldest decisions until it fits. A decision
+// larger than the whole bound is kept without its verdicts.
 func (s *decisionStore) add(d *decision) {
+	if d.size() > s.maxBytes {
+		d.verdicts = nil // Candidates and Allowed still say how many
+	}
+	size := d.size()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.n > 0 && (s.n == len(s.ring) || s.verdicts+d.n > s.maxVerdicts) {
+	for s.n > 0 && (s.n == len(s.ring) || s.bytes+size > s.maxBytes) {
+		if s.n < len(s.ring) && s.evicted != nil {
+			s.evicted()
+		}
 		old := s.ring[s.head]
 		s.ring[s.head] = nil
 		delete(s.byID, old.id)
 		if len(s.spare) < maxSpare && cap(old.verdicts) <= maxSpareBytes {
 			s.spare = append(s.spare, old.verdicts[:0])
 		}
-		s.verdicts -= old.n
+		s.bytes -= old.size()
 		s.head = (s.head + 1) % len(s.ring)
 		s.n--
 	}
 	s.ring[(s.head+s.n)%len(s.ring)] = d
 	s.n++
 	s.byID[d.id] = d
-	s.verdicts += d.n
+	s.bytes += size
 }
 
 // buffer returns memory for a new decision's packed verdicts: that of an

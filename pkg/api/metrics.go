@@ -20,19 +20,25 @@ const (
 	OutcomeDeniedAll = "denied_all"
 	// OutcomeNoHosts: Nova sent no candidate.
 	OutcomeNoHosts = "no_hosts"
-	// OutcomeFailClosed: the ledger could not answer; no host passed.
+	// OutcomeFailClosed: the ledger could not answer in time; no host
+	// passed.
 	OutcomeFailClosed = "fail_closed"
-	// Requests refused before a decision.
-	OutcomeBadRequest       = "bad_request"
-	OutcomeTooLarge         = "too_large"
-	OutcomeUnauthorized     = "unauthorized"
+	// Requests filterd could not decide, answered {"hosts": []}:
+	// OutcomeRequestInvalid: a body it could not read, decode or use (too
+	// large, too slow, malformed, invalid identifiers);
+	// OutcomeOverloaded: past one of its bounds (--max-in-flight,
+	// --max-buffered); OutcomeUnauthorized: no valid webhook token.
+	OutcomeRequestInvalid = "request_invalid"
+	OutcomeOverloaded     = "overloaded"
+	OutcomeUnauthorized   = "unauthorized"
+	// OutcomeMethodNotAllowed: not a POST, the one non-200 answer.
 	OutcomeMethodNotAllowed = "method_not_allowed"
 )
 
 // Outcomes lists every outcome label.
 func Outcomes() []string {
 	return []string{OutcomeAllowedAll, OutcomeAllowedSome, OutcomeDeniedAll, OutcomeNoHosts, OutcomeFailClosed,
-		OutcomeBadRequest, OutcomeTooLarge, OutcomeUnauthorized, OutcomeMethodNotAllowed}
+		OutcomeRequestInvalid, OutcomeOverloaded, OutcomeUnauthorized, OutcomeMethodNotAllowed}
 }
 
 // opUnknown labels requests whose operation could not be read.
@@ -47,6 +53,8 @@ type metrics struct {
 	duration  prometheus.Observer
 	hosts     prometheus.Observer
 	httpCount *prometheus.CounterVec
+	limits    map[string]prometheus.Counter
+	streams   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,7 +80,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "ledgerfence_api_requests_total",
 		Help: "REST API requests by route pattern, method and status code.",
 	}, []string{"route", "method", "code"})
-	for _, c := range []prometheus.Collector{requests, denied, duration, hosts, httpCount} {
+	limits := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ledgerfence_limit_exceeded_total",
+		Help: "Requests (or stored decisions) that met one of filterd's bounds, by limit; a webhook request that meets one is answered {\"hosts\": []}.",
+	}, []string{"limit"})
+	streams := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ledgerfence_event_streams",
+		Help: "Event streams (GET /v1/events) being served.",
+	})
+	for _, c := range []prometheus.Collector{requests, denied, duration, hosts, httpCount, limits, streams} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -83,6 +99,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duration:  duration,
 		hosts:     hosts,
 		httpCount: httpCount,
+		limits:    make(map[string]prometheus.Counter),
+		streams:   streams,
+	}
+	for _, l := range Limits() {
+		m.limits[l] = limits.WithLabelValues(l)
 	}
 	for _, op := range operations() {
 		m.requests[op] = make(map[string]prometheus.Counter)
@@ -104,6 +125,9 @@ func (m *metrics) request(op, outcome string) {
 	}
 	byOutcome[outcome].Inc()
 }
+
+// limit counts a bound met.
+func (m *metrics) limit(name string) { m.limits[name].Inc() }
 
 // deniedHosts counts a result's denied hosts by reason.
 func (m *metrics) deniedHosts(res *filter.Result) {

@@ -502,26 +502,48 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("after"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "after must be a block number")
+			writeError(w, http.StatusBadRequest, "after must be a block number from 0 to the ledger's height")
 			return
 		}
 		after = n
 	}
-	ctx, cancel := mergeCancel(r.Context(), s.streams)
+	if n := s.streams.Add(1); n > int64(s.cfg.MaxStreams) {
+		s.streams.Add(-1)
+		s.m.limit(LimitStreams)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "too many event streams are open (--max-streams "+strconv.Itoa(s.cfg.MaxStreams)+"); retry later")
+		return
+	}
+	s.m.streams.Inc()
+	defer func() {
+		s.streams.Add(-1)
+		s.m.streams.Dec()
+	}()
+	ctx, cancel := mergeCancel(r.Context(), s.streamsCtx)
 	defer cancel()
+	if h, err := s.ledger.Height(ctx); err != nil {
+		s.ledgerError(w, r, err)
+		return
+	} else if after > h {
+		writeError(w, http.StatusBadRequest, "after "+strconv.FormatUint(after, 10)+" is beyond the ledger's height "+strconv.FormatUint(h, 10))
+		return
+	}
 	ch, err := s.ledger.Watch(ctx, after)
 	if err != nil {
 		s.ledgerError(w, r, err)
 		return
 	}
 	rc := http.NewResponseController(w)
-	// A stream outlives the server's read and write timeouts.
-	_ = rc.SetWriteDeadline(time.Time{})
+	// A stream outlives the server's read timeout; each write has its own
+	// deadline, so that a client that stops reading is dropped.
 	_ = rc.SetReadDeadline(time.Time{})
+	write := func(f func() error) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout))
+		return f() == nil
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
+	if !write(func() error { w.WriteHeader(http.StatusOK); return rc.Flush() }) {
 		return
 	}
 	enc := json.NewEncoder(w)
@@ -535,18 +557,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			if enc.Encode(ev) != nil {
+			if !write(func() error { return enc.Encode(ev) }) {
 				return
 			}
 			if len(ch) > 0 {
 				continue // flush once the backlog is written
 			}
 		case <-beat.C:
-			if _, err := w.Write([]byte("\n")); err != nil {
+			if !write(func() error { _, err := w.Write([]byte("\n")); return err }) {
 				return
 			}
 		}
-		if rc.Flush() != nil {
+		if !write(rc.Flush) {
 			return
 		}
 		beat.Reset(s.cfg.Heartbeat)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -26,6 +25,7 @@ type Publisher interface {
 // scratch is a request's reusable memory.
 type scratch struct {
 	body     bytes.Buffer
+	req      nova.Request
 	out      []byte
 	dec      nova.Decoder
 	q        cache.Query
@@ -50,123 +50,221 @@ func (s *Server) getScratch() *scratch {
 }
 
 func (s *Server) putScratch(sc *scratch) {
-	if sc.dec.Capacity() > maxPooledHosts || cap(sc.q.Candidates) > maxPooledHosts || sc.body.Cap() > 4*DefaultMaxBodyBytes {
+	if sc.dec.Capacity() > maxPooledHosts || cap(sc.q.Candidates) > maxPooledHosts || int64(sc.body.Cap()) > 2*s.cfg.LargeBody {
 		return
 	}
+	sc.req = nova.Request{}
 	clear(sc.q.Candidates[:cap(sc.q.Candidates)]) // drop references to cached hosts
 	sc.q.Candidates = sc.q.Candidates[:0]
 	s.scratch.Put(sc)
 }
 
-// webhook answers Nova's external-scheduler request: method check, auth,
-// read with a limit, decode, validate, decide with the request's context,
-// encode. It never answers 5xx: a decision it cannot make fails closed.
+// webhook answers Nova's external-scheduler request in four steps: read and
+// decode (within the bounds of admission), decide, record, answer.
+//
+// Every POST gets 200 with {"hosts": [...]}: SAP's Nova takes every host on
+// any other answer, so a request filterd cannot decide, for whatever reason
+// (a body it cannot read or decode, identifiers it cannot use, a missing or
+// wrong token, its own overload, a ledger that does not answer in time), is
+// answered {"hosts": []}, counted under its outcome, logged with why, kept
+// as a decision and published. Only a wrong method gets another status.
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	start := s.cfg.Clock()
-	id := newDecisionID()
-	w.Header().Set(HeaderDecision, id)
+	d := &decision{id: newDecisionID(), time: start, operation: opUnknown}
+	w.Header().Set(HeaderDecision, d.id)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		s.refuse(w, id, start, opUnknown, OutcomeMethodNotAllowed, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
+		s.m.request(opUnknown, OutcomeMethodNotAllowed)
+		s.log.Info("webhook request refused", zap.String("decision_id", d.id), zap.String("method", r.Method))
 		return
 	}
+	setReadDeadline(w, start, s.cfg.ReadTimeout)
 	if s.cfg.WebhookToken != "" {
 		if tok, ok := bearer(r); !ok || !tokenIs(tok, s.cfg.WebhookToken) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerfence"`)
-			s.refuse(w, id, start, opUnknown, OutcomeUnauthorized, http.StatusUnauthorized, "the webhook needs Authorization: Bearer <webhook token>")
+			s.undecided(w, r, d, nil, OutcomeUnauthorized, "the webhook needs Authorization: Bearer <webhook token>")
 			return
 		}
 	}
 
 	sc := s.getScratch()
 	defer s.putScratch(sc)
-	body, err := readBody(w, r, s.cfg.MaxBodyBytes, &sc.body)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			s.refuse(w, id, start, opUnknown, OutcomeTooLarge, http.StatusRequestEntityTooLarge,
-				"request body is larger than "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes")
-			return
-		}
-		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, "could not read the request body")
+	held, req, outcome, why := s.readRequest(r, sc)
+	defer s.adm.release(held)
+	if why != "" {
+		s.undecided(w, r, d, req, outcome, why)
 		return
 	}
-	req, err := sc.dec.Decode(body)
-	if err != nil {
-		s.refuse(w, id, start, opUnknown, OutcomeBadRequest, http.StatusBadRequest, clipMsg(err.Error()))
+	if !s.adm.enter() {
+		s.m.limit(LimitInFlight)
+		s.undecided(w, r, d, req, OutcomeOverloaded, "too many webhook requests are being decided (--max-in-flight "+
+			strconv.Itoa(int(s.adm.maxInFlight))+")")
 		return
 	}
-	op := req.Operation()
+	defer s.adm.leave()
+
+	res, resolveErr := s.decideRequest(r.Context(), sc, d, req)
+	s.record(d, sc, &res, resolveErr)
+	s.answer(w, sc, res.Verdicts)
+	s.report(d, &res, resolveErr)
+}
+
+// readRequest reads the body within the admission's bounds and decodes it,
+// with the identifiers in canonical form. why, when not empty, says why the
+// request cannot be decided, and outcome counts it; req is what could be
+// decoded (nil when nothing could). held is the budget the body took.
+func (s *Server) readRequest(r *http.Request, sc *scratch) (held int64, req *nova.Request, outcome, why string) {
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		s.m.limit(LimitMaxBody)
+		return 0, nil, OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
+	}
+	held, err := s.adm.readBody(r.Body, s.cfg.MaxBodyBytes, &sc.body)
+	switch {
+	case err == nil:
+	case errors.Is(err, errTooLarge):
+		s.m.limit(LimitMaxBody)
+		return held, nil, OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
+	case errors.Is(err, errOverBudget):
+		s.m.limit(LimitBuffered)
+		return held, nil, OutcomeOverloaded, "webhook bodies held in memory are at --max-buffered (" + formatBytes(s.adm.maxBuffered) + ")"
+	case isTimeout(err):
+		s.m.limit(LimitReadTimeout)
+		return held, nil, OutcomeRequestInvalid, "request body not received within --read-timeout (" + s.cfg.ReadTimeout.String() + ")"
+	default:
+		return held, nil, OutcomeRequestInvalid, "could not read the request body"
+	}
+	decoded, err := sc.dec.Decode(sc.body.Bytes())
+	if err != nil {
+		return held, nil, OutcomeRequestInvalid, clipMsg(err.Error())
+	}
+	sc.req = decoded
+	req = &sc.req
 	uuid, err := filter.NormalizeUUID(req.Spec.Data.InstanceUUID)
 	if err != nil {
-		s.refuse(w, id, start, op, OutcomeBadRequest, http.StatusBadRequest, "spec instance_uuid: "+err.Error())
-		return
+		return held, req, OutcomeRequestInvalid, "spec instance_uuid: " + err.Error()
 	}
-
-	project := req.Spec.Data.ProjectID
-	if project != "" {
-		if _, err := filter.ParseSubject(string(filter.ProjectSubject(project))); err != nil {
-			s.refuse(w, id, start, op, OutcomeBadRequest, http.StatusBadRequest, "spec project_id: "+err.Error())
-			return
+	req.Spec.Data.InstanceUUID = uuid
+	if p := req.Spec.Data.ProjectID; p != "" {
+		np, err := filter.NormalizeProjectID(p)
+		if err != nil {
+			return held, req, OutcomeRequestInvalid, "spec project_id: " + err.Error()
 		}
+		req.Spec.Data.ProjectID = np
 	}
+	return held, req, "", ""
+}
 
-	// A repeated host is decided once.
+// decideRequest decides on each distinct host of req (a repeated host is
+// decided once) and fills d's input.
+func (s *Server) decideRequest(ctx context.Context, sc *scratch, d *decision, req *nova.Request) (filter.Result, error) {
+	d.describe(req)
 	for i := range req.Hosts {
 		if !sc.dec.Repeated(i) {
 			sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: req.Hosts[i].Host})
 		}
 	}
-	res, height, resolveErr := s.decide(r.Context(), &sc.q, sc.verdicts, uuid, project)
+	res, height, err := s.decide(ctx, &sc.q, sc.verdicts, d.instance, d.project)
 	sc.verdicts = res.Verdicts
+	d.height = height
+	return res, err
+}
 
-	d := &decision{
-		id:         id,
-		time:       start,
-		requestID:  req.RequestID(),
-		instance:   uuid,
-		project:    project,
-		operation:  op,
-		outcome:    outcomeOf(&res, resolveErr),
-		hosts:      len(req.Hosts),
-		summary:    res.Summary(),
-		height:     height,
-		failClosed: resolveErr != nil,
-		n:          len(res.Verdicts),
-		allowed:    res.Allowed,
-		regulated:  res.Regulated,
+// describe fills what d knows of the request before any decision.
+func (d *decision) describe(req *nova.Request) {
+	if req == nil {
+		return
 	}
+	d.requestID = req.RequestID()
+	d.instance = req.Spec.Data.InstanceUUID
+	d.project = req.Spec.Data.ProjectID
+	d.operation = req.Operation()
+	d.hosts = len(req.Hosts)
+}
+
+// record keeps the decision in the store, before the answer leaves, so that
+// its id can be looked up at once; d is not written to after this.
+func (s *Server) record(d *decision, sc *scratch, res *filter.Result, resolveErr error) {
+	d.outcome = outcomeOf(res, resolveErr)
+	d.summary = res.Summary()
+	d.failClosed = resolveErr != nil
+	d.n = len(res.Verdicts)
+	d.allowed = res.Allowed
+	d.regulated = res.Regulated
 	for i := range sc.q.Regulations {
 		d.regulations = append(d.regulations, sc.q.Regulations[i].Subject)
 	}
 	d.verdicts = packVerdicts(s.decisions.buffer(), res.Verdicts, d.regulations)
-	d.duration = s.cfg.Clock().Sub(start)
-	// Kept before the answer leaves, so that its id can be looked up at
-	// once; d is not written to after this.
+	d.duration = s.cfg.Clock().Sub(d.time)
 	s.decisions.add(d)
+}
 
-	// Nova's answer: the passing hosts, once each, in the order received.
-	sc.out = appendAnswer(sc.out[:0], res.Verdicts)
+// answer writes Nova's answer: the passing hosts, once each, in the order
+// received.
+func (s *Server) answer(w http.ResponseWriter, sc *scratch, verdicts []filter.Verdict) {
+	sc.out = appendAnswer(sc.out[:0], verdicts)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(sc.out)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(sc.out)
+}
 
-	s.m.request(op, d.outcome)
-	s.m.deniedHosts(&res)
+// report counts, logs and publishes a decision once it is answered.
+func (s *Server) report(d *decision, res *filter.Result, resolveErr error) {
+	s.m.request(d.operation, d.outcome)
+	s.m.deniedHosts(res)
 	s.m.hosts.Observe(float64(len(res.Verdicts)))
-	s.m.duration.Observe(s.cfg.Clock().Sub(start).Seconds())
+	s.m.duration.Observe(s.cfg.Clock().Sub(d.time).Seconds())
 	s.logDecision(d, res.Verdicts, resolveErr)
 	if s.cfg.Publisher != nil && res.Allowed < len(res.Verdicts) {
-		ev, ok := notify.NewDecisionDenied(notify.Decision{
-			ID: id, RequestID: d.requestID, Instance: uuid, Project: project,
-			Operation: op, LedgerHeight: height, Time: start,
-		}, &res)
-		if ok {
+		if ev, ok := notify.NewDecisionDenied(d.event(), res); ok {
 			s.cfg.Publisher.Publish(ev)
 		}
 	}
 }
+
+func (d *decision) event() notify.Decision {
+	return notify.Decision{
+		ID: d.id, RequestID: d.requestID, Instance: d.instance, Project: d.project,
+		Operation: d.operation, LedgerHeight: d.height, Time: d.time,
+	}
+}
+
+// undecided answers a request filterd cannot decide: no host passes. The
+// rest of the body, if any, is read and discarded first, so that Nova,
+// which sends its whole body before it reads, gets the answer. The request
+// is counted, logged with why, kept as a decision and published.
+func (s *Server) undecided(w http.ResponseWriter, r *http.Request, d *decision, req *nova.Request, outcome, why string) {
+	drain(r)
+	d.describe(req)
+	d.outcome = outcome
+	d.failClosed = true
+	d.err = why
+	d.summary = "0 hosts eligible: " + outcome
+	d.height = s.cache.Height()
+	d.duration = s.cfg.Clock().Sub(d.time)
+	s.decisions.add(d)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(emptyAnswer)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(emptyAnswer))
+	s.m.request(d.operation, outcome)
+	s.m.duration.Observe(s.cfg.Clock().Sub(d.time).Seconds())
+	s.cfg.DecisionLog.Warn("decision failed closed: the request could not be decided",
+		zap.String("decision_id", d.id),
+		zap.String("request_id", d.requestID),
+		zap.String("instance_uuid", d.instance),
+		zap.String("operation", d.operation),
+		zap.String("outcome", outcome),
+		zap.Int("hosts", d.hosts),
+		zap.String("remote_addr", r.RemoteAddr),
+		zap.String("error", why))
+	if s.cfg.Publisher != nil {
+		s.cfg.Publisher.Publish(notify.NewDecisionFailed(d.event(), outcome, why, d.hosts))
+	}
+}
+
+// emptyAnswer is Nova's answer when no host passes.
+const emptyAnswer = `{"hosts":[]}` + "\n"
 
 // decide resolves the VM's regulations and the candidates' records through
 // the cache and evaluates them. When the cache cannot answer, every
@@ -244,15 +342,6 @@ func (s *Server) logDecision(d *decision, verdicts []filter.Verdict, resolveErr 
 	}
 }
 
-// refuse answers a request that gets no decision, and counts and logs it.
-func (s *Server) refuse(w http.ResponseWriter, id string, start time.Time, op, outcome string, status int, msg string) {
-	writeError(w, status, msg)
-	s.m.request(op, outcome)
-	s.m.duration.Observe(s.cfg.Clock().Sub(start).Seconds())
-	s.log.Info("webhook request refused", zap.String("decision_id", id), zap.String("outcome", outcome),
-		zap.Int("status", status), zap.String("error", msg))
-}
-
 // appendAnswer appends Nova's answer, nova.Response{Hosts: the allowed
 // hosts} as encoding/json writes it, followed by a newline. Names that JSON
 // writes as they are (the usual [A-Za-z0-9._-] and the like) are copied;
@@ -299,20 +388,6 @@ func jsonPlain(s string) bool {
 		}
 	}
 	return true
-}
-
-// readBody reads r's body into buf, up to limit bytes (an
-// *http.MaxBytesError beyond).
-func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *bytes.Buffer) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
-	}
-	buf.Reset()
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	return buf.Bytes(), err
 }
 
 // clipMsg bounds a message built from client input.

@@ -80,34 +80,78 @@ func ParseSubject(s string) (Subject, error) {
 		}
 		return VMSubject(u), nil
 	case KindProject:
-		if err := validateCode("subject", id, MaxOrganizationLen); err != nil {
+		p, err := NormalizeProjectID(id)
+		if err != nil {
 			return "", err
 		}
-		return ProjectSubject(id), nil
+		return ProjectSubject(p), nil
 	}
 	return "", invalid("subject", "unknown kind %q: want vm:<instance uuid> or project:<project id>", clip(kind))
 }
 
-// NormalizeUUID checks that u is a UUID in its 8-4-4-4-12 hex form and returns
-// it in lower case.
+// NormalizeUUID checks that u is a UUID, in its 8-4-4-4-12 hex form or as
+// 32 hex digits, in any case and with surrounding space, and returns it in
+// its canonical form: 8-4-4-4-12, lower case.
 func NormalizeUUID(u string) (string, error) {
-	if len(u) != 36 {
+	t := strings.TrimSpace(u)
+	var b [36]byte
+	switch len(t) {
+	case 36:
+		copy(b[:], t)
+	case 32:
+		copy(b[0:8], t[0:8])
+		copy(b[9:13], t[8:12])
+		copy(b[14:18], t[12:16])
+		copy(b[19:23], t[16:20])
+		copy(b[24:36], t[20:32])
+		b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
+	default:
 		return "", fmt.Errorf("%q is not a UUID", clip(u))
 	}
-	b := []byte(strings.ToLower(u))
 	for i, c := range b {
 		switch i {
 		case 8, 13, 18, 23:
 			if c != '-' {
-				return "", fmt.Errorf("%q is not a UUID", u)
+				return "", fmt.Errorf("%q is not a UUID", clip(u))
 			}
 		default:
+			if c >= 'A' && c <= 'F' {
+				c += 'a' - 'A'
+				b[i] = c
+			}
 			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-				return "", fmt.Errorf("%q is not a UUID", u)
+				return "", fmt.Errorf("%q is not a UUID", clip(u))
 			}
 		}
 	}
-	return string(b), nil
+	return string(b[:]), nil
+}
+
+// NormalizeProjectID checks a project id and returns it in canonical form:
+// without surrounding space, and in lower case when it is hexadecimal (with
+// or without dashes), as Keystone's ids are, so that Nova's spelling and a
+// regulation's meet. Other ids are kept as they are: Keystone's identity
+// backends may issue ids whose case matters.
+func NormalizeProjectID(id string) (string, error) {
+	t := strings.TrimSpace(id)
+	if err := validateCode("project_id", t, MaxOrganizationLen); err != nil {
+		return "", err
+	}
+	hex, upper := true, false
+	for i := 0; i < len(t) && hex; i++ {
+		c := t[i]
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c == '-':
+		case c >= 'A' && c <= 'F':
+			upper = true
+		default:
+			hex = false
+		}
+	}
+	if hex && upper {
+		return strings.ToLower(t), nil
+	}
+	return t, nil
 }
 
 // NormalizeRules validates rules and returns them in canonical form: Any for

@@ -82,6 +82,11 @@ type DecisionDenied struct {
 	Summary      string    `json:"summary"`
 	LedgerHeight uint64    `json:"ledger_height"`
 	Time         time.Time `json:"time"`
+	// Outcome and Error are set when filterd could not decide the request
+	// at all (Denied is then empty): the webhook outcome (request_invalid,
+	// overloaded, unauthorized) and why.
+	Outcome string `json:"outcome,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Subject implements Event.
@@ -114,6 +119,27 @@ func NewDecisionDenied(d Decision, res *filter.Result) (ev DecisionDenied, ok bo
 		ev.Denied = append(ev.Denied, DeniedHost{Host: v.Host, Reason: v.Reason, Detail: v.Detail(), Regulation: v.Subject})
 	}
 	return ev, len(ev.Denied) > 0
+}
+
+// NewDecisionFailed builds the event for a request filterd could not
+// decide: none of its hosts (Candidates of them, when they could be read)
+// passed, for the reason outcome says and why explains.
+func NewDecisionFailed(d Decision, outcome, why string, candidates int) DecisionDenied {
+	return DecisionDenied{
+		V:            Version,
+		DecisionID:   d.ID,
+		RequestID:    d.RequestID,
+		Instance:     d.Instance,
+		Project:      d.Project,
+		Operation:    d.Operation,
+		Candidates:   candidates,
+		Denied:       []DeniedHost{},
+		Summary:      "0 hosts eligible: " + outcome,
+		LedgerHeight: d.LedgerHeight,
+		Time:         d.Time.UTC(),
+		Outcome:      outcome,
+		Error:        why,
+	}
 }
 
 // LedgerChanged is the payload of ledgerfence.ledger.changed: one write to

@@ -1,0 +1,161 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Limits, the closed set of the limit label of
+// ledgerfence_limit_exceeded_total: each bound filterd puts on what a
+// client can make it hold.
+const (
+	// LimitMaxBody: a webhook body over --max-body.
+	LimitMaxBody = "max_body"
+	// LimitBuffered: webhook bodies held at once over --max-buffered.
+	LimitBuffered = "max_buffered"
+	// LimitInFlight: webhook requests being decided at once over
+	// --max-in-flight.
+	LimitInFlight = "max_in_flight"
+	// LimitReadTimeout: a webhook body not received within --read-timeout.
+	LimitReadTimeout = "read_timeout"
+	// LimitStreams: event streams over --max-streams.
+	LimitStreams = "max_streams"
+	// LimitDecisionBytes: decisions evicted early to keep the store under
+	// --decision-bytes.
+	LimitDecisionBytes = "decision_bytes"
+)
+
+// Limits lists every limit label.
+func Limits() []string {
+	return []string{LimitMaxBody, LimitBuffered, LimitInFlight, LimitReadTimeout, LimitStreams, LimitDecisionBytes}
+}
+
+// admission bounds the webhook's work: the bytes of request bodies held in
+// memory, and the requests being decided.
+//
+// Bodies are charged as their bytes arrive, never from the length a client
+// declares, so that a client that declares much and sends little holds
+// nothing. A body larger than largeBody may use only half of the budget: the
+// other half is kept for the requests of ordinary size, which Nova sends,
+// so that large bodies, however many, cannot starve them.
+type admission struct {
+	maxBuffered int64
+	largeBody   int64
+	maxInFlight int64
+
+	mu       sync.Mutex
+	buffered int64
+
+	inFlight atomic.Int64
+}
+
+func newAdmission(maxBuffered, largeBody int64, maxInFlight int) *admission {
+	return &admission{maxBuffered: maxBuffered, largeBody: largeBody, maxInFlight: int64(maxInFlight)}
+}
+
+// charge takes n more bytes of the budget for a body that has total bytes
+// so far (n included); false when the budget cannot hold them.
+func (a *admission) charge(n, total int64) bool {
+	limit := a.maxBuffered
+	if total > a.largeBody {
+		limit = a.maxBuffered / 2
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.buffered+n > limit {
+		return false
+	}
+	a.buffered += n
+	return true
+}
+
+// release gives back n bytes.
+func (a *admission) release(n int64) {
+	if n == 0 {
+		return
+	}
+	a.mu.Lock()
+	a.buffered -= n
+	a.mu.Unlock()
+}
+
+// enter admits a request to be decided; false when too many are.
+func (a *admission) enter() bool {
+	if a.inFlight.Add(1) > a.maxInFlight {
+		a.inFlight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (a *admission) leave() { a.inFlight.Add(-1) }
+
+// readChunk is how much of a body is read (and charged) at a time.
+const readChunk = 64 << 10
+
+// errOverBudget, errTooLarge: why readBody stopped.
+var (
+	errOverBudget = errors.New("webhook bodies held in memory are at their bound")
+	errTooLarge   = errors.New("body too large")
+)
+
+// readBody reads r's body into buf, charging the admission budget as the
+// bytes arrive; held is what was charged, to be released by the caller.
+// Past limit bytes it stops with errTooLarge; when the budget cannot hold
+// the next chunk, with errOverBudget.
+func (a *admission) readBody(body io.Reader, limit int64, buf *bytes.Buffer) (held int64, err error) {
+	buf.Reset()
+	for {
+		buf.Grow(readChunk)
+		b := buf.AvailableBuffer()
+		b = b[:min(cap(b), readChunk)]
+		n, rerr := body.Read(b)
+		if n > 0 {
+			total := int64(buf.Len() + n)
+			if total > limit {
+				return held, errTooLarge
+			}
+			if !a.charge(int64(n), total) {
+				return held, errOverBudget
+			}
+			held += int64(n)
+			buf.Write(b[:n])
+		}
+		if rerr == io.EOF {
+			return held, nil
+		}
+		if rerr != nil {
+			return held, rerr
+		}
+	}
+}
+
+// drainLimit bounds what is read and discarded of a body filterd does not
+// decide on, so that the client, which sends its whole body before it
+// reads, gets the answer instead of a reset connection.
+const drainLimit = 256 << 20
+
+// drain reads and discards what is left of r's body, up to drainLimit or
+// the request's read deadline.
+func drain(r *http.Request) {
+	_, _ = io.CopyN(io.Discard, r.Body, drainLimit)
+}
+
+// isTimeout reports whether err is a read deadline passing.
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// setReadDeadline bounds the time to receive a webhook request's body.
+func setReadDeadline(w http.ResponseWriter, start time.Time, d time.Duration) {
+	_ = http.NewResponseController(w).SetReadDeadline(start.Add(d))
+}
+
+func formatBytes(n int64) string { return strconv.FormatInt(n, 10) + " bytes" }
