@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/ledgerfence/ledgerfence/pkg/api"
+	"github.com/ledgerfence/ledgerfence/pkg/cache"
 )
 
 // envPrefix prefixes the environment variable of every flag:
@@ -35,6 +36,14 @@ type config struct {
 	DecisionLog     string
 	Decisions       int
 	MaxBody         int64
+	MaxBuffered     int64
+	MaxInFlight     int
+	ReadTimeout     time.Duration
+	MaxHeaderBytes  int
+	MaxStreams      int
+	DecisionBytes   int
+	MaxAbsentHosts  int
+	MaxStaleness    time.Duration
 	ReceiveBuffer   int
 	DecisionTimeout time.Duration
 	ShutdownTimeout time.Duration
@@ -67,7 +76,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&c.DecisionLog, "decision-log", "", "file to write one JSON line per decision to, rotated by size (none: decisions go to the log only)")
 	fs.IntVar(&c.Decisions, "decisions", api.DefaultDecisions, "recent decisions kept for GET /v1/decisions/{id}")
-	fs.Int64Var(&c.MaxBody, "max-body", api.DefaultMaxBodyBytes, "largest webhook request body, in bytes")
+	fs.Int64Var(&c.MaxBody, "max-body", api.DefaultMaxBodyBytes, "largest webhook request body, in bytes (larger: answered {\"hosts\": []})")
+	fs.Int64Var(&c.MaxBuffered, "max-buffered", api.DefaultMaxBuffered, "webhook bodies held in memory at once, in bytes; bodies over 1 MiB may use half (past it: {\"hosts\": []}, outcome overloaded)")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", api.DefaultMaxInFlight, "webhook requests being decided at once (past it: {\"hosts\": []} at once, outcome overloaded)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", api.DefaultReadTimeout, "longest time to receive a webhook request's body (past it: {\"hosts\": []}); keep it below Nova's timeout")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header, in bytes")
+	fs.IntVar(&c.MaxStreams, "max-streams", api.DefaultMaxStreams, "event streams (GET /v1/events) served at once (past it: 503)")
+	fs.IntVar(&c.DecisionBytes, "decision-bytes", api.DefaultDecisionBytes, "memory of the recent decisions kept, in bytes (the oldest go first)")
+	fs.IntVar(&c.MaxAbsentHosts, "max-absent-hosts", cache.DefaultMaxAbsentHosts, "unknown host names remembered as such (the oldest are forgotten first)")
+	fs.DurationVar(&c.MaxStaleness, "max-staleness", cache.DefaultMaxStaleness, "how long cached entries are trusted after the ledger's event stream broke; past it every decision asks the ledger, fails closed if it does not answer, and /readyz says not ready")
 	fs.IntVar(&c.ReceiveBuffer, "receive-buffer", api.DefaultReceiveBuffer, "socket receive buffer of each connection, in bytes, so that a large webhook request arrives in one go (0: the kernel's, grown as it sees fit)")
 	fs.DurationVar(&c.DecisionTimeout, "decision-timeout", api.DefaultDecisionTimeout, "longest wait for the ledger in one decision; past it the webhook fails closed (keep it below Nova's timeout)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
@@ -118,6 +135,22 @@ func (c *config) validate() error {
 	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, errors.New("--max-body must be at least 1024 bytes"))
+	}
+	if c.MaxBuffered < 2*c.MaxBody {
+		errs = append(errs, errors.New("--max-buffered must be at least twice --max-body (large bodies may use half of it)"))
+	}
+	for _, b := range []struct {
+		name string
+		v    int
+		min  int
+	}{{"--max-in-flight", c.MaxInFlight, 1}, {"--max-header-bytes", c.MaxHeaderBytes, 4096}, {"--max-streams", c.MaxStreams, 1},
+		{"--decision-bytes", c.DecisionBytes, 1 << 20}, {"--max-absent-hosts", c.MaxAbsentHosts, 1000}} {
+		if b.v < b.min {
+			errs = append(errs, fmt.Errorf("%s must be at least %d", b.name, b.min))
+		}
+	}
+	if c.ReadTimeout <= 0 || c.MaxStaleness <= 0 {
+		errs = append(errs, errors.New("--read-timeout and --max-staleness must be positive"))
 	}
 	if c.ReceiveBuffer != 0 && (c.ReceiveBuffer < 4096 || c.ReceiveBuffer > api.MaxReceiveBuffer) {
 		errs = append(errs, fmt.Errorf("--receive-buffer must be 0 or from 4096 to %d bytes", api.MaxReceiveBuffer))

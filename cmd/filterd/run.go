@@ -94,10 +94,17 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		Backend:         led.name,
 		Writable:        led.writable,
 		MaxBodyBytes:    cfg.MaxBody,
+		MaxBuffered:     cfg.MaxBuffered,
+		MaxInFlight:     cfg.MaxInFlight,
+		ReadTimeout:     cfg.ReadTimeout,
+		MaxStreams:      cfg.MaxStreams,
 		Decisions:       cfg.Decisions,
+		DecisionBytes:   cfg.DecisionBytes,
 		DecisionTimeout: cfg.DecisionTimeout,
 	}
 	cacheCfg := led.cache
+	cacheCfg.MaxAbsentHosts = cfg.MaxAbsentHosts
+	cacheCfg.MaxStaleness = cfg.MaxStaleness
 	if cfg.NATS != "" {
 		pub, err := notify.Connect(cfg.NATS, notify.WithName("filterd"), notify.WithLogger(log.Named("notify")), notify.WithRegisterer(reg))
 		if err != nil {
@@ -144,12 +151,15 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	}
 	hs := &http.Server{
 		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second, // the event stream lifts it for itself
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 5 * time.Second,
+		// The webhook bounds its body by --read-timeout itself; the REST
+		// API by this, and the event stream lifts it.
+		ReadTimeout:    60 * time.Second,
+		WriteTimeout:   60 * time.Second, // the event stream sets its own per write
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		ErrorLog:       zap.NewStdLog(log.Named("http")),
+		TLSConfig:      tlsConfig,
 	}
 	hs.RegisterOnShutdown(srv.Close)
 

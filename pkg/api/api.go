@@ -205,6 +205,10 @@ type Resolver interface {
 	Invalidate(kind ledger.Kind, key string)
 	// Ready reports whether the cache has been filled.
 	Ready() bool
+	// Stale reports whether the cache's entries are no longer trusted (the
+	// event stream has been down too long): each decision then asks the
+	// ledger.
+	Stale() bool
 	// Height is the ledger height of the cache's view.
 	Height() uint64
 }
@@ -324,6 +328,10 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.cache.Ready() {
 		writeError(w, http.StatusServiceUnavailable, "not ready: the cache has not been filled from the ledger yet")
+		return
+	}
+	if s.cache.Stale() {
+		writeError(w, http.StatusServiceUnavailable, "not ready: the ledger's event stream has been down for longer than --max-staleness; decisions ask the ledger and fail closed when it does not answer")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -13,9 +13,15 @@
 // Every entry carries the ledger height it was read at, so that a lookup
 // answered before a change can never overwrite the change's event.
 //
-// When the ledger cannot be reached, cached entries keep serving; a request
-// that needs a missing entry gets an error matching ledger.ErrUnavailable and
-// its caller fails closed.
+// When the ledger cannot be reached, cached entries keep serving for at most
+// MaxStaleness after the event stream broke; past it no entry is trusted and
+// every resolution asks the ledger itself. A request that needs a missing
+// entry, or any entry once the cache is stale, gets an error matching
+// ledger.ErrUnavailable when the ledger does not answer before the request's
+// deadline, and its caller fails closed.
+//
+// Negative host entries are bounded (MaxAbsentHosts), so that requests naming
+// many unknown hosts cannot grow the cache without bound.
 package cache
 
 import (
@@ -45,8 +51,17 @@ type Source interface {
 const (
 	DefaultPageSize       = 500
 	DefaultMaxRegulations = 1_000_000
+	// DefaultMaxAbsentHosts bounds the "no such host" entries: ten times
+	// the hosts of a large cloud, about 10 MiB.
+	DefaultMaxAbsentHosts = 100_000
 	DefaultMinBackoff     = 200 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
+	// DefaultMaxStaleness is how long cached entries are trusted after the
+	// event stream broke: two of the remote stream's heartbeats, and the
+	// time the reconnect backoff needs to reach its 30 s ceiling once.
+	// Past it, decisions cost a ledger lookup each, and fail closed if the
+	// ledger does not answer.
+	DefaultMaxStaleness = 30 * time.Second
 )
 
 // Config tunes a Cache. Zero values take the defaults.
@@ -57,6 +72,13 @@ type Config struct {
 	// negative; beyond it, arbitrary entries are dropped (and looked up
 	// again when next needed).
 	MaxRegulations int
+	// MaxAbsentHosts bounds the entries of hosts the ledger has no record
+	// of; beyond it, the oldest are dropped (and looked up again when next
+	// needed).
+	MaxAbsentHosts int
+	// MaxStaleness is how long after the event stream broke the cache's
+	// entries are still trusted (0: DefaultMaxStaleness).
+	MaxStaleness time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnects.
 	MinBackoff, MaxBackoff time.Duration
 	// OnEvent, when set, is called with every ledger event the cache
@@ -67,7 +89,7 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.PageSize < 0 || c.MaxRegulations < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
+	if c.PageSize < 0 || c.MaxRegulations < 0 || c.MaxAbsentHosts < 0 || c.MaxStaleness < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
 		return errors.New("cache: negative config value")
 	}
 	if c.PageSize == 0 {
@@ -75,6 +97,12 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxRegulations == 0 {
 		c.MaxRegulations = DefaultMaxRegulations
+	}
+	if c.MaxAbsentHosts == 0 {
+		c.MaxAbsentHosts = DefaultMaxAbsentHosts
+	}
+	if c.MaxStaleness == 0 {
+		c.MaxStaleness = DefaultMaxStaleness
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = DefaultMinBackoff
@@ -171,6 +199,10 @@ func New(src Source, log *zap.Logger, reg prometheus.Registerer, cfg Config) (*C
 // ledger at least once.
 func (c *Cache) Ready() bool { return c.warm.Load() }
 
+// Stale reports whether the event stream has been down for longer than
+// MaxStaleness, so that no entry is trusted.
+func (c *Cache) Stale() bool { return c.age() > c.cfg.MaxStaleness.Seconds() }
+
 // Height returns the highest ledger height the cache has seen.
 func (c *Cache) Height() uint64 {
 	c.mu.RLock()
@@ -206,6 +238,11 @@ const maxAttempts = 4
 // ledger.ErrUnavailable, or is ctx's error.
 func (c *Cache) Resolve(ctx context.Context, q *Query) error {
 	q.Missed = false
+	if c.Stale() {
+		c.m.requests.stale.Inc()
+		q.Missed = true
+		return c.direct(ctx, q)
+	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if c.fromCache(q) {
 			if attempt == 0 {
@@ -252,6 +289,33 @@ func (c *Cache) fromCache(q *Query) bool {
 		}
 	}
 	return complete
+}
+
+// direct fills q from one ledger lookup of all it asks, without the cache.
+func (c *Cache) direct(ctx context.Context, q *Query) error {
+	hosts := make([]string, len(q.Candidates))
+	for i := range q.Candidates {
+		hosts[i] = q.Candidates[i].Name
+	}
+	lk, err := c.lookup(ctx, q.Subjects, hosts)
+	if err != nil {
+		return err
+	}
+	q.Regulations = q.Regulations[:0]
+	for _, s := range q.Subjects {
+		if rec, ok := lk.Regulations[s]; ok {
+			q.Regulations = append(q.Regulations, rec.Regulation)
+		}
+	}
+	for i := range q.Candidates {
+		q.Candidates[i].Host = nil
+		if rec, ok := lk.Hosts[q.Candidates[i].Name]; ok {
+			h := rec.Host
+			q.Candidates[i].Host = &h
+		}
+	}
+	q.Height = lk.Height
+	return nil
 }
 
 // fetch looks up what q misses, or waits for the lookups of other requests
@@ -339,10 +403,27 @@ func (c *Cache) fetch(ctx context.Context, q *Query) error {
 	return nil
 }
 
-// lookup asks the ledger, timed and counted.
+// lookup asks the ledger, timed and counted. It returns when ctx ends even
+// if the ledger has not answered (a backend may be slow to notice), so
+// that a decision never outlasts its deadline.
 func (c *Cache) lookup(ctx context.Context, subjects []filter.Subject, hosts []string) (ledger.Lookup, error) {
 	start := c.cfg.Clock()
-	lk, err := c.src.Lookup(ctx, subjects, hosts)
+	type answer struct {
+		lk  ledger.Lookup
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		lk, err := c.src.Lookup(ctx, subjects, hosts)
+		done <- answer{lk, err}
+	}()
+	var a answer
+	select {
+	case a = <-done:
+	case <-ctx.Done():
+		a.err = fmt.Errorf("lookup did not answer before the deadline: %w", ctx.Err())
+	}
+	lk, err := a.lk, a.err
 	c.observe(ctx, callLookup, start, err)
 	if err != nil {
 		c.log.Warn("ledger lookup failed", zap.Int("subjects", len(subjects)), zap.Int("hosts", len(hosts)), zap.Error(err))
@@ -388,6 +469,7 @@ func (c *Cache) storeLookup(lk ledger.Lookup, subjects []filter.Subject, hosts [
 		}
 		c.putReg(s, regEntry{reg: reg, block: lk.Height})
 	}
+	c.boundAbsent(len(hosts) - len(lk.Hosts))
 	for _, name := range hosts {
 		var h *filter.Host
 		if rec, ok := lk.Hosts[name]; ok {
@@ -400,6 +482,32 @@ func (c *Cache) storeLookup(lk ledger.Lookup, subjects []filter.Subject, hosts [
 		c.height = lk.Height
 	}
 	c.bound()
+}
+
+// boundAbsent makes room for n more absent-host entries, dropping older
+// ones in the map's arbitrary order, so that a request's own entries are
+// never the ones dropped; c.mu is held. A request with more unknown hosts
+// than the bound is stored whole, and shrunk by the next one.
+func (c *Cache) boundAbsent(n int) {
+	over := c.counts[hostsAbsent] + n - c.cfg.MaxAbsentHosts
+	if over <= 0 {
+		return
+	}
+	dropped := false
+	for name, e := range c.hosts {
+		if over <= 0 {
+			break
+		}
+		if e.host == nil {
+			delete(c.hosts, name)
+			c.counts[hostsAbsent]--
+			over--
+			dropped = true
+		}
+	}
+	if dropped {
+		c.m.absentDropped.Inc()
+	}
 }
 
 // putHost stores e unless the cache holds a newer entry; c.mu is held.

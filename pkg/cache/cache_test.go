@@ -3,9 +3,11 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +33,9 @@ type fakeSource struct {
 	// signalled first.
 	hold    chan struct{}
 	entered chan struct{}
+	// deaf makes a held Lookup ignore its context, as a backend stuck in
+	// a storage call would.
+	deaf    bool
 	events  chan ledger.Event
 	watchOK chan struct{} // signalled on every successful Watch
 }
@@ -73,12 +78,14 @@ func (f *fakeSource) Lookup(ctx context.Context, subjects []filter.Subject, host
 	}
 	keys = append(keys, hosts...)
 	f.lookups = append(f.lookups, keys)
-	hold, entered, err := f.hold, f.entered, f.lookErr
+	hold, entered, err, deaf := f.hold, f.entered, f.lookErr, f.deaf
 	f.mu.Unlock()
 	if entered != nil {
 		entered <- struct{}{}
 	}
-	if hold != nil {
+	if hold != nil && deaf {
+		<-hold
+	} else if hold != nil {
 		select {
 		case <-hold:
 		case <-ctx.Done():
@@ -245,10 +252,11 @@ ledgerfence_cache_entries{kind="host",state="absent"} 1
 ledgerfence_cache_entries{kind="host",state="present"} 5
 ledgerfence_cache_entries{kind="regulation",state="absent"} 1
 ledgerfence_cache_entries{kind="regulation",state="present"} 1
-# HELP ledgerfence_cache_requests_total Cache resolutions by result: hit (no ledger call) or miss (one batched ledger lookup).
+# HELP ledgerfence_cache_requests_total Cache resolutions by result: hit (no ledger call), miss (one batched ledger lookup) or stale (the cache is not trusted: one lookup of everything).
 # TYPE ledgerfence_cache_requests_total counter
 ledgerfence_cache_requests_total{result="hit"} 1
 ledgerfence_cache_requests_total{result="miss"} 1
+ledgerfence_cache_requests_total{result="stale"} 0
 `), "ledgerfence_cache_entries", "ledgerfence_cache_requests_total"); err != nil {
 		t.Error(err)
 	}
@@ -503,5 +511,124 @@ func TestRegulationBound(t *testing.T) {
 	}
 	if testutil.ToFloat64(c.m.evictions) == 0 {
 		t.Error("no eviction counted")
+	}
+}
+
+// A lookup whose backend does not honour its context still ends the
+// resolution at the context's deadline.
+func TestLookupKeepsTheDeadline(t *testing.T) {
+	f := table4Fake()
+	c := started(t, f, nil)
+	f.mu.Lock()
+	f.hold = make(chan struct{})
+	f.deaf = true
+	f.mu.Unlock()
+	defer close(f.hold)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Resolve(ctx, query([]filter.Subject{vm1}, "hm1")) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ledger.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v, want ErrUnavailable and the deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Resolve outlived its deadline by 10 s with a backend that ignores it")
+	}
+}
+
+// Past MaxStaleness without an event stream, no entry is trusted: every
+// resolution asks the ledger, sees what changed, and fails when the ledger
+// does not answer, cached or not.
+func TestStaleCacheIsNotTrusted(t *testing.T) {
+	f := table4Fake()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	c, err := New(f, zaptest.NewLogger(t), prometheus.NewRegistry(), Config{
+		MaxStaleness: time.Minute, MinBackoff: time.Hour, MaxBackoff: time.Hour, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-f.watchOK
+	waitFor(t, "cache warm", c.Ready)
+
+	q := query([]filter.Subject{vm1}, "hm1")
+	if err := c.Resolve(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	lookups := f.lookupCount()
+	// The stream breaks and stays down (the reconnect waits an hour).
+	close(f.events)
+	waitFor(t, "stream down", func() bool { return testutil.ToFloat64(c.m.streamUp) == 0 })
+	now.Add(int64(30 * time.Second))
+	if c.Stale() {
+		t.Fatal("stale 30 s after the break, want trusted for a minute")
+	}
+	if err := c.Resolve(context.Background(), q); err != nil || f.lookupCount() != lookups {
+		t.Fatalf("within the bound: err %v, %d lookups, want a hit", err, f.lookupCount()-lookups)
+	}
+	now.Add(int64(31 * time.Second))
+	if !c.Stale() {
+		t.Fatal("not stale 61 s after the break")
+	}
+	// What changed meanwhile is seen: hm1 moved to Germany.
+	f.mu.Lock()
+	f.hosts["hm1"] = hostIn("hm1", "DE", "CompanyA")
+	f.mu.Unlock()
+	if err := c.Resolve(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	if f.lookupCount() != lookups+1 || q.Candidates[0].Host == nil || q.Candidates[0].Host.Country != "DE" || len(q.Regulations) != 1 {
+		t.Errorf("stale resolve: %d lookups, host %+v, regulations %d; want one lookup seeing DE", f.lookupCount()-lookups, q.Candidates[0].Host, len(q.Regulations))
+	}
+	// And a ledger that does not answer fails the resolution, cached or not.
+	f.mu.Lock()
+	f.lookErr = ledger.Errorf(ledger.ErrUnavailable, nil, "peer down")
+	f.mu.Unlock()
+	if err := c.Resolve(context.Background(), q); !errors.Is(err, ledger.ErrUnavailable) {
+		t.Errorf("stale, ledger down: err = %v, want ErrUnavailable", err)
+	}
+	if got := testutil.ToFloat64(c.m.requests.stale); got != 2 {
+		t.Errorf("stale resolutions counted %v, want 2", got)
+	}
+}
+
+// Unknown hosts are remembered up to MaxAbsentHosts; known hosts are never
+// dropped for them, and a request with more unknown hosts than the bound is
+// still answered.
+func TestAbsentHostsBound(t *testing.T) {
+	f := table4Fake()
+	reg := prometheus.NewRegistry()
+	c, err := New(f, zaptest.NewLogger(t), reg, Config{MaxAbsentHosts: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		names := []string{"hm1"}
+		for i := range 150 {
+			names = append(names, fmt.Sprintf("unknown-%d-%d", round, i))
+		}
+		q := query([]filter.Subject{vm1}, names...)
+		if err := c.Resolve(context.Background(), q); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if got := registered(q); !slices.Equal(got, []string{"hm1"}) {
+			t.Errorf("round %d: registered %v, want [hm1]", round, got)
+		}
+		if n := c.sizes()[hostsAbsent]; n > 150 {
+			t.Errorf("round %d: %d absent entries, want <= 150 (the bound, or one request)", round, n)
+		}
+		if n := c.sizes()[hostsPresent]; n != 1 {
+			t.Errorf("round %d: %d present entries, want hm1 kept", round, n)
+		}
+	}
+	if testutil.ToFloat64(c.m.absentDropped) != 2 {
+		t.Errorf("drops counted %v, want 2", testutil.ToFloat64(c.m.absentDropped))
 	}
 }

@@ -25,27 +25,29 @@ func queryBuckets() []float64 {
 
 type metrics struct {
 	requests struct {
-		hit, miss prometheus.Counter
+		hit, miss, stale prometheus.Counter
 	}
-	query       [numCalls]prometheus.Observer
-	queryErrors [numCalls]prometheus.Counter
-	up          prometheus.Gauge
-	streamUp    prometheus.Gauge
-	streamBlock prometheus.Gauge
-	lag         prometheus.Gauge
-	events      prometheus.Counter
-	reconnects  prometheus.Counter
-	evictions   prometheus.Counter
+	query         [numCalls]prometheus.Observer
+	queryErrors   [numCalls]prometheus.Counter
+	up            prometheus.Gauge
+	streamUp      prometheus.Gauge
+	streamBlock   prometheus.Gauge
+	lag           prometheus.Gauge
+	events        prometheus.Counter
+	reconnects    prometheus.Counter
+	evictions     prometheus.Counter
+	absentDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, c *Cache) (*metrics, error) {
 	m := &metrics{}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ledgerfence_cache_requests_total",
-		Help: "Cache resolutions by result: hit (no ledger call) or miss (one batched ledger lookup).",
+		Help: "Cache resolutions by result: hit (no ledger call), miss (one batched ledger lookup) or stale (the cache is not trusted: one lookup of everything).",
 	}, []string{"result"})
 	m.requests.hit = requests.WithLabelValues("hit")
 	m.requests.miss = requests.WithLabelValues("miss")
+	m.requests.stale = requests.WithLabelValues("stale")
 	query := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "ledgerfence_ledger_query_duration_seconds",
 		Help:    "Duration of the ledger calls the cache makes, by call.",
@@ -87,6 +89,19 @@ func newMetrics(reg prometheus.Registerer, c *Cache) (*metrics, error) {
 		Name: "ledgerfence_cache_evictions_total",
 		Help: "Times the regulation entries outgrew their bound and some were dropped.",
 	})
+	m.absentDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ledgerfence_cache_absent_hosts_dropped_total",
+		Help: "Times the entries of unknown hosts met their bound (MaxAbsentHosts) and older ones were dropped.",
+	})
+	stale := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ledgerfence_cache_stale",
+		Help: "1 when the event stream has been down for longer than --max-staleness: cached entries are not trusted, every decision asks the ledger.",
+	}, func() float64 {
+		if c.Stale() {
+			return 1
+		}
+		return 0
+	})
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ledgerfence_cache_age_seconds",
 		Help: "How stale the cache may be: 0 while the ledger event stream is open, else seconds since it closed (or since start before the first fill).",
@@ -96,7 +111,7 @@ func newMetrics(reg prometheus.Registerer, c *Cache) (*metrics, error) {
 		"Entries in the cache by kind (host, regulation) and state (present: a record; absent: known to have none).",
 		[]string{"kind", "state"}, nil)}
 	for _, col := range []prometheus.Collector{requests, query, queryErrors, m.up, m.streamUp, m.streamBlock,
-		m.lag, m.events, m.reconnects, m.evictions, age, entries} {
+		m.lag, m.events, m.reconnects, m.evictions, m.absentDropped, stale, age, entries} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

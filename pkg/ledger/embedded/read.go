@@ -178,7 +178,12 @@ func (l *Ledger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []
 				res.Regulations[subjects[i]] = rec
 			}
 		}
-		for _, name := range hosts {
+		for i, name := range hosts {
+			// A long lookup gives up its read transaction once its caller
+			// has (a writer growing the file waits for every reader).
+			if i%1024 == 1023 && ctx.Err() != nil {
+				return ledger.Errorf(ledger.ErrUnavailable, ctx.Err(), "request ended: "+ctx.Err().Error())
+			}
 			if _, seen := res.Hosts[name]; seen {
 				continue
 			}
