@@ -164,15 +164,27 @@ type filterd struct {
 // the test ends.
 func startFilterd(tb testing.TB, identity string, extra ...string) *filterd {
 	tb.Helper()
-	needNetwork(tb)
-	bin := filterdBinary(tb)
-	cfg := configFor(tb, identity)
+	return startFilterdAt(tb, freeAddr(tb), identity, extra...)
+}
+
+// freeAddr is a loopback address with a port that was free a moment ago.
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startFilterdAt is startFilterd listening on addr (a replica started again
+// where it was).
+func startFilterdAt(tb testing.TB, addr, identity string, extra ...string) *filterd {
+	tb.Helper()
+	needNetwork(tb)
+	bin := filterdBinary(tb)
+	cfg := configFor(tb, identity)
 	f := &filterd{
 		url:    "http://" + addr,
 		token:  "it-admin-" + runID,
@@ -221,6 +233,12 @@ func startFilterd(tb testing.TB, identity string, extra ...string) *filterd {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// kill ends filterd with SIGKILL, as a crash would, and waits for its exit.
+func (f *filterd) kill() {
+	syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
+	<-f.done
 }
 
 func (f *filterd) stop() {
