@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Limits, the closed set of the limit label of
@@ -57,6 +59,29 @@ type admission struct {
 
 func newAdmission(maxBuffered, largeBody int64, maxInFlight int) *admission {
 	return &admission{maxBuffered: maxBuffered, largeBody: largeBody, maxInFlight: int64(maxInFlight)}
+}
+
+// register exports the admission's state.
+func (a *admission) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ledgerfence_webhook_buffered_bytes",
+			Help: "Bytes of webhook bodies held in memory (bounded by --max-buffered).",
+		}, func() float64 {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return float64(a.buffered)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ledgerfence_webhook_in_flight",
+			Help: "Webhook requests being decided (bounded by --max-in-flight).",
+		}, func() float64 { return float64(a.inFlight.Load()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // charge takes n more bytes of the budget for a body that has total bytes

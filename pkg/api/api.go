@@ -262,6 +262,9 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 		mux:       http.NewServeMux(),
 	}
 	s.decisions.evicted = func() { m.limit(LimitDecisionBytes) }
+	if err := s.adm.register(reg); err != nil {
+		return nil, err
+	}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	s.scratch.New = func() any { return newScratch() }
 	s.routes(gatherer)
