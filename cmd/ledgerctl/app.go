@@ -13,6 +13,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 // Exit codes.
@@ -32,7 +33,9 @@ commands:
   host list | host get NAME | host history NAME
   check --vm UUID [--project ID] [--host H ...]
   migrate --vm UUID [--target HOST] [--live|--cold] [--wait]
-  verify --data DIR
+  verify --data DIR [--expect-head HEIGHT:HASH] [--expect-head-file FILE [--head-key KEY]]
+  adopt --data DIR --expect-head HEIGHT:HASH   write the head file of a ledger that has none
+  head                                         the signed head of the filterd at --ledger URL
 
 common flags: --ledger URL|fabric|embedded, --token T, --data DIR, --fabric-*, -o table|json, --timeout D
 environment: LEDGERFENCE_LEDGER, LEDGERFENCE_TOKEN, LEDGERFENCE_DATA, LEDGERFENCE_FABRIC_*, OS_CLOUD or OS_*
@@ -64,6 +67,11 @@ type ledgerOpts struct {
 	Data   string
 	Writer string
 	Fabric fabricOpts
+	// HeadState is the file in which the last signed head of a filterd's
+	// ledger is remembered ("none": not kept across runs); HeadKey the
+	// signer's public key, when given.
+	HeadState string
+	HeadKey   string
 }
 
 type fabricOpts struct {
@@ -119,6 +127,8 @@ func (a *app) commonFlags(fs *flag.FlagSet) *common {
 	fs.StringVar(&c.Fabric.Key, "fabric-key", env("FABRIC_KEY", ""), "PEM file of your Fabric private key")
 	fs.StringVar(&c.Fabric.Channel, "fabric-channel", env("FABRIC_CHANNEL", ""), "Fabric channel")
 	fs.StringVar(&c.Fabric.Chaincode, "fabric-chaincode", env("FABRIC_CHAINCODE", ""), "Fabric chaincode")
+	fs.StringVar(&c.HeadState, "head-state", env("HEAD_STATE", ""), "file remembering the last signed head of the filterd at --ledger URL; none: not kept (default: one per URL under $XDG_STATE_HOME/ledgerfence/heads) [LEDGERFENCE_HEAD_STATE]")
+	fs.StringVar(&c.HeadKey, "head-key", env("HEAD_KEY", ""), "public key of the ledger's head signer: base64, PEM or a file (default: the key of the first head seen; for verify, DIR/"+head.PublicKeyFile+") [LEDGERFENCE_HEAD_KEY]")
 	fs.StringVar(&c.output, "o", env("OUTPUT", "table"), "output: table or json")
 	fs.StringVar(&c.output, "output", env("OUTPUT", "table"), "output: table or json")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "timeout of each ledger or OpenStack call (migrate --wait follows longer)")
@@ -177,8 +187,12 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = a.migrate(ctx, args[1:])
 	case "verify":
 		err = a.verify(ctx, args[1:])
+	case "adopt":
+		err = a.adopt(ctx, args[1:])
+	case "head":
+		err = a.head(ctx, args[1:])
 	default:
-		err = usagef("unknown command %q (regulation, host, check, migrate, verify)", args[0])
+		err = usagef("unknown command %q (regulation, host, check, migrate, verify, adopt, head)", args[0])
 	}
 	return a.exit(err)
 }
@@ -198,7 +212,7 @@ func (a *app) exit(err error) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, ledger.ErrInvalid), errors.Is(err, cloud.ErrNoCredentials):
 		return exitUsage
-	case errors.As(err, &de), errors.Is(err, ledger.ErrForbidden):
+	case errors.As(err, &de), errors.Is(err, ledger.ErrForbidden), errors.Is(err, head.ErrRefused):
 		return exitDenied
 	case errors.Is(err, ledger.ErrUnavailable), errors.Is(err, cloud.ErrUnavailable):
 		return exitUnavailable
@@ -226,6 +240,9 @@ func (a *app) ledger(ctx context.Context, c *common) (ledger.Ledger, context.Con
 	}
 	if c.Ledger == "" {
 		return nil, ctx, usagef("no ledger: give --ledger URL|fabric|embedded (or LEDGERFENCE_LEDGER)")
+	}
+	if c.HeadState == "" {
+		c.HeadState = defaultHeadState(a.getenv, c.Ledger)
 	}
 	l, err := a.openLedger(ctx, c.ledgerOpts)
 	if err != nil {

@@ -30,7 +30,7 @@ func openLedger(ctx context.Context, o ledgerOpts) (ledger.Ledger, error) {
 		}
 		return fabric.Connect(cfg)
 	case strings.HasPrefix(o.Ledger, "http://") || strings.HasPrefix(o.Ledger, "https://"):
-		return openRemote(ctx, o.Ledger, o.Token)
+		return openRemote(ctx, o)
 	}
 	return nil, usagef("--ledger %q: want a filterd URL (http://host:port), fabric or embedded", o.Ledger)
 }

@@ -314,6 +314,7 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 	handle("/v1/decisions", methods{http.MethodGet: s.read(s.listDecisions)})
 	handle("/v1/decisions/{id}", methods{http.MethodGet: s.read(s.getDecision)})
 	handle("/v1/ledger", methods{http.MethodGet: s.read(s.ledgerInfo)})
+	handle("/v1/ledger/head", methods{http.MethodGet: s.read(s.ledgerHead)})
 	handle("/v1/lookup", methods{http.MethodPost: s.read(s.lookup)})
 	handle("/v1/events", methods{http.MethodGet: s.read(s.events)})
 	s.mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))

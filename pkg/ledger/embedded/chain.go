@@ -70,27 +70,27 @@ func appendField(buf, field []byte) []byte {
 	return append(buf, field...)
 }
 
-// head is the last entry of the chain, kept in the meta bucket as its
+// chainHead is the last entry of the chain, kept in the meta bucket as its
 // sequence number (8 bytes, big endian) followed by its hash.
-type head struct {
+type chainHead struct {
 	Seq  uint64
 	Hash [sha256.Size]byte
 }
 
-func readHead(tx *bolt.Tx) (head, error) {
+func readHead(tx *bolt.Tx) (chainHead, error) {
 	v := tx.Bucket(bucketMeta).Get(metaHead)
 	if v == nil {
-		return head{}, nil
+		return chainHead{}, nil
 	}
 	if len(v) != 8+sha256.Size {
-		return head{}, errors.New("chain head is malformed")
+		return chainHead{}, errors.New("chain head is malformed")
 	}
-	h := head{Seq: binary.BigEndian.Uint64(v)}
+	h := chainHead{Seq: binary.BigEndian.Uint64(v)}
 	copy(h.Hash[:], v[8:])
 	return h, nil
 }
 
-func (h head) prev() string {
+func (h chainHead) prev() string {
 	if h.Seq == 0 {
 		return zeroHash
 	}

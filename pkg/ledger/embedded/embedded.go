@@ -12,6 +12,23 @@
 // ledger is the number of the last entry. Verify recomputes the chain and
 // replays it against the state, so that editing the file is detected.
 //
+// Heads: after every commit the ledger's head (its height and the hash of
+// its last entry, package head) is written to a head file next to the bbolt
+// file (HeadFilePath: ledger.db, ledger.head), atomically, before the write
+// returns; with WithHeadSigner it is also signed (SignedHead). The head file
+// is what lets Open refuse a file that is not the ledger it was: Open fails
+// on a missing, empty, truncated, corrupt or rolled-back file, and on a chain
+// that does not hold the remembered head. A directory with neither file is a
+// new ledger; a bbolt file without its head file is refused (Adopt makes the
+// head file of a ledger checked by hand).
+//
+// Damage: Open checks that every page of the file lies where it should,
+// runs bbolt's consistency check (tx.Check) and Verify. Reads and writes run
+// with memory faults turned into panics and panics into errors: a file found
+// damaged while open marks the ledger damaged (Damaged), and every call fails
+// with ledger.ErrUnavailable from then on. OpenReadOnly opens the file
+// without ever writing to it, for Verify.
+//
 // Writers are named by ledger.WithWriter on the context (a writer with ID
 // DefaultWriterID when none is given). The embedded ledger trusts its caller
 // to have authenticated them (filterd checks a bearer token); it never
@@ -33,7 +50,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,6 +60,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 // FileName is the name of the ledger file within a data directory.
@@ -80,10 +100,13 @@ var allBuckets = [][]byte{bucketMeta, bucketChain, bucketIndex, bucketHosts, buc
 
 // Ledger is the embedded ledger. It is safe for concurrent use.
 type Ledger struct {
-	db    *bolt.DB
-	path  string
-	clock func() time.Time
-	log   *zap.Logger
+	db       *bolt.DB
+	path     string
+	headPath string
+	readOnly bool
+	clock    func() time.Time
+	log      *zap.Logger
+	signer   *head.Signer
 
 	// ctx is cancelled by Close; watchers and waiting calls end with it.
 	ctx    context.Context
@@ -93,6 +116,22 @@ type Ledger struct {
 	closed   bool
 	changed  chan struct{} // closed and replaced after each committed write
 	watchers sync.WaitGroup
+
+	// wmu orders writes: a write commits, then records its head (tip) and
+	// signs it, before the next write starts.
+	wmu sync.Mutex
+	// tip is the head after the last commit, with the genesis.
+	tip atomic.Pointer[remembered]
+	// The head file: written by headLoop after commits (at most every
+	// headFileInterval), and by Close.
+	headMu      sync.Mutex
+	headWritten head.Head
+	headErr     error
+	headKick    chan struct{}
+	headDone    chan struct{}
+
+	signed  atomic.Pointer[head.Signed]
+	damaged atomic.Pointer[error]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,6 +146,7 @@ type options struct {
 	clock       func() time.Time
 	log         *zap.Logger
 	openTimeout time.Duration
+	signer      *head.Signer
 }
 
 // WithClock sets the clock that stamps writes (time.Now by default).
@@ -137,15 +177,95 @@ func WithOpenTimeout(d time.Duration) Option {
 	}
 }
 
-// Open opens the ledger file at path, creating it if needed. A file held by
-// another process makes Open fail with ledger.ErrUnavailable after the open
-// timeout.
-func Open(path string, opts ...Option) (*Ledger, error) {
+// WithHeadSigner signs the ledger's head with s at open and after every
+// commit (SignedHead).
+func WithHeadSigner(s *head.Signer) Option { return func(o *options) { o.signer = s } }
+
+func newOptions(opts []Option) options {
 	o := options{clock: time.Now, log: zap.NewNop(), openTimeout: DefaultOpenTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.openTimeout})
+	return o
+}
+
+// Open opens the ledger file at path for reading and writing, creating it
+// in a directory that holds neither it nor its head file. It refuses, with an
+// error matching ledger.ErrUnavailable, a file that is not the ledger the
+// head file remembers, and says why: missing (the head file remembers a
+// ledger; errors match ErrTampered), without a head file (ErrTampered),
+// empty, truncated or otherwise damaged (ErrCorrupt), or one whose chain
+// Verify finds broken, rolled back or rewritten (ErrTampered). A file held by
+// another process makes Open fail after the open timeout.
+func Open(path string, opts ...Option) (*Ledger, error) {
+	o := newOptions(opts)
+	hp := HeadFilePath(path)
+	refuse := func(err error, msg string) (*Ledger, error) {
+		return nil, ledger.Errorf(ledger.ErrUnavailable, err, fmt.Sprintf("embedded ledger %s: %s", path, msg))
+	}
+	rem, hasHead, herr := readHeadFile(hp)
+	_, serr := os.Stat(path)
+	switch {
+	case herr != nil:
+		return refuse(herr, herr.Error())
+	case errors.Is(serr, os.ErrNotExist) && hasHead && rem.Height > 0:
+		err := fmt.Errorf("%w: %s is missing, and its head file %s remembers %d entries (head %s)", ErrTampered, path, hp, rem.Height, rem.Head)
+		return refuse(err, err.Error())
+	case errors.Is(serr, os.ErrNotExist):
+		// A new ledger. Its head file first: a ledger file never exists
+		// without one. (A head file of height 0 without its ledger file is
+		// what a crash between the two leaves.)
+		rem = remembered{Head: head.Head{Hash: head.ZeroHash}, Time: o.clock().UTC()}
+		if err := writeHeadFile(hp, rem); err != nil {
+			return refuse(err, fmt.Sprintf("cannot create its head file: %v", err))
+		}
+	case serr != nil:
+		return refuse(serr, fmt.Sprintf("cannot open it: %v", serr))
+	case !hasHead:
+		err := fmt.Errorf("%w: %s has no head file (%s): nothing tells that it is the ledger this directory held (a ledger of an older version, or the head file was removed); "+
+			"check it with ledgerctl verify --expect-head, then ledgerctl adopt writes its head file", ErrTampered, path, hp)
+		return refuse(err, err.Error())
+	}
+
+	l, err := open(path, o, false)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := l.Verify(context.Background())
+	if err != nil {
+		l.Close()
+		return refuse(err, "refused: "+err.Error())
+	}
+	l.tip.Store(&remembered{Genesis: rep.Genesis, Head: rep.ChainHead()})
+	l.headWritten = *rep.HeadFile
+	if rep.HeadFileBehind > 0 {
+		l.log.Warn("the head file was behind the ledger (a crash before the head file of the last commits was written); writing it",
+			zap.Uint64("entries_behind", rep.HeadFileBehind), zap.Uint64("height", rep.Height), zap.String("hash", rep.Head))
+		if err := l.flushHead(); err != nil {
+			l.Close()
+			return refuse(err, fmt.Sprintf("cannot write its head file: %v", err))
+		}
+	}
+	if err := l.sign(); err != nil {
+		l.Close()
+		return refuse(err, fmt.Sprintf("cannot sign its head: %v", err))
+	}
+	l.headKick, l.headDone = make(chan struct{}, 1), make(chan struct{})
+	go l.headLoop()
+	return l, nil
+}
+
+// OpenReadOnly opens the ledger file at path without ever writing to it
+// (bbolt's read-only mode, a shared lock), for Verify: it checks the file's
+// structure (empty, truncated or damaged files fail with ErrCorrupt) but not
+// its chain or head file. Writes fail with ledger.ErrUnavailable.
+func OpenReadOnly(path string, opts ...Option) (*Ledger, error) {
+	return open(path, newOptions(opts), true)
+}
+
+// open opens and checks the bbolt file and makes its buckets if it is new.
+func open(path string, o options, readOnly bool) (*Ledger, error) {
+	db, err := openBolt(path, o, readOnly)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, ledger.Errorf(ledger.ErrUnavailable, err,
 			fmt.Sprintf("embedded ledger %s is locked by another process (waited %s)", path, o.openTimeout))
@@ -153,43 +273,84 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	if err != nil {
 		return nil, ledger.Errorf(ledger.ErrUnavailable, err, fmt.Sprintf("cannot open embedded ledger %s: %v", path, err))
 	}
-	if err := db.Update(initialize); err != nil {
+	if err := guard(func() error { return initialize(db, readOnly) }); err != nil {
 		db.Close()
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
 		return nil, ledger.Errorf(ledger.ErrUnavailable, err, fmt.Sprintf("cannot open embedded ledger %s: %v", path, err))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Ledger{
-		db:      db,
-		path:    path,
-		clock:   o.clock,
-		log:     o.log.With(zap.String("ledger", path)),
-		ctx:     ctx,
-		cancel:  cancel,
-		changed: make(chan struct{}),
+		db:       db,
+		path:     path,
+		headPath: HeadFilePath(path),
+		readOnly: readOnly,
+		clock:    o.clock,
+		log:      o.log.With(zap.String("ledger", path)),
+		signer:   o.signer,
+		ctx:      ctx,
+		cancel:   cancel,
+		changed:  make(chan struct{}),
 	}, nil
 }
 
 // initialize creates the buckets of a new file and checks the format of an
-// existing one.
-func initialize(tx *bolt.Tx) error {
-	for _, name := range allBuckets {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return err
+// existing one. An existing file is only read.
+func initialize(db *bolt.DB, readOnly bool) error {
+	present := 0
+	err := db.View(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if tx.Bucket(name) != nil {
+				present++
+			}
 		}
+		if present == 0 {
+			return nil
+		}
+		if present != len(allBuckets) {
+			return fmt.Errorf("the file has %d of the ledger's %d buckets", present, len(allBuckets))
+		}
+		return checkFormat(tx)
+	})
+	if err != nil || present > 0 {
+		return err
 	}
-	meta := tx.Bucket(bucketMeta)
-	switch f := meta.Get(metaFormat); {
-	case f == nil:
-		if k, _ := tx.Bucket(bucketChain).Cursor().First(); k != nil {
-			return errors.New("file has chain entries but no format marker")
+	if readOnly {
+		return errors.New("the file holds no ledger")
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
 		}
-		return meta.Put(metaFormat, []byte(formatVersion))
+		return tx.Bucket(bucketMeta).Put(metaFormat, []byte(formatVersion))
+	})
+}
+
+// checkFormat checks the format marker and the chain head of a file.
+func checkFormat(tx *bolt.Tx) error {
+	switch f := tx.Bucket(bucketMeta).Get(metaFormat); {
+	case f == nil:
+		return errors.New("the file has no format marker")
 	case string(f) != formatVersion:
 		return fmt.Errorf("file format %q, want %q", f, formatVersion)
 	}
-	if _, err := readHead(tx); err != nil {
+	_, err := readHead(tx)
+	return err
+}
+
+// sign signs the tip, when the ledger has a signer.
+func (l *Ledger) sign() error {
+	if l.signer == nil {
+		return nil
+	}
+	s, err := l.signer.Sign(l.tip.Load().Head, l.clock())
+	if err != nil {
 		return err
 	}
+	l.signed.Store(&s)
 	return nil
 }
 
@@ -205,7 +366,13 @@ func (l *Ledger) Close() error {
 		l.cancel()
 		l.mu.Unlock()
 		l.watchers.Wait()
-		if err := l.db.Close(); err != nil {
+		if l.headDone != nil {
+			<-l.headDone
+			if err := l.flushHead(); err != nil {
+				l.closeErr = ledger.Errorf(ledger.ErrUnavailable, err, "writing the head file at close failed")
+			}
+		}
+		if err := l.db.Close(); err != nil && l.closeErr == nil {
 			l.closeErr = ledger.Errorf(ledger.ErrUnavailable, err, "closing the embedded ledger failed")
 		}
 	})
@@ -223,7 +390,7 @@ func (l *Ledger) ready(ctx context.Context) error {
 	if l.ctx.Err() != nil {
 		return errClosed
 	}
-	return nil
+	return l.Damaged()
 }
 
 // fail turns an error from a bbolt transaction into one of the contract:
@@ -238,6 +405,9 @@ func (l *Ledger) fail(err error) error {
 	}
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return errClosed
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return ledger.Errorf(ledger.ErrUnavailable, err, "the embedded ledger's file is damaged")
 	}
 	l.log.Error("embedded ledger storage failed", zap.Error(err))
 	return ledger.Errorf(ledger.ErrUnavailable, err, "the embedded ledger could not read or write its file")

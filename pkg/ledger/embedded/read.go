@@ -13,12 +13,13 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
 
-// view runs fn in a read transaction.
+// view runs fn in a read transaction, guarded: a panic or a fault in it
+// marks the ledger damaged.
 func (l *Ledger) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := l.ready(ctx); err != nil {
 		return err
 	}
-	return l.fail(l.db.View(fn))
+	return l.fail(l.guarded(func() error { return l.db.View(fn) }))
 }
 
 func getHost(tx *bolt.Tx, name string) (ledger.HostRecord, bool, error) {
@@ -258,7 +259,7 @@ func (l *Ledger) History(ctx context.Context, kind ledger.Kind, key string) ([]l
 // Height returns the number of the last entry of the hash chain (0 for an
 // empty ledger). Errors: ErrUnavailable.
 func (l *Ledger) Height(ctx context.Context) (uint64, error) {
-	var h head
+	var h chainHead
 	err := l.view(ctx, func(tx *bolt.Tx) error {
 		var err error
 		h, err = readHead(tx)

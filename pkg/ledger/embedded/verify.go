@@ -14,10 +14,12 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 // ErrTampered is returned by Verify when the file does not match its hash
-// chain.
+// chain, or the chain does not hold a head it must hold (the head file's, or
+// one given with ExpectHead).
 var ErrTampered = errors.New("embedded: the ledger file does not match its hash chain")
 
 // VerifyReport is the outcome of Verify.
@@ -25,13 +27,24 @@ type VerifyReport struct {
 	// Height is the number of chain entries checked.
 	Height uint64 `json:"height"`
 	// Head is the hash of the last entry (its tx id). A chain rewritten
-	// from its first entry on, hashes and all, is consistent in itself;
-	// keeping Head somewhere else and comparing it later detects that too.
+	// from its first entry on, hashes and all, is consistent in itself:
+	// the head file, or a head kept elsewhere (ExpectHead), detects that.
 	Head string `json:"head,omitempty"`
+	// Genesis is the hash of the first entry.
+	Genesis string `json:"genesis,omitempty"`
 	// Hosts and Regulations count the current records checked against the
 	// chain.
 	Hosts       int `json:"hosts"`
 	Regulations int `json:"regulations"`
+	// HeadFile is the head the head file next to the ledger remembers;
+	// HeadFileBehind counts the entries the chain has beyond it (the head
+	// file follows commits within a few milliseconds, and at close: a crash
+	// can leave it behind; Open writes it then).
+	HeadFile       *head.Head `json:"head_file,omitempty"`
+	HeadFileBehind uint64     `json:"head_file_behind,omitempty"`
+	// Expected are the heads given with ExpectHead, each found in the chain
+	// when OK.
+	Expected []head.Head `json:"expected,omitempty"`
 	// OK is true when every check passed.
 	OK bool `json:"ok"`
 	// BrokenSeq is the first chain entry found wrong; 0 when OK, or when
@@ -41,22 +54,129 @@ type VerifyReport struct {
 	Problem string `json:"problem,omitempty"`
 }
 
+// ChainHead is the head of the chain the report verified.
+func (r VerifyReport) ChainHead() head.Head {
+	if r.Height == 0 {
+		return head.Head{Hash: head.ZeroHash}
+	}
+	return head.Head{Height: r.Height, Hash: r.Head}
+}
+
+// VerifyOption adds a check to Verify.
+type VerifyOption func(*verifyConfig)
+
+type verifyConfig struct {
+	expect     []head.Head
+	noHeadFile bool
+}
+
+// ExpectHead makes Verify fail unless the chain holds h: an entry at
+// h.Height whose hash is h.Hash. A head kept outside the data directory (a
+// signed head of filterd's, published on NATS or read at GET
+// /v1/ledger/head) so detects a chain rewritten with recomputed hashes, or
+// rolled back past it, even with its head file.
+func ExpectHead(h head.Head) VerifyOption {
+	return func(c *verifyConfig) { c.expect = append(c.expect, h) }
+}
+
+// withoutHeadFile skips the head file (Adopt, for a ledger that has none).
+func withoutHeadFile() VerifyOption { return func(c *verifyConfig) { c.noHeadFile = true } }
+
 // Verify checks the whole file in one read transaction: every chain entry
 // follows the previous one (sequence number, previous hash), its hash and tx
 // id are recomputed from its content, its value obeys pkg/filter's rules and
 // the owner and version rules, and the state (hosts, regulations, the history
 // index, the chain head) is exactly the state replayed from the chain. It
-// stops at the first broken entry. When a check fails it returns the report
-// and an error matching ErrTampered; other errors match ErrUnavailable.
-func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
+// stops at the first broken entry. Then the chain must hold the head the
+// head file remembers (and be at most one entry longer), and every head given
+// with ExpectHead. When a check fails it returns the report and an error
+// matching ErrTampered; other errors match ErrUnavailable (a file whose
+// reading panics or faults: ErrCorrupt too).
+func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (VerifyReport, error) {
+	var cfg verifyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	for _, h := range cfg.expect {
+		if err := h.Validate(); err != nil {
+			return VerifyReport{}, ledger.Errorf(ledger.ErrInvalid, err, "expected head: "+err.Error())
+		}
+	}
+	// The head file is read, and the read transaction begun, with writes
+	// held back, so that both tell of the same commit.
+	l.wmu.Lock()
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			l.wmu.Unlock()
+		}
+	}
+	defer unlock()
+	var rem remembered
+	hasHead := false
+	if !cfg.noHeadFile {
+		var err error
+		if rem, hasHead, err = readHeadFile(l.headPath); err != nil && !errors.Is(err, ErrTampered) {
+			return VerifyReport{}, ledger.Errorf(ledger.ErrUnavailable, err, "cannot read the head file: "+err.Error())
+		} else if err != nil {
+			return VerifyReport{Problem: err.Error()}, err
+		}
+	}
+	hashes := map[uint64]string{1: ""}
+	if hasHead {
+		hashes[rem.Height] = ""
+	}
+	for _, h := range cfg.expect {
+		hashes[h.Height] = ""
+	}
 	var rep VerifyReport
 	err := l.view(ctx, func(tx *bolt.Tx) error {
+		unlock()
 		var err error
-		rep, err = verify(ctx, tx)
+		rep, err = verify(ctx, tx, hashes)
 		return err
 	})
 	if err != nil {
 		return VerifyReport{}, err
+	}
+	rep.Genesis = hashes[1]
+	rep.Expected = cfg.expect
+	hashAt := func(n uint64) string {
+		if n == 0 {
+			return head.ZeroHash
+		}
+		return hashes[n]
+	}
+	switch {
+	case !rep.OK:
+	case cfg.noHeadFile:
+	case !hasHead:
+		rep.OK, rep.Problem = false, fmt.Sprintf("there is no head file (%s): nothing tells that this is the ledger the directory held; "+
+			"check it with --expect-head against a head kept elsewhere, then adopt it", l.headPath)
+	default:
+		h := rem.Head
+		rep.HeadFile = &h
+		if seq, msg, behind := compareRemembered(rem, rep.Height, hashAt); msg != "" {
+			rep.OK, rep.BrokenSeq, rep.Problem = false, seq, "head file: "+msg
+		} else {
+			rep.HeadFileBehind = behind
+		}
+	}
+	if rep.OK {
+		for _, h := range cfg.expect {
+			switch got := hashAt(h.Height); {
+			case h.Height > rep.Height:
+				rep.OK, rep.BrokenSeq = false, rep.Height+1
+				rep.Problem = fmt.Sprintf("expected head: the chain has %d entries, and the expected head is at height %d (%s): the ledger was rolled back", rep.Height, h.Height, h)
+			case got != h.Hash:
+				rep.OK, rep.BrokenSeq = false, h.Height
+				rep.Problem = fmt.Sprintf("expected head: entry %d's hash is %s, and the expected head is %s: the chain was rewritten", h.Height, got, h)
+			}
+			if !rep.OK {
+				break
+			}
+		}
 	}
 	if !rep.OK {
 		return rep, fmt.Errorf("%w: %s", ErrTampered, rep.Problem)
@@ -77,7 +197,9 @@ type replay struct {
 	index    map[string]struct{}
 }
 
-func verify(ctx context.Context, tx *bolt.Tx) (VerifyReport, error) {
+// verify checks the file in tx (see Verify) and records in hashes the hash of
+// the entry at each height hashes has a key for.
+func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyReport, error) {
 	var rep VerifyReport
 	fail := func(seq uint64, format string, args ...any) (VerifyReport, error) {
 		rep.OK, rep.BrokenSeq = false, seq
@@ -129,6 +251,9 @@ func verify(ctx context.Context, tx *bolt.Tx) (VerifyReport, error) {
 		}
 		if msg := r.apply(e); msg != "" {
 			return fail(next, "%s", msg)
+		}
+		if _, ok := hashes[next]; ok {
+			hashes[next] = e.TxID
 		}
 		prev, last = e.TxID, sum
 		rep.Height = next

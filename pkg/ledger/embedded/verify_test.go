@@ -14,6 +14,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 // fill writes a small ledger:
@@ -217,7 +218,15 @@ func TestVerify(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			l, err := Open(path)
+			if tt.tamper != nil {
+				if l, err := Open(path); err == nil || !errors.Is(err, ErrTampered) || !errors.Is(err, ledger.ErrUnavailable) {
+					if l != nil {
+						l.Close()
+					}
+					t.Fatalf("Open of a tampered file: %v, want ErrTampered and ErrUnavailable", err)
+				}
+			}
+			l, err := OpenReadOnly(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,13 +251,13 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-// TestVerifyHead shows what Head is for: a chain rewritten from its first
-// entry, in a way that every rule accepts, is only caught by comparing the
-// head with one kept elsewhere.
+// TestVerifyHead shows what heads are for: a chain rewritten from its first
+// entry, in a way that every rule accepts, is caught by the head file; and
+// when the head file is rewritten too, by a head kept elsewhere.
 func TestVerifyHead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
 	fill(t, path)
-	l, err := Open(path)
+	l, err := OpenReadOnly(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +266,7 @@ func TestVerifyHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
+	kept := before.ChainHead()
 
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -270,17 +280,41 @@ func TestVerifyHead(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err = Open(path)
+	verifyWith := func(opts ...VerifyOption) (VerifyReport, error) {
+		t.Helper()
+		l, err := OpenReadOnly(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Verify(context.Background(), opts...)
+	}
+	rep, err := verifyWith()
+	if !errors.Is(err, ErrTampered) || rep.BrokenSeq != 1 || !strings.Contains(rep.Problem, "head file") {
+		t.Fatalf("a consistent rewrite: Verify = %+v, %v; want the head file to catch it at entry 1", rep, err)
+	}
+
+	// The forger rewrites the head file too: only the head kept elsewhere
+	// catches it.
+	if _, err := Adopt(context.Background(), path); err == nil {
+		t.Fatal("Adopt over an existing head file succeeded")
+	}
+	forged, err := verifyWith(withoutHeadFile())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	after, err := l.Verify(context.Background())
-	if err != nil {
-		t.Fatalf("a consistent rewrite: Verify = %v", err)
+	if err := writeHeadFile(HeadFilePath(path), remembered{Genesis: forged.Genesis, Head: forged.ChainHead()}); err != nil {
+		t.Fatal(err)
 	}
-	if after.Head == before.Head || after.Height != before.Height {
-		t.Errorf("head %s at %d after the rewrite, %s at %d before: the heads should differ", after.Head, after.Height, before.Head, before.Height)
+	if rep, err := verifyWith(); err != nil || forged.Head == before.Head {
+		t.Fatalf("after a rewrite of the head file too: Verify = %+v, %v; heads %s before, %s after", rep, err, before.Head, forged.Head)
+	}
+	rep, err = verifyWith(ExpectHead(kept))
+	if !errors.Is(err, ErrTampered) || rep.BrokenSeq != kept.Height || !strings.Contains(rep.Problem, "expected head") {
+		t.Errorf("ExpectHead(%s) of the rewritten chain: %+v, %v; want the expected head not found", kept, rep, err)
+	}
+	if _, err := Open(path); err != nil {
+		t.Errorf("Open of a chain and head file rewritten together: %v (only a head kept elsewhere tells)", err)
 	}
 }
 
@@ -291,7 +325,7 @@ func TestVerifyEmpty(t *testing.T) {
 	}
 	defer l.Close()
 	rep, err := l.Verify(context.Background())
-	if err != nil || !rep.OK || rep.Height != 0 || rep.Head != "" {
+	if err != nil || !rep.OK || rep.Height != 0 || rep.Head != "" || rep.HeadFile == nil || rep.HeadFile.Hash != head.ZeroHash {
 		t.Errorf("Verify of an empty ledger = %+v, %v", rep, err)
 	}
 }

@@ -84,26 +84,31 @@ func (l *Ledger) watch(ctx context.Context, after uint64, out chan<- ledger.Even
 // short read transaction (a long one would hold back writers that grow the
 // file).
 func (l *Ledger) readAfter(seq uint64, max int) ([]ledger.Event, error) {
+	if err := l.Damaged(); err != nil {
+		return nil, err
+	}
 	var events []ledger.Event
-	err := l.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketChain).Cursor()
-		next := seq + 1
-		for k, v := c.Seek(seqKey(next)); k != nil && len(events) < max; k, v = c.Next() {
-			e, err := decodeEntry(v)
-			if err != nil {
-				return err
+	err := l.guarded(func() error {
+		return l.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketChain).Cursor()
+			next := seq + 1
+			for k, v := c.Seek(seqKey(next)); k != nil && len(events) < max; k, v = c.Next() {
+				e, err := decodeEntry(v)
+				if err != nil {
+					return err
+				}
+				if string(k) != string(seqKey(next)) || e.Seq != next {
+					return fmt.Errorf("chain entry %d is missing", next)
+				}
+				ev, err := e.event()
+				if err != nil {
+					return err
+				}
+				events = append(events, ev)
+				next++
 			}
-			if string(k) != string(seqKey(next)) || e.Seq != next {
-				return fmt.Errorf("chain entry %d is missing", next)
-			}
-			ev, err := e.event()
-			if err != nil {
-				return err
-			}
-			events = append(events, ev)
-			next++
-		}
-		return nil
+			return nil
+		})
 	})
 	return events, err
 }

@@ -6,9 +6,11 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 // writer is the writer named by ctx, or the default one.
@@ -19,29 +21,51 @@ func writer(ctx context.Context) ledger.Writer {
 	return ledger.Writer{ID: DefaultWriterID}
 }
 
-// update runs fn in a write transaction, synced to disk on commit. fn returns
-// the entry it appended, nil when the write was a no-op. A context that ends
-// while the write waits for its turn cancels it: nothing is written. Watchers
-// are woken after the commit.
+// update runs fn in a write transaction, synced to disk on commit, and
+// then records and signs the new head, before the next write may start;
+// the head file follows (headLoop). fn returns the entry it appended, nil
+// when the write was a no-op. A context that ends while the write waits for
+// its turn cancels it: nothing is written. Watchers are woken after the
+// commit. While the head file cannot be written, no write is accepted.
 func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error)) error {
 	if err := l.ready(ctx); err != nil {
 		return err
 	}
+	if l.readOnly {
+		return ledger.Errorf(ledger.ErrUnavailable, nil, "the embedded ledger is open read-only")
+	}
+	if err := l.headFileErr(); err != nil {
+		return ledger.Errorf(ledger.ErrUnavailable, err, "the embedded ledger cannot write its head file; no write is accepted until it can")
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	var appended *entry
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		if err := l.ready(ctx); err != nil {
+	err := l.guarded(func() error {
+		return l.db.Update(func(tx *bolt.Tx) error {
+			if err := l.ready(ctx); err != nil {
+				return err
+			}
+			e, err := fn(tx)
+			appended = e
 			return err
-		}
-		e, err := fn(tx)
-		appended = e
-		return err
+		})
 	})
 	if err != nil {
 		return l.fail(err)
 	}
-	if appended != nil {
-		l.notify()
+	if appended == nil {
+		return nil
 	}
+	tip := remembered{Genesis: l.tip.Load().Genesis, Head: head.Head{Height: appended.Seq, Hash: appended.TxID}}
+	if appended.Seq == 1 {
+		tip.Genesis = appended.TxID
+	}
+	l.tip.Store(&tip)
+	l.kickHead()
+	if err := l.sign(); err != nil {
+		l.log.Error("the head cannot be signed", zap.Error(err))
+	}
+	l.notify()
 	return nil
 }
 

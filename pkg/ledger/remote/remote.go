@@ -16,6 +16,9 @@
 // as the X-Ledgerfence-Writer header and recorded by filterd (the token
 // authenticates; the name only names).
 //
+// SignedHead and HashAt read filterd's signed heads (GET /v1/ledger/head),
+// for a head.Witness.
+//
 // Watch streams filterd's GET /v1/events (JSON lines). filterd writes an
 // empty line after every idle interval (15 s by default); a stream that stays
 // silent for the watch idle timeout (45 s by default) is taken as dead and its
@@ -29,6 +32,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -40,6 +44,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 // Defaults.
@@ -501,3 +506,41 @@ func (c *Client) Watch(ctx context.Context, after uint64) (<-chan ledger.Event, 
 
 // String names the filterd the client talks to.
 func (c *Client) String() string { return fmt.Sprintf("remote ledger at %s", c.base.Redacted()) }
+
+// SignedHead returns the filterd's latest signed head (GET /v1/ledger/head).
+// It does not check the signature: a head.Witness does. Errors: one
+// matching head.ErrNoHeads (and ledger.ErrNotFound) from a filterd whose
+// ledger signs no heads (Fabric), else as every call's.
+func (c *Client) SignedHead(ctx context.Context) (head.Signed, error) {
+	_, data, err := c.do(ctx, http.MethodGet, "/v1/ledger/head", nil, nil)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return head.Signed{}, fmt.Errorf("%w: %w", head.ErrNoHeads, err)
+	}
+	if err != nil {
+		return head.Signed{}, err
+	}
+	s, err := head.ParseSigned(data)
+	if err != nil {
+		return head.Signed{}, ledger.Errorf(ledger.ErrUnavailable, err, "remote: filterd's signed head cannot be read: "+err.Error())
+	}
+	return s, nil
+}
+
+// HashAt returns the hash of the ledger's entry at height (GET
+// /v1/ledger/head?at=N). Errors: ledger.ErrNotFound when the ledger is not
+// that high, else as every call's.
+func (c *Client) HashAt(ctx context.Context, height uint64) (string, error) {
+	q := url.Values{"at": {strconv.FormatUint(height, 10)}}
+	_, data, err := c.do(ctx, http.MethodGet, "/v1/ledger/head", q, nil)
+	if err != nil {
+		return "", err
+	}
+	h, err := decode[head.Head](data)
+	if err != nil {
+		return "", err
+	}
+	if h.Height != height || h.Validate() != nil {
+		return "", ledger.Errorf(ledger.ErrUnavailable, nil, fmt.Sprintf("remote: filterd answered height %d with %q", height, clip(h.String())))
+	}
+	return h.Hash, nil
+}
