@@ -71,11 +71,18 @@ def build(command, outdir):
 class Filterd(object):
     """One filterd process with its own data directory and admin token."""
 
-    def __init__(self, binary, workdir, port=None, tls=None):
-        """tls: (cert file, key file, CA file) to serve HTTPS."""
+    def __init__(self, binary, workdir, port=None, tls=None, client_ca=None,
+                 client_cert=None, webhook_token=None):
+        """tls: (cert file, key file, CA file) to serve HTTPS; client_ca:
+        the CA file of --tls-client-ca, and client_cert the (cert file, key
+        file) this harness then presents; webhook_token: --webhook-token.
+        """
         self.binary = binary
         self.workdir = workdir
         self.tls = tls
+        self.client_ca = client_ca
+        self.client_cert = client_cert
+        self.webhook_token = webhook_token
         self.port = port or free_port()
         self.token = secrets.token_hex(16)
         self.data = workdir and os.path.join(workdir, 'filterd-data')
@@ -105,8 +112,13 @@ class Filterd(object):
                 '--data', self.data, '--admin-token', self.token]
         if self.tls:
             args += ['--tls-cert', self.tls[0], '--tls-key', self.tls[1]]
+        if self.client_ca:
+            args += ['--tls-client-ca', self.client_ca]
+        env = dict(os.environ)
+        if self.webhook_token:  # by environment, as the README advises
+            env['LEDGERFENCE_WEBHOOK_TOKEN'] = self.webhook_token
         self.proc = subprocess.Popen(
-            args,
+            args, env=env,
             stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -146,9 +158,11 @@ class Filterd(object):
 
     def request(self, method, path, body=None, token=None, timeout=10):
         if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls[2])
+            if self.client_cert:
+                ctx.load_cert_chain(*self.client_cert)
             conn = http.client.HTTPSConnection(
-                '127.0.0.1', self.port, timeout=timeout,
-                context=ssl.create_default_context(cafile=self.tls[2]))
+                '127.0.0.1', self.port, timeout=timeout, context=ctx)
         else:
             conn = http.client.HTTPConnection('127.0.0.1', self.port,
                                               timeout=timeout)
@@ -195,26 +209,44 @@ class Filterd(object):
         return json.loads(raw)
 
 
+def _openssl(*args):
+    subprocess.run(('openssl',) + args, check=True, capture_output=True)
+
+
+def make_ca(directory, name='ca'):
+    """A CA made with openssl: <name>.pem and <name>.key in directory;
+    returns the certificate's file."""
+    base = os.path.join(directory, name)
+    _openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+             '-subj', '/CN=ledgerfence test %s' % name,
+             '-keyout', base + '.key', '-out', base + '.pem')
+    return base + '.pem'
+
+
+def issue(directory, ca, name, server=False):
+    """A certificate for name signed by the CA of make_ca (its .pem file),
+    for a server on 127.0.0.1 or a client: (cert file, key file)."""
+    base = os.path.join(directory, name)
+    with open(base + '.ext', 'w') as f:
+        if server:
+            f.write('subjectAltName=IP:127.0.0.1,DNS:localhost\n'
+                    'extendedKeyUsage=serverAuth\n')
+        else:
+            f.write('extendedKeyUsage=clientAuth\n')
+    _openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=' + name,
+             '-keyout', base + '.key', '-out', base + '.csr')
+    _openssl('x509', '-req', '-in', base + '.csr', '-CA', ca,
+             '-CAkey', ca[:-len('.pem')] + '.key', '-CAcreateserial',
+             '-days', '2', '-extfile', base + '.ext', '-out', base + '.pem')
+    return base + '.pem', base + '.key'
+
+
 def make_tls(directory):
     """A CA and a certificate for 127.0.0.1 signed by it, with openssl:
     (cert file, key file, CA file)."""
-    def path(name):
-        return os.path.join(directory, name)
-
-    def run(*args):
-        subprocess.run(('openssl',) + args, check=True, capture_output=True)
-
-    with open(path('san.ext'), 'w') as f:
-        f.write('subjectAltName=IP:127.0.0.1,DNS:localhost\n')
-    run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-        '-subj', '/CN=ledgerfence test CA', '-keyout', path('ca.key'),
-        '-out', path('ca.pem'))
-    run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
-        '-keyout', path('filterd.key'), '-out', path('filterd.csr'))
-    run('x509', '-req', '-in', path('filterd.csr'), '-CA', path('ca.pem'),
-        '-CAkey', path('ca.key'), '-CAcreateserial', '-days', '2',
-        '-extfile', path('san.ext'), '-out', path('filterd.pem'))
-    return path('filterd.pem'), path('filterd.key'), path('ca.pem')
+    ca = make_ca(directory)
+    cert, key = issue(directory, ca, 'filterd', server=True)
+    return cert, key, ca
 
 
 def reasons(decision):

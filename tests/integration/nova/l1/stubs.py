@@ -7,6 +7,8 @@ that the tests can see the filter fail closed (or open when configured).
 import http.client
 import http.server
 import json
+import socket
+import struct
 import threading
 import time
 
@@ -42,10 +44,11 @@ class _Base(object):
         return 'http://127.0.0.1:%d/scheduler/nova/external' % (
             self.server.server_address[1])
 
-    def record(self, path, headers, body):
+    def record(self, path, headers, body, raw=None, client=None):
         with self.lock:
             self.requests.append({'path': path, 'headers': headers,
-                                  'body': body})
+                                  'body': body, 'raw': raw,
+                                  'client': client})
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -105,7 +108,9 @@ class _MisbehavingHandler(_Handler):
 
 
 class RecordingProxy(_Base):
-    """Forwards webhook calls to a real filterd and keeps what it saw."""
+    """Forwards webhook calls to a real filterd and keeps what it saw: each
+    request's path, headers, decoded body, raw bytes and the client's
+    (address, port), which tells connections apart."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -117,7 +122,8 @@ class _ProxyHandler(_Handler):
     def do_POST(self):
         owner = self.server.owner
         raw = self.rfile.read(int(self.headers.get('Content-Length') or 0))
-        owner.record(self.path, dict(self.headers), json.loads(raw))
+        owner.record(self.path, dict(self.headers), json.loads(raw), raw,
+                     self.client_address)
         conn = http.client.HTTPConnection('127.0.0.1', owner.target_port,
                                           timeout=30)
         fwd = {k: v for k, v in self.headers.items()
@@ -131,3 +137,43 @@ class _ProxyHandler(_Handler):
         with owner.lock:
             owner.responses.append((resp.status, extra, out))
         self._send(resp.status, out, extra)
+
+
+class HangUp(object):
+    """Accepts TCP connections and closes each at once, before a byte is
+    read or written: a peer that dies in the TLS handshake, or resets an
+    HTTP request."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(16)
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            # SO_LINGER 0: the close sends a reset.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                            struct.pack('ii', 1, 0))
+            conn.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
+        self.sock.close()
+
+    def url(self, scheme='http'):
+        return '%s://127.0.0.1:%d/scheduler/nova/external' % (
+            scheme, self.sock.getsockname()[1])
