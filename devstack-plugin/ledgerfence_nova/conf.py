@@ -1,6 +1,7 @@
 """The ``[ledgerfence]`` section of nova.conf."""
 
 from oslo_config import cfg
+from oslo_config import types
 
 GROUP = cfg.OptGroup(
     'ledgerfence',
@@ -11,37 +12,61 @@ GROUP = cfg.OptGroup(
 WEBHOOK_PATH = '/scheduler/nova/external'
 
 OPTS = [
-    cfg.URIOpt(
+    cfg.ListOpt(
         'url',
-        schemes=['http', 'https'],
+        item_type=types.URI(schemes=['http', 'https']),
         help='URL of filterd\'s Nova webhook, for example '
-             'http://127.0.0.1:9480%s. A URL without a path gets that path. '
-             'Unset, every scheduling pass fails (closed unless fail_open).'
+             'https://filterd.example:8787%s, or several, comma separated: '
+             'replicas of filterd, asked in this order. A URL without a '
+             'path gets that path. The next URL is tried only when the '
+             'previous one cannot be reached (connection refused or reset, '
+             'no TCP or TLS handshake within connect_timeout); an answer '
+             'from a filterd, whatever it is, is final. Unset, every '
+             'scheduling pass fails (closed unless fail_open).'
              % WEBHOOK_PATH),
     cfg.FloatOpt(
         'timeout',
         default=2.0,
         min=0.01,
-        help='Seconds one call to filterd may take in all: connecting, '
-             'sending and reading the answer.'),
+        help='Seconds one call to filterd may take in all, every URL '
+             'tried included: connecting, sending and reading the answer.'),
+    cfg.FloatOpt(
+        'connect_timeout',
+        default=0.5,
+        min=0.001,
+        help='Seconds to connect to one URL (TCP and TLS handshakes) '
+             'before the next is tried; never more than what is left of '
+             'timeout.'),
     cfg.BoolOpt(
         'fail_open',
         default=False,
         help='What to do when filterd cannot be asked or gives an answer '
-             'that cannot be trusted (timeout, refused connection, non-2xx '
-             'status, malformed body, a host that was not asked about). '
-             'False (the default) removes every host, so nothing is placed '
-             'or moved; True keeps every candidate host, so regulations are '
-             'not enforced while filterd is unavailable.'),
+             'that cannot be trusted (timeout, no URL reachable, a TLS '
+             'failure, non-2xx status, malformed body, a host that was not '
+             'asked about). False (the default) removes every host, so '
+             'nothing is placed or moved; True keeps every candidate host, '
+             'so regulations are not enforced while filterd is '
+             'unavailable.'),
     cfg.StrOpt(
         'token',
         secret=True,
-        help='Bearer token sent in the Authorization header, when filterd '
-             'requires one.'),
+        help='Bearer token sent in the Authorization header (filterd\'s '
+             '--webhook-token).'),
     cfg.StrOpt(
         'ca_file',
         help='PEM file of the CA certificates that verify filterd\'s '
-             'certificate for an https url. Unset, the system CAs are used.'),
+             'certificate for https URLs (its name must match the URL\'s '
+             'host). Unset, the system CAs are used. A certificate that '
+             'does not verify fails the pass (closed unless fail_open).'),
+    cfg.StrOpt(
+        'cert_file',
+        help='PEM file of the client certificate (chain) presented to '
+             'filterd, for filterd\'s --tls-client-ca (mutual TLS). It may '
+             'hold the private key too.'),
+    cfg.StrOpt(
+        'key_file',
+        help='PEM file of the private key of cert_file, when cert_file '
+             'does not hold it.'),
     cfg.BoolOpt(
         'lookup_operation',
         default=True,

@@ -17,6 +17,8 @@ something that cannot be trusted, no host passes (unless fail_open).
 """
 
 
+import json
+
 from oslo_log import log as logging
 
 import nova.conf
@@ -35,9 +37,6 @@ lf_conf.register_opts(CONF)
 # gets no _nova_check_type.
 UNKNOWN = 'unknown'
 
-# Context fields that must not leave the scheduler.
-_PRIVATE_CONTEXT = ('auth_token', 'service_catalog')
-
 
 class LedgerfenceFilter(filters.BaseHostFilter):
     """Keep only the hosts ledgerfence allows for the VM's data."""
@@ -49,6 +48,13 @@ class LedgerfenceFilter(filters.BaseHostFilter):
     # Regulations are per VM: in a multi-create request every instance is
     # asked about on its own.
     run_filter_once_per_request = False
+
+    def __init__(self):
+        super().__init__()
+        # The client of the current [ledgerfence] options, kept from one
+        # pass to the next for its persistent connections.
+        self._client = None
+        self._client_key = None
 
     def host_passes(self, host_state, spec_obj):
         # Only for callers that use the per-host interface; the scheduler
@@ -70,15 +76,11 @@ class LedgerfenceFilter(filters.BaseHostFilter):
         ctx = getattr(spec_obj, '_context', None)
         request_id = getattr(ctx, 'request_id', None)
         op = self._operation(spec_obj, opts, uuid)
-        asked = {s.host for s in states}
 
         try:
-            body = build_body(spec_obj, ctx, states,
-                              None if op == UNKNOWN else op)
-            answer = client.Client(
-                opts.url, opts.timeout, token=opts.token,
-                ca_file=opts.ca_file,
-                webhook_path=lf_conf.WEBHOOK_PATH).post(body, asked)
+            body, index = build_body(spec_obj, ctx, states,
+                                     None if op == UNKNOWN else op)
+            answer = self._get_client(opts).post(body, index)
         except client.FilterdError as e:
             return self._failed(states, e, uuid, request_id, op)
         except Exception as e:  # never let a surprise pass hosts unchecked
@@ -86,10 +88,10 @@ class LedgerfenceFilter(filters.BaseHostFilter):
                 client.FilterdError.KIND_INTERNAL, repr(e)),
                 uuid, request_id, op)
 
-        by_host = {}
-        for s in states:
-            by_host.setdefault(s.host, []).append(s)
-        kept = [s for name in answer.hosts for s in by_host[name]]
+        if len(index) == len(states):
+            kept = list(map(index.__getitem__, answer.hosts))
+        else:  # several nodes of one host (ironic): keep them all
+            kept = [s for name in answer.hosts for s in index[name]]
         LOG.info('ledgerfence decision %(decision)s: %(removed)d of '
                  '%(total)d hosts removed (instance %(uuid)s, operation '
                  '%(op)s, request %(req)s, %(ms).1f ms)',
@@ -98,10 +100,28 @@ class LedgerfenceFilter(filters.BaseHostFilter):
                   'uuid': uuid, 'op': op or 'create', 'req': request_id,
                   'ms': answer.elapsed * 1000})
         if LOG.isEnabledFor(logging.DEBUG):
-            LOG.debug('ledgerfence decision %(decision)s removed %(hosts)s',
+            LOG.debug('ledgerfence decision %(decision)s from %(url)s '
+                      'removed %(hosts)s',
                       {'decision': answer.decision_id or '-',
-                       'hosts': sorted(asked - set(answer.hosts))})
+                       'url': answer.url,
+                       'hosts': sorted(set(index) - set(answer.hosts))})
         return kept
+
+    def _get_client(self, opts):
+        key = (tuple(opts.url or ()), opts.timeout, opts.connect_timeout,
+               opts.token, opts.ca_file, opts.cert_file, opts.key_file)
+        if key != self._client_key:
+            old, self._client, self._client_key = self._client, None, None
+            if old is not None:
+                old.close()
+            self._client = client.Client(
+                opts.url, opts.timeout, token=opts.token,
+                ca_file=opts.ca_file, cert_file=opts.cert_file,
+                key_file=opts.key_file,
+                connect_timeout=opts.connect_timeout,
+                webhook_path=lf_conf.WEBHOOK_PATH)
+            self._client_key = key
+        return self._client
 
     @staticmethod
     def _operation(spec_obj, opts, uuid):
@@ -131,40 +151,82 @@ class LedgerfenceFilter(filters.BaseHostFilter):
         return states if fail_open else []
 
 
+# The body is built from these fields only, whatever else the RequestSpec
+# and the context hold (cell mappings with database and message queue
+# URLs, tokens, the service catalog): what filterd reads and nothing more.
+_HOST = '{"host":"'
+_NODE = '","hypervisor_hostname":"'
+_NEXT = '"},{"host":"'
+_FLAGS = ',"weights":{},"rebuild":%s,"resize":%s,"live":%s,"vmware":false}'
+_encode = json.JSONEncoder(separators=(',', ':'), check_circular=False,
+                           default=str).encode
+
+
 def build_body(spec_obj, ctx, states, op):
-    """The SAP/cortex external-scheduler body for one pass.
+    """The SAP/cortex external-scheduler body for one pass, as bytes, and
+    the hosts it asks about: {host name: HostState}, or {host name: [every
+    HostState of that host]} when a host has several nodes.
 
-    The caller's RequestSpec is not changed: the operation goes into the
-    primitive's copy of the scheduler hints.
+    It holds the RequestSpec's instance_uuid, project_id and scheduler
+    hints (with the operation as _nova_check_type), the context's request
+    ids, each host's name and node name, and the operation's flags. The
+    caller's RequestSpec is not changed.
     """
-    spec = spec_obj.obj_to_primitive()
-    data = spec['nova_object.data']
-    hints = dict(data.get('scheduler_hints') or {})
-    if op and not operation.hint_value(spec_obj):
-        hints[operation.HINT] = [op]
-    if hints or 'scheduler_hints' in data:
+    data = {}
+    for key in ('instance_uuid', 'project_id'):
+        value = _field(spec_obj, key)
+        if value is not None:
+            data[key] = value
+    hints = _field(spec_obj, 'scheduler_hints')
+    if hints or op:
+        hints = {k: v for k, v in (hints or {}).items()}
+        if op and not operation.hint_value(spec_obj):
+            hints[operation.HINT] = [op]
         data['scheduler_hints'] = hints
-    return {
-        'spec': spec,
-        'context': _context_dict(ctx),
-        'hosts': [{'host': s.host, 'hypervisor_hostname': s.nodename}
-                  for s in states],
-        'weights': {},
-        'rebuild': op == operation.REBUILD,
+    context = {}
+    for key in ('request_id', 'global_request_id'):
+        value = getattr(ctx, key, None)
+        if value:
+            context[key] = value
+    head = _encode({'spec': {'nova_object.name': 'RequestSpec',
+                             'nova_object.data': data},
+                    'context': context})
+    hosts, index = _hosts(states)
+    flags = _FLAGS % (
+        'true' if op == operation.REBUILD else 'false',
         # Nova runs a cold migration as a resize to the same flavor.
-        'resize': op in (operation.RESIZE, operation.MIGRATE),
-        'live': op == operation.LIVE_MIGRATE,
-        'vmware': False,
-    }
+        'true' if op in (operation.RESIZE, operation.MIGRATE) else 'false',
+        'true' if op == operation.LIVE_MIGRATE else 'false')
+    return (head[:-1] + ',"hosts":' + hosts + flags).encode('utf-8'), index
 
 
-def _context_dict(ctx):
-    if ctx is None:
-        return {}
-    values = ctx.to_dict()
-    for key in _PRIVATE_CONTEXT:
-        values.pop(key, None)
-    return values
+def _hosts(states):
+    """The "hosts" list as JSON text, and the index of build_body."""
+    hosts = [s.host for s in states]
+    nodes = [s.nodename for s in states]
+    n = len(hosts)
+    index = dict(zip(hosts, states))
+    if len(index) != n:
+        index = {}
+        for s in states:
+            index.setdefault(s.host, []).append(s)
+    try:
+        names = ''.join(hosts) + ''.join(nodes)
+    except TypeError:  # a name that is not a string
+        names = None
+    # Names of printable ASCII without quotes or backslashes are their own
+    # JSON text: the list is joined in one go, with no encoder per host.
+    if (names is not None and names.isascii() and names.isprintable() and
+            '"' not in names and '\\' not in names):
+        parts = [None] * (4 * n)
+        parts[0::4] = hosts
+        parts[1::4] = [_NODE] * n
+        parts[2::4] = nodes
+        parts[3::4] = [_NEXT] * n
+        parts[-1] = '"}]'
+        return '[' + _HOST + ''.join(parts), index
+    return _encode([{'host': h, 'hypervisor_hostname': v}
+                    for h, v in zip(hosts, nodes)]), index
 
 
 def _field(obj, name):

@@ -42,7 +42,7 @@ names = {c.__name__ for c in filters.HostFilterHandler().get_matching_classes(
     CONF.filter_scheduler.available_filters)}
 missing = [f for f in CONF.filter_scheduler.enabled_filters if f not in names]
 print('missing=%s url=%s fail_open=%s' % (','.join(missing),
-      CONF.ledgerfence.url, CONF.ledgerfence.fail_open))
+      ','.join(CONF.ledgerfence.url or ()), CONF.ledgerfence.fail_open))
 """
 
 

@@ -173,25 +173,46 @@ class TestTable4(FilterTestCase):
         self.schedule(rig.states(['hm1', 'hm3']), spec)
         body = proxy.requests[0]['body']
         self.assertEqual('/scheduler/nova/external', proxy.requests[0]['path'])
-        self.assertEqual({'spec', 'context', 'hosts', 'weights', 'rebuild',
-                          'resize', 'live', 'vmware'}, set(body))
-        data = body['spec']['nova_object.data']
-        self.assertEqual('RequestSpec', body['spec']['nova_object.name'])
-        self.assertEqual(vm, data['instance_uuid'])
-        self.assertEqual('project-a', data['project_id'])
-        self.assertEqual({'group': ['g1']}, data['scheduler_hints'])
-        self.assertEqual([{'host': 'hm1', 'hypervisor_hostname': 'hm1-node'},
-                          {'host': 'hm3', 'hypervisor_hostname': 'hm3-node'}],
-                         body['hosts'])
-        self.assertEqual(self.ctx.request_id, body['context']['request_id'])
-        self.assertEqual('user-a', body['context']['user_id'])
-        self.assertEqual('project-a', body['context']['project_id'])
-        self.assertNotIn('auth_token', body['context'])
-        self.assertEqual({}, body['weights'])
-        self.assertEqual((False, False, False, False),
-                         (body['rebuild'], body['resize'], body['live'],
-                          body['vmware']))
+        self.assertEqual({
+            'spec': {'nova_object.name': 'RequestSpec',
+                     'nova_object.data': {'instance_uuid': vm,
+                                          'project_id': 'project-a',
+                                          'scheduler_hints': {
+                                              'group': ['g1']}}},
+            'context': {'request_id': self.ctx.request_id},
+            'hosts': [{'host': 'hm1', 'hypervisor_hostname': 'hm1-node'},
+                      {'host': 'hm3', 'hypervisor_hostname': 'hm3-node'}],
+            'weights': {},
+            'rebuild': False, 'resize': False, 'live': False,
+            'vmware': False}, body)
         self.assertEqual(before, spec.obj_to_primitive())
+
+    def test_host_names_that_need_escaping(self):
+        # No such host can be registered (names are [A-Za-z0-9._-]), but
+        # Nova may still send one: it must reach filterd as it is.
+        proxy = self.proxy()
+        vm = rig.regulated_vm(*TABLE4_REGULATION)
+        odd = ['hm"q', 'hm\\b', 'hm\u00e9', 'hm\tt']
+        with self.assertLogs(FILTER_LOGGER, 'INFO') as logs:
+            kept = self.schedule(rig.states(['hm1'] + odd + ['hm3']),
+                                 novarig.request_spec(self.ctx, vm))
+        self.assertEqual(['hm1'], names(kept))
+        self.assertEqual([{'host': n, 'hypervisor_hostname': n + '-node'}
+                          for n in ['hm1'] + odd + ['hm3']],
+                         proxy.requests[0]['body']['hosts'])
+        want = {n: 'host_unregistered' for n in odd}
+        want['hm3'] = 'country_not_allowed'
+        self.assertEqual(want, lf.reasons(
+            rig.filterd.decision(self.decision_id(logs))))
+
+    def test_several_nodes_of_one_host(self):
+        vm = rig.regulated_vm(*TABLE4_REGULATION)
+        states = [novarig.host_state('hm1', rig.cell.uuid, 'node-a'),
+                  novarig.host_state('hm3', rig.cell.uuid, 'node-b'),
+                  novarig.host_state('hm1', rig.cell.uuid, 'node-c')]
+        kept = self.schedule(states, novarig.request_spec(self.ctx, vm))
+        self.assertEqual([('hm1', 'node-a'), ('hm1', 'node-c')],
+                         [(s.host, s.nodename) for s in kept])
 
     def test_unregulated_vm_may_go_anywhere(self):
         spec = novarig.request_spec(self.ctx, uuidutils.generate_uuid())
@@ -221,6 +242,64 @@ class TestTable4(FilterTestCase):
                         host=target, node=target + '-node'))
                 self.assertEqual(
                     want, names(self.schedule(rig.states(hosts), spec)))
+
+
+class TestOnlyWhatFilterdReads(FilterTestCase):
+    """The body is built from an allow-list: nothing of the RequestSpec or
+    the context that filterd does not read leaves the scheduler."""
+
+    DB_PASSWORD = 'db-pw-5d1c9e0a'
+    MQ_PASSWORD = 'mq-pw-77a0b3f2'
+    TOKEN = 'gAAAAA-keystone-token-3f9a'
+    CATALOG_SECRET = 'catalog-key-c0ffee'
+
+    def test_cell_mapping_credentials_and_tokens_stay_in_nova(self):
+        from nova import context as nova_context
+        from nova import objects
+        proxy = self.proxy()
+        vm = rig.regulated_vm(*TABLE4_REGULATION)
+        cell = objects.CellMapping(
+            uuid=uuidutils.generate_uuid(), name='cell1',
+            database_connection='mysql+pymysql://nova:%s@db.example/'
+                                'nova_cell1' % self.DB_PASSWORD,
+            transport_url='rabbit://nova:%s@mq.example:5672/'
+                          % self.MQ_PASSWORD)
+        ctx = nova_context.RequestContext(
+            'user-a', 'project-a', is_admin=True, auth_token=self.TOKEN,
+            user_name='alice', project_name='project a',
+            service_catalog=[{'type': 'network', 'name': 'neutron',
+                              'endpoints': [{'url': 'https://net.example/'
+                                             '?key=' + self.CATALOG_SECRET}]}])
+        self.assertTrue(ctx.service_catalog)
+        spec = novarig.request_spec(
+            ctx, vm, requested_destination=objects.Destination(cell=cell),
+            scheduler_hints={'group': ['g1']})
+        self.assertIn(self.DB_PASSWORD, json.dumps(spec.obj_to_primitive()))
+        all_hosts = [h[0] for h in TABLE4_HOSTS] + [UNREGISTERED]
+
+        with self.assertLogs(FILTER_LOGGER, 'INFO') as logs:
+            kept = self.schedule(rig.states(all_hosts), spec)
+
+        self.assertEqual(['hm1', 'hm2', 'hm5'], names(kept))
+        self.assertEqual(1, len(proxy.requests))
+        raw = proxy.requests[0]['raw'].decode('utf-8')
+        for secret in (self.DB_PASSWORD, self.MQ_PASSWORD, self.TOKEN,
+                       self.CATALOG_SECRET, 'cell', 'database_connection',
+                       'transport_url', 'mysql', 'rabbit', 'auth_token',
+                       'service_catalog', 'alice', 'requested_destination',
+                       'user_id', 'flavor', 'image'):
+            self.assertNotIn(secret, raw)
+        body = proxy.requests[0]['body']
+        self.assertEqual({'instance_uuid': vm, 'project_id': 'project-a',
+                          'scheduler_hints': {'group': ['g1']}},
+                         body['spec']['nova_object.data'])
+        self.assertEqual({'request_id': ctx.request_id}, body['context'])
+        # filterd decided on what it got.
+        decision = rig.filterd.decision(self.decision_id(logs))
+        want = {h[0]: h[3] for h in TABLE4_HOSTS if h[3]}
+        want[UNREGISTERED] = 'host_unregistered'
+        self.assertEqual(want, lf.reasons(decision))
+        self.assertEqual(ctx.request_id, decision.get('request_id'))
 
 
 class TestOperation(FilterTestCase):
@@ -437,29 +516,181 @@ class TestFailures(FilterTestCase):
         CONF.clear_override('token', group='ledgerfence')
 
 
+def closed_port_url():
+    """A URL nothing listens on: connections are refused."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return 'http://127.0.0.1:%d/scheduler/nova/external' % (
+            s.getsockname()[1])
+
+
+class TestSeveralURLs(FilterTestCase):
+    """url lists replicas: the next is asked only when the previous one
+    cannot be reached; an answer from a live filterd is final."""
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(CONF.clear_override, 'connect_timeout',
+                        group='ledgerfence')
+
+    def run_pass(self, urls, **opts):
+        self.use(urls, **opts)
+        vm = rig.regulated_vm(*TABLE4_REGULATION)
+        spec = novarig.request_spec(self.ctx, vm)
+        with self.assertLogs(FILTER_LOGGER, 'INFO') as logs:
+            t0 = time.monotonic()
+            kept = self.schedule(rig.states([h[0] for h in TABLE4_HOSTS]),
+                                 spec)
+            elapsed = time.monotonic() - t0
+        return names(kept), '\n'.join(logs.output), elapsed
+
+    def replica(self):
+        p = stubs.RecordingProxy(rig.filterd.port).__enter__()
+        self.addCleanup(p.__exit__)
+        return p
+
+    def test_a_refused_url_then_the_next(self):
+        second = self.replica()
+        kept, log, _ = self.run_pass([closed_port_url(), second.url])
+        self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
+        self.assertEqual(1, len(second.requests))
+        self.assertIn('2 of 5 hosts removed', log)
+
+    def test_a_peer_that_hangs_up_then_the_next(self):
+        second = self.replica()
+        with stubs.HangUp() as dead:
+            kept, _, _ = self.run_pass([dead.url(), second.url])
+            self.assertEqual(1, dead.accepted)
+        self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
+        self.assertEqual(1, len(second.requests))
+
+    def test_a_url_that_does_not_accept_in_time_then_the_next(self):
+        # A listening socket whose backlog is full: the kernel drops the
+        # next SYN, as a host that is down or cut off does.
+        blackhole = socket.socket()
+        self.addCleanup(blackhole.close)
+        blackhole.bind(('127.0.0.1', 0))
+        blackhole.listen(0)
+        for _ in range(3):
+            c = socket.socket()
+            self.addCleanup(c.close)
+            c.setblocking(False)
+            c.connect_ex(blackhole.getsockname())
+        second = self.replica()
+        kept, log, elapsed = self.run_pass(
+            ['http://127.0.0.1:%d' % blackhole.getsockname()[1],
+             second.url], connect_timeout=0.2, timeout=2)
+        self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
+        self.assertEqual(1, len(second.requests))
+        self.assertGreaterEqual(elapsed, 0.2)
+        self.assertLess(elapsed, 1.5)
+
+    def test_every_url_down_fails_closed(self):
+        urls = [closed_port_url(), closed_port_url()]
+        kept, log, _ = self.run_pass(urls)
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (unreachable', log)
+        for url in urls:
+            self.assertIn(url, log)
+        kept, log, _ = self.run_pass(urls, fail_open=True)
+        self.assertEqual([h[0] for h in TABLE4_HOSTS], kept)
+
+    def test_an_error_answer_is_final(self):
+        second = self.replica()
+        with stubs.Misbehaving(lambda b: (503, b'{"error": "busy"}')) as srv:
+            kept, log, _ = self.run_pass([srv.url, second.url])
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (status', log)
+        self.assertEqual([], second.requests)
+
+    def test_an_answer_is_final(self):
+        second = self.replica()
+        with stubs.Misbehaving(_answer(lambda h: h[:1])) as srv:
+            kept, _, _ = self.run_pass([srv.url, second.url])
+        self.assertEqual(['hm1'], kept)
+        self.assertEqual([], second.requests)
+
+    def test_a_timeout_after_the_request_is_final(self):
+        second = self.replica()
+        with stubs.Misbehaving(_answer(lambda h: h), delay=1.0) as srv:
+            kept, log, elapsed = self.run_pass([srv.url, second.url],
+                                               timeout=0.3)
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (timeout', log)
+        self.assertEqual([], second.requests)
+        self.assertLess(elapsed, 0.9)
+
+    def test_one_connection_is_kept_per_url(self):
+        first = self.replica()
+        for _ in range(3):
+            kept, _, _ = self.run_pass([first.url])
+            self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
+        self.assertEqual(3, len(first.requests))
+        self.assertEqual(1, len({r['client'] for r in first.requests}))
+
+    def test_a_restarted_filterd_on_a_kept_connection(self):
+        tmp = tempfile.mkdtemp(dir=rig.tmp)
+        f = lf.Filterd(rig.filterd.binary, tmp).start()
+        self.addCleanup(f.stop)
+        for host, country, orgs, _ in TABLE4_HOSTS:
+            f.put_host(host, country, orgs)
+        vm = uuidutils.generate_uuid()
+        f.put_regulation('vm:' + vm, *TABLE4_REGULATION)
+        self.use(f.webhook_url)
+        spec = novarig.request_spec(self.ctx, vm)
+        states = rig.states([h[0] for h in TABLE4_HOSTS])
+        self.assertEqual(['hm1', 'hm2', 'hm5'],
+                         names(self.schedule(states, spec)))
+        f.stop()  # the kept connection is closed under the filter
+        f.start()
+        self.assertEqual(['hm1', 'hm2', 'hm5'],
+                         names(self.schedule(states, spec)))
+
+
 class TestTLS(FilterTestCase):
-    """filterd over HTTPS (its --tls-cert/--tls-key), verified with ca_file."""
+    """filterd over HTTPS (its --tls-cert/--tls-key), verified with ca_file,
+    and with --tls-client-ca, which needs the filter's cert_file/key_file."""
+
+    TOKEN = 'webhook-token-8c2f'
 
     @classmethod
     def setUpClass(cls):
         cls.dir = os.path.join(rig.tmp, 'tls')
         os.makedirs(cls.dir)
         cls.tls = lf.make_tls(cls.dir)
-        cls.filterd = lf.Filterd(rig.filterd.binary, cls.dir,
+        cls.ca = cls.tls[2]
+        cls.client = lf.issue(cls.dir, cls.ca, 'nova-scheduler')
+        cls.other_ca = lf.make_ca(cls.dir, 'other-ca')
+        cls.other_client = lf.issue(cls.dir, cls.other_ca, 'intruder')
+        cls.filterd = lf.Filterd(rig.filterd.binary,
+                                 os.path.join(cls.dir, 'https'),
                                  tls=cls.tls).start()
-        for host, country, orgs, _ in TABLE4_HOSTS:
-            cls.filterd.put_host(host, country, orgs)
+        cls.mutual = lf.Filterd(rig.filterd.binary,
+                                os.path.join(cls.dir, 'mutual'),
+                                tls=cls.tls, client_ca=cls.ca,
+                                client_cert=cls.client,
+                                webhook_token=cls.TOKEN).start()
+        for f in (cls.filterd, cls.mutual):
+            for host, country, orgs, _ in TABLE4_HOSTS:
+                f.put_host(host, country, orgs)
 
     @classmethod
     def tearDownClass(cls):
         cls.filterd.stop()
+        cls.mutual.stop()
 
-    def tearDown(self):
-        CONF.clear_override('ca_file', group='ledgerfence')
+    def setUp(self):
+        super().setUp()
+        for opt in ('ca_file', 'cert_file', 'key_file', 'token',
+                    'connect_timeout'):
+            self.addCleanup(CONF.clear_override, opt, group='ledgerfence')
 
-    def run_pass(self):
+    def run_pass(self, filterd=None, **opts):
+        filterd = filterd or self.filterd
         vm = uuidutils.generate_uuid()
-        self.filterd.put_regulation('vm:' + vm, *TABLE4_REGULATION)
+        filterd.put_regulation('vm:' + vm, *TABLE4_REGULATION)
+        opts.setdefault('url', filterd.webhook_url)
+        self.use(**opts)
         spec = novarig.request_spec(self.ctx, vm)
         with self.assertLogs(FILTER_LOGGER, 'INFO') as logs:
             kept = self.schedule(rig.states([h[0] for h in TABLE4_HOSTS]),
@@ -467,24 +698,92 @@ class TestTLS(FilterTestCase):
         return names(kept), '\n'.join(logs.output)
 
     def test_https_verified_with_ca_file(self):
-        self.use(self.filterd.webhook_url, ca_file=self.tls[2])
         self.assertTrue(self.filterd.webhook_url.startswith('https://'))
-        kept, log = self.run_pass()
-        self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
-        self.assertIn('2 of 5 hosts removed', log)
+        for _ in range(2):  # a new connection, then the kept one
+            kept, log = self.run_pass(ca_file=self.ca)
+            self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
+            self.assertIn('2 of 5 hosts removed', log)
 
     def test_unverifiable_certificate_fails_closed(self):
-        self.use(self.filterd.webhook_url)  # system CAs only
-        kept, log = self.run_pass()
+        kept, log = self.run_pass()  # system CAs only
         self.assertEqual([], kept)
-        self.assertIn('filterd failed (unreachable', log)
+        self.assertIn('filterd failed (tls', log)
+        self.assertIn('CERTIFICATE_VERIFY_FAILED', log)
+
+    def test_wrong_ca_fails_closed(self):
+        kept, log = self.run_pass(ca_file=self.other_ca)
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (tls', log)
+        self.assertIn('failing closed', log)
+
+    def test_wrong_ca_is_not_retried_at_the_next_url(self):
+        second = stubs.RecordingProxy(rig.filterd.port).__enter__()
+        self.addCleanup(second.__exit__)
+        kept, log = self.run_pass(url=[self.filterd.webhook_url, second.url],
+                                  ca_file=self.other_ca)
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (tls', log)
+        self.assertEqual([], second.requests)
 
     def test_unreadable_ca_file_fails_closed(self):
-        self.use(self.filterd.webhook_url,
-                 ca_file=os.path.join(self.dir, 'missing.pem'))
-        kept, log = self.run_pass()
+        kept, log = self.run_pass(
+            ca_file=os.path.join(self.dir, 'missing.pem'))
         self.assertEqual([], kept)
         self.assertIn('filterd failed (config', log)
+
+    def test_mutual_tls_with_a_client_certificate_and_token(self):
+        for _ in range(2):  # a new connection, then the kept one
+            kept, log = self.run_pass(
+                self.mutual, ca_file=self.ca, cert_file=self.client[0],
+                key_file=self.client[1], token=self.TOKEN)
+            self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
+            self.assertIn('2 of 5 hosts removed', log)
+
+    def test_mutual_tls_without_the_token_fails_closed(self):
+        kept, log = self.run_pass(
+            self.mutual, ca_file=self.ca, cert_file=self.client[0],
+            key_file=self.client[1])
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (status', log)
+        self.assertIn('HTTP 401', log)
+
+    def test_client_without_a_certificate_fails_closed(self):
+        kept, log = self.run_pass(self.mutual, ca_file=self.ca,
+                                  token=self.TOKEN)
+        self.assertEqual([], kept)
+        self.assertIn('failing closed', log)
+        self.assertRegex(log, r'filterd failed \((tls|unreachable): ')
+
+    def test_client_certificate_of_another_ca_fails_closed(self):
+        kept, log = self.run_pass(
+            self.mutual, ca_file=self.ca, cert_file=self.other_client[0],
+            key_file=self.other_client[1], token=self.TOKEN)
+        self.assertEqual([], kept)
+        self.assertIn('failing closed', log)
+        self.assertRegex(log, r'filterd failed \((tls|unreachable): ')
+
+    def test_wrong_ca_with_a_client_certificate_fails_closed(self):
+        kept, log = self.run_pass(
+            self.mutual, ca_file=self.other_ca, cert_file=self.client[0],
+            key_file=self.client[1], token=self.TOKEN)
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (tls', log)
+
+    def test_key_file_without_cert_file_fails_closed(self):
+        kept, log = self.run_pass(self.mutual, ca_file=self.ca,
+                                  key_file=self.client[1], token=self.TOKEN)
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (config', log)
+
+    def test_a_peer_that_hangs_up_in_the_handshake_then_the_next(self):
+        with stubs.HangUp() as dead:
+            kept, _ = self.run_pass(
+                self.mutual, url=[dead.url('https'),
+                                  self.mutual.webhook_url],
+                ca_file=self.ca, cert_file=self.client[0],
+                key_file=self.client[1], token=self.TOKEN)
+            self.assertEqual(1, dead.accepted)
+        self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
 
 
 def fleet(n):
@@ -543,52 +842,84 @@ class TestScale(FilterTestCase):
         self.assertEqual(5, len(proxy.requests))
 
     def test_added_time_per_pass(self):
-        """Time LedgerfenceFilter adds to a pass (operation lookup, body,
-        round trip to filterd, answer), at 10, 100 and 1,000 hosts.
+        """Time LedgerfenceFilter adds to one scheduling pass, in Nova's
+        HostFilterHandler, at 10, 100 and 1,000 hosts, next to Nova's own
+        AggregateMultiTenancyIsolation in the same handler.
 
-        Five batches of 15 passes each; the figure is the median of the
-        quietest batch (the filter's own cost, with the least interference
-        from whatever else the machine runs), next to the median and 95th
-        percentile of all passes. The target is 5 ms at 1,000 hosts on a
-        quiet machine; the figure is printed and written to
-        $LEDGERFENCE_NOVA_RESULTS, not asserted (shared machines are noisy).
-        What is asserted is that every pass keeps the right hosts.
+        A pass is HostFilterHandler.get_filtered_objects with that one
+        filter: for LedgerfenceFilter the operation lookup (unless
+        lookup_operation is off), the body, the round trip to a real
+        filterd and the answer, plus the handler's own bookkeeping, which
+        every filter pays. Five batches of 15 passes each, the filters
+        interleaved; the figure is the median of the quietest batch (the
+        cost with the least interference from whatever else the machine
+        runs), next to the median and 95th percentile of all passes. The
+        figures are printed and written to $LEDGERFENCE_NOVA_RESULTS, not
+        asserted (shared machines are noisy); every pass must keep the right
+        hosts.
         """
+        from nova.scheduler.filters import aggregate_multitenancy_isolation
         self.use(rig.filterd.webhook_url)
+        self.addCleanup(CONF.clear_override, 'lookup_operation',
+                        group='ledgerfence')
         flt = [f for f in rig.host_manager.enabled_filters
                if type(f).__name__ == 'LedgerfenceFilter'][0]
+        amti = aggregate_multitenancy_isolation.AggregateMultiTenancyIsolation()
         vm = rig.regulated_vm(*TABLE4_REGULATION)
+        rows = (('LedgerfenceFilter', flt, True),
+                ('LedgerfenceFilter lookup_operation=false', flt, False),
+                ('AggregateMultiTenancyIsolation', amti, True))
         figures = {}
         for n in (10, 100, 1000):
             states = rig.states([h[0] for h in self.fleet[:n]])
             spec = novarig.request_spec(self.ctx, vm)
-            want = len([h for h, c, o in self.fleet[:n]
-                        if allowed(c, o, TABLE4_REGULATION)])
-            for _ in range(3):
-                flt.filter_all(states, spec)
-            batches = []
+            want = [h for h, c, o in self.fleet[:n]
+                    if allowed(c, o, TABLE4_REGULATION)]
+
+            def one_pass(f, lookup):
+                CONF.set_override('lookup_operation', lookup,
+                                  group='ledgerfence')
+                t0 = time.perf_counter()
+                kept = rig.handler.get_filtered_objects([f], states, spec, 0)
+                ms = (time.perf_counter() - t0) * 1000
+                return ms, names(kept)
+
+            runs = {name: [] for name, _, _ in rows}
+            for name, f, lookup in rows:
+                for _ in range(3):
+                    one_pass(f, lookup)
             for _ in range(5):
-                runs = []
-                for _ in range(15):
-                    t0 = time.perf_counter()
-                    kept = flt.filter_all(states, spec)
-                    runs.append((time.perf_counter() - t0) * 1000)
-                    self.assertEqual(want, len(kept))
-                batches.append(runs)
-            every = sorted(t for b in batches for t in b)
-            figures[n] = {
-                'quiet_median_ms': round(min(statistics.median(b)
-                                             for b in batches), 2),
-                'median_ms': round(statistics.median(every), 2),
-                'p95_ms': round(every[int(len(every) * .95)], 2),
-                'kept': want}
-        print('\nLedgerfenceFilter added time per pass: %s'
-              % json.dumps(figures), file=sys.stderr)
+                for name, f, lookup in rows:
+                    batch = []
+                    for _ in range(15):
+                        ms, kept = one_pass(f, lookup)
+                        if f is flt:
+                            self.assertEqual(want, kept)
+                        else:
+                            self.assertEqual(len(states), len(kept))
+                        batch.append(ms)
+                    runs[name].append(batch)
+            figures[n] = {}
+            for name, batches in runs.items():
+                every = sorted(t for b in batches for t in b)
+                figures[n][name] = {
+                    'quiet_median_ms': round(min(statistics.median(b)
+                                                 for b in batches), 3),
+                    'median_ms': round(statistics.median(every), 3),
+                    'p95_ms': round(every[int(len(every) * .95)], 3)}
+        lines = ['', 'Time one filter adds to a pass in HostFilterHandler, '
+                 'ms (quiet median / median / p95):']
+        for name, _, _ in rows:
+            lines.append('  %-42s %s' % (name, '   '.join(
+                '%d hosts %.2f / %.2f / %.2f' % (
+                    n, figures[n][name]['quiet_median_ms'],
+                    figures[n][name]['median_ms'], figures[n][name]['p95_ms'])
+                for n in figures)))
+        print('\n'.join(lines), file=sys.stderr)
         out = os.environ.get('LEDGERFENCE_NOVA_RESULTS')
         if out:
             with open(os.path.join(out, 'l1-filter-timing.json'), 'w') as f:
                 json.dump(figures, f, indent=1)
-
 
 if __name__ == '__main__':
     unittest.main()
