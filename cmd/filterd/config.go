@@ -20,34 +20,35 @@ const envPrefix = "LEDGERFENCE_"
 
 // config is filterd's configuration, from flags and the environment.
 type config struct {
-	Listen          string
-	Data            string
-	Ledger          string
-	AdminToken      string
-	ReadToken       string
-	WebhookToken    string
-	TLSCert         string
-	TLSKey          string
-	TLSClientCA     string
-	DenyUnregulated bool
-	NATS            string
-	LogLevel        zapcore.Level
-	LogFormat       string
-	DecisionLog     string
-	Decisions       int
-	MaxBody         int64
-	MaxBuffered     int64
-	MaxInFlight     int
-	ReadTimeout     time.Duration
-	MaxHeaderBytes  int
-	MaxStreams      int
-	DecisionBytes   int
-	MaxAbsentHosts  int
-	MaxStaleness    time.Duration
-	ReceiveBuffer   int
-	DecisionTimeout time.Duration
-	ShutdownTimeout time.Duration
-	Fabric          fabricConfig
+	Listen           string
+	Data             string
+	Ledger           string
+	AdminToken       string
+	ReadToken        string
+	WebhookToken     string
+	TLSCert          string
+	TLSKey           string
+	TLSClientCA      string
+	DenyUnregulated  bool
+	NATS             string
+	LogLevel         zapcore.Level
+	LogFormat        string
+	DecisionLog      string
+	Decisions        int
+	MaxBody          int64
+	MaxBuffered      int64
+	MaxInFlight      int
+	MaxLargeInFlight int
+	ReadTimeout      time.Duration
+	MaxHeaderBytes   int
+	MaxStreams       int
+	DecisionBytes    int
+	MaxAbsentHosts   int
+	MaxStaleness     time.Duration
+	ReceiveBuffer    int
+	DecisionTimeout  time.Duration
+	ShutdownTimeout  time.Duration
+	Fabric           fabricConfig
 }
 
 // envName is the environment variable of a flag.
@@ -79,6 +80,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Int64Var(&c.MaxBody, "max-body", api.DefaultMaxBodyBytes, "largest webhook request body, in bytes (larger: answered {\"hosts\": []})")
 	fs.Int64Var(&c.MaxBuffered, "max-buffered", api.DefaultMaxBuffered, "webhook bodies held in memory at once, in bytes; bodies over 1 MiB may use half (past it: {\"hosts\": []}, outcome overloaded)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", api.DefaultMaxInFlight, "webhook requests being decided at once (past it: {\"hosts\": []} at once, outcome overloaded)")
+	fs.IntVar(&c.MaxLargeInFlight, "max-large-in-flight", api.DefaultMaxLargeInFlight, "webhook requests with a body over 1 MiB (about 7,000 hosts) decided at once; the others wait up to --decision-timeout for their turn, then get {\"hosts\": []}")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", api.DefaultReadTimeout, "longest time to receive a webhook request's body (past it: {\"hosts\": []}); keep it below Nova's timeout")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header, in bytes")
 	fs.IntVar(&c.MaxStreams, "max-streams", api.DefaultMaxStreams, "event streams (GET /v1/events) served at once (past it: 503)")
@@ -143,7 +145,7 @@ func (c *config) validate() error {
 		name string
 		v    int
 		min  int
-	}{{"--max-in-flight", c.MaxInFlight, 1}, {"--max-header-bytes", c.MaxHeaderBytes, 4096}, {"--max-streams", c.MaxStreams, 1},
+	}{{"--max-in-flight", c.MaxInFlight, 1}, {"--max-large-in-flight", c.MaxLargeInFlight, 1}, {"--max-header-bytes", c.MaxHeaderBytes, 4096}, {"--max-streams", c.MaxStreams, 1},
 		{"--decision-bytes", c.DecisionBytes, 1 << 20}, {"--max-absent-hosts", c.MaxAbsentHosts, 1000}} {
 		if b.v < b.min {
 			errs = append(errs, fmt.Errorf("%s must be at least %d", b.name, b.min))

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/decisionlog"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
-	"github.com/ledgerfence/ledgerfence/pkg/ledger/embedded"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
 )
 
@@ -38,6 +37,8 @@ type backend struct {
 	name     string
 	writable bool
 	cache    cache.Config
+	// publish, when set, sends the ledger's signed heads out (NATS).
+	publish func(head.Signed)
 }
 
 // openLedger opens the backend named by cfg.Ledger. It is the one place a
@@ -46,14 +47,7 @@ type backend struct {
 func openLedger(cfg config, log *zap.Logger) (*backend, error) {
 	switch cfg.Ledger {
 	case backendEmbedded:
-		if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
-			return nil, fmt.Errorf("embedded ledger: %w", err)
-		}
-		l, err := embedded.Open(filepath.Join(cfg.Data, embedded.FileName), embedded.WithLogger(log.Named("ledger")))
-		if err != nil {
-			return nil, fmt.Errorf("embedded ledger in %s: %w", cfg.Data, err)
-		}
-		return &backend{Ledger: l, name: backendEmbedded, writable: true}, nil
+		return openEmbedded(cfg, log)
 	case backendFabric:
 		return openFabric(cfg.Fabric, log)
 	}
@@ -87,20 +81,21 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	}()
 
 	apiCfg := api.Config{
-		DenyUnregulated: cfg.DenyUnregulated,
-		AdminToken:      cfg.AdminToken,
-		ReadToken:       cfg.ReadToken,
-		WebhookToken:    cfg.WebhookToken,
-		Backend:         led.name,
-		Writable:        led.writable,
-		MaxBodyBytes:    cfg.MaxBody,
-		MaxBuffered:     cfg.MaxBuffered,
-		MaxInFlight:     cfg.MaxInFlight,
-		ReadTimeout:     cfg.ReadTimeout,
-		MaxStreams:      cfg.MaxStreams,
-		Decisions:       cfg.Decisions,
-		DecisionBytes:   cfg.DecisionBytes,
-		DecisionTimeout: cfg.DecisionTimeout,
+		DenyUnregulated:  cfg.DenyUnregulated,
+		AdminToken:       cfg.AdminToken,
+		ReadToken:        cfg.ReadToken,
+		WebhookToken:     cfg.WebhookToken,
+		Backend:          led.name,
+		Writable:         led.writable,
+		MaxBodyBytes:     cfg.MaxBody,
+		MaxBuffered:      cfg.MaxBuffered,
+		MaxInFlight:      cfg.MaxInFlight,
+		MaxLargeInFlight: cfg.MaxLargeInFlight,
+		ReadTimeout:      cfg.ReadTimeout,
+		MaxStreams:       cfg.MaxStreams,
+		Decisions:        cfg.Decisions,
+		DecisionBytes:    cfg.DecisionBytes,
+		DecisionTimeout:  cfg.DecisionTimeout,
 	}
 	cacheCfg := led.cache
 	cacheCfg.MaxAbsentHosts = cfg.MaxAbsentHosts
@@ -119,6 +114,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		}()
 		apiCfg.Publisher = pub
 		cacheCfg.OnEvent = func(ev ledger.Event) { pub.Publish(notify.NewLedgerChanged(ev)) }
+		led.publish = func(s head.Signed) { pub.Publish(notify.NewLedgerHead(s)) }
 	}
 	if cfg.DecisionLog != "" {
 		f, err := decisionlog.Open(decisionlog.Config{Path: cfg.DecisionLog})
@@ -137,7 +133,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	if err != nil {
 		return err
 	}
-	srv, err := api.New(led, c, log.Named("api"), reg, reg, apiCfg)
+	srv, err := api.New(led, damageGuard{c, led.Damaged}, log.Named("api"), reg, reg, apiCfg)
 	if err != nil {
 		return err
 	}
@@ -170,6 +166,11 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	go func() {
 		defer wg.Done()
 		_ = c.Run(runCtx) // returns when runCtx ends
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		led.publishHeads(runCtx, log.Named("head"), headEvery)
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()

@@ -24,6 +24,9 @@ const (
 	// LimitInFlight: webhook requests being decided at once over
 	// --max-in-flight.
 	LimitInFlight = "max_in_flight"
+	// LimitLargeInFlight: a large webhook body that waited longer than
+	// --decision-timeout for its turn (--max-large-in-flight).
+	LimitLargeInFlight = "max_large_in_flight"
 	// LimitReadTimeout: a webhook body not received within --read-timeout.
 	LimitReadTimeout = "read_timeout"
 	// LimitStreams: event streams over --max-streams.
@@ -35,7 +38,7 @@ const (
 
 // Limits lists every limit label.
 func Limits() []string {
-	return []string{LimitMaxBody, LimitBuffered, LimitInFlight, LimitReadTimeout, LimitStreams, LimitDecisionBytes}
+	return []string{LimitMaxBody, LimitBuffered, LimitInFlight, LimitLargeInFlight, LimitReadTimeout, LimitStreams, LimitDecisionBytes}
 }
 
 // admission bounds the webhook's work: the bytes of request bodies held in
@@ -50,6 +53,8 @@ type admission struct {
 	maxBuffered int64
 	largeBody   int64
 	maxInFlight int64
+	// large holds a token per large body being decided.
+	large chan struct{}
 
 	mu       sync.Mutex
 	buffered int64
@@ -57,8 +62,9 @@ type admission struct {
 	inFlight atomic.Int64
 }
 
-func newAdmission(maxBuffered, largeBody int64, maxInFlight int) *admission {
-	return &admission{maxBuffered: maxBuffered, largeBody: largeBody, maxInFlight: int64(maxInFlight)}
+func newAdmission(maxBuffered, largeBody int64, maxInFlight, maxLarge int) *admission {
+	return &admission{maxBuffered: maxBuffered, largeBody: largeBody, maxInFlight: int64(maxInFlight),
+		large: make(chan struct{}, maxLarge)}
 }
 
 // register exports the admission's state.
@@ -84,11 +90,12 @@ func (a *admission) register(reg prometheus.Registerer) error {
 	return nil
 }
 
-// charge takes n more bytes of the budget for a body that has total bytes
-// so far (n included); false when the budget cannot hold them.
-func (a *admission) charge(n, total int64) bool {
+// charge takes n more bytes of the budget for a body; a large one (over
+// largeBody, or of unknown length) may only use half of it. false when the
+// budget cannot hold them.
+func (a *admission) charge(n int64, large bool) bool {
 	limit := a.maxBuffered
-	if total > a.largeBody {
+	if large {
 		limit = a.maxBuffered / 2
 	}
 	a.mu.Lock()
@@ -119,7 +126,14 @@ func (a *admission) enter() bool {
 	return true
 }
 
-func (a *admission) leave() { a.inFlight.Add(-1) }
+// leave ends what enter (and, for a large body, the wait for its turn)
+// began.
+func (a *admission) leave(large bool) {
+	if large {
+		<-a.large
+	}
+	a.inFlight.Add(-1)
+}
 
 // readChunk is how much of a body is read (and charged) at a time.
 const readChunk = 64 << 10
@@ -130,12 +144,15 @@ var (
 	errTooLarge   = errors.New("body too large")
 )
 
-// readBody reads r's body into buf, charging the admission budget as the
-// bytes arrive; held is what was charged, to be released by the caller.
-// Past limit bytes it stops with errTooLarge; when the budget cannot hold
-// the next chunk, with errOverBudget.
-func (a *admission) readBody(body io.Reader, limit int64, buf *bytes.Buffer) (held int64, err error) {
+// readBody reads a body of the declared length (-1: unknown) into buf,
+// charging the admission budget as the bytes arrive; held is what was
+// charged, to be released by the caller. A body is large from its first
+// byte when it declares more than largeBody, or nothing; one that declares
+// less cannot send more. Past limit bytes it stops with errTooLarge; when
+// the budget cannot hold the next chunk, with errOverBudget.
+func (a *admission) readBody(body io.Reader, declared, limit int64, buf *bytes.Buffer) (held int64, err error) {
 	buf.Reset()
+	large := declared < 0 || declared > a.largeBody
 	for {
 		buf.Grow(readChunk)
 		b := buf.AvailableBuffer()
@@ -146,7 +163,7 @@ func (a *admission) readBody(body io.Reader, limit int64, buf *bytes.Buffer) (he
 			if total > limit {
 				return held, errTooLarge
 			}
-			if !a.charge(int64(n), total) {
+			if !a.charge(int64(n), large || total > a.largeBody) {
 				return held, errOverBudget
 			}
 			held += int64(n)

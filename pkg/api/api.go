@@ -64,8 +64,8 @@ const (
 	// DefaultDecisions is how many recent decisions are kept.
 	DefaultDecisions = 1000
 	// DefaultDecisionBytes bounds the memory of the decision store: 1,000
-	// decisions of 1,000 hosts fit about twice.
-	DefaultDecisionBytes = 32 << 20
+	// decisions of 1,000 hosts (about 13 KiB each) fit.
+	DefaultDecisionBytes = 16 << 20
 	// DefaultMaxBuffered bounds the webhook bodies held in memory at once:
 	// a hundred requests of 1,000 hosts (about 130 KiB each) fit in the
 	// half kept for bodies up to DefaultLargeBody.
@@ -77,6 +77,9 @@ const (
 	// once; on two cores a thousand-host decision takes well under a
 	// millisecond, so a queue of 64 is already 30 ms of work.
 	DefaultMaxInFlight = 64
+	// DefaultMaxLargeInFlight: large bodies are decided one at a time, so
+	// that a flood of them leaves ordinary requests a core.
+	DefaultMaxLargeInFlight = 1
 	// DefaultReadTimeout bounds the time to receive a webhook body, well
 	// below Nova's own timeout, so that a slow body gets {"hosts": []}
 	// before Nova gives up.
@@ -121,8 +124,10 @@ type Config struct {
 	// LargeBody may use only half of it.
 	MaxBuffered int64
 	LargeBody   int64
-	// MaxInFlight bounds the webhook requests being decided at once.
-	MaxInFlight int
+	// MaxInFlight bounds the webhook requests being decided at once;
+	// MaxLargeInFlight those with a body over LargeBody.
+	MaxInFlight      int
+	MaxLargeInFlight int
 	// ReadTimeout bounds the time to receive a webhook request.
 	ReadTimeout time.Duration
 	// MaxStreams bounds the event streams served at once; StreamWriteTimeout
@@ -149,7 +154,7 @@ type Config struct {
 
 func (c *Config) defaults() error {
 	if c.MaxBodyBytes < 0 || c.Decisions < 0 || c.DecisionBytes < 0 || c.Heartbeat < 0 || c.DecisionTimeout < 0 ||
-		c.MaxBuffered < 0 || c.LargeBody < 0 || c.MaxInFlight < 0 || c.ReadTimeout < 0 || c.MaxStreams < 0 || c.StreamWriteTimeout < 0 {
+		c.MaxBuffered < 0 || c.LargeBody < 0 || c.MaxInFlight < 0 || c.MaxLargeInFlight < 0 || c.ReadTimeout < 0 || c.MaxStreams < 0 || c.StreamWriteTimeout < 0 {
 		return errors.New("api: negative config value")
 	}
 	for _, d := range []struct {
@@ -163,7 +168,7 @@ func (c *Config) defaults() error {
 	for _, d := range []struct {
 		v   *int
 		def int
-	}{{&c.MaxInFlight, DefaultMaxInFlight}, {&c.MaxStreams, DefaultMaxStreams}, {&c.DecisionBytes, DefaultDecisionBytes}} {
+	}{{&c.MaxInFlight, DefaultMaxInFlight}, {&c.MaxLargeInFlight, DefaultMaxLargeInFlight}, {&c.MaxStreams, DefaultMaxStreams}, {&c.DecisionBytes, DefaultDecisionBytes}} {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
@@ -258,7 +263,7 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 		log:       log,
 		m:         m,
 		decisions: newDecisionStore(cfg.Decisions, cfg.DecisionBytes),
-		adm:       newAdmission(cfg.MaxBuffered, cfg.LargeBody, cfg.MaxInFlight),
+		adm:       newAdmission(cfg.MaxBuffered, cfg.LargeBody, cfg.MaxInFlight, cfg.MaxLargeInFlight),
 		mux:       http.NewServeMux(),
 	}
 	s.decisions.evicted = func() { m.limit(LimitDecisionBytes) }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -89,19 +90,23 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 
 	sc := s.getScratch()
 	defer s.putScratch(sc)
-	held, req, outcome, why := s.readRequest(r, sc)
+	held, outcome, why := s.readRequest(r, sc)
 	defer s.adm.release(held)
 	if why != "" {
-		s.undecided(w, r, d, req, outcome, why)
+		s.undecided(w, r, d, nil, outcome, why)
 		return
 	}
-	if !s.adm.enter() {
-		s.m.limit(LimitInFlight)
-		s.undecided(w, r, d, req, OutcomeOverloaded, "too many webhook requests are being decided (--max-in-flight "+
-			strconv.Itoa(int(s.adm.maxInFlight))+")")
+	large := int64(sc.body.Len()) > s.adm.largeBody
+	if why := s.admit(r.Context(), large); why != "" {
+		s.undecided(w, r, d, nil, OutcomeOverloaded, why)
 		return
 	}
-	defer s.adm.leave()
+	defer s.adm.leave(large)
+	req, why := s.decodeRequest(sc)
+	if why != "" {
+		s.undecided(w, r, d, req, OutcomeRequestInvalid, why)
+		return
+	}
 
 	res, resolveErr := s.decideRequest(r.Context(), sc, d, req)
 	s.record(d, sc, &res, resolveErr)
@@ -109,49 +114,81 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	s.report(d, &res, resolveErr)
 }
 
-// readRequest reads the body within the admission's bounds and decodes it,
-// with the identifiers in canonical form. why, when not empty, says why the
-// request cannot be decided, and outcome counts it; req is what could be
-// decoded (nil when nothing could). held is the budget the body took.
-func (s *Server) readRequest(r *http.Request, sc *scratch) (held int64, req *nova.Request, outcome, why string) {
+// readRequest reads the body within the admission's bounds. why, when not
+// empty, says why the request cannot be decided, and outcome counts it.
+// held is the budget the body took.
+func (s *Server) readRequest(r *http.Request, sc *scratch) (held int64, outcome, why string) {
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		s.m.limit(LimitMaxBody)
-		return 0, nil, OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
+		return 0, OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
 	}
-	held, err := s.adm.readBody(r.Body, s.cfg.MaxBodyBytes, &sc.body)
+	held, err := s.adm.readBody(r.Body, r.ContentLength, s.cfg.MaxBodyBytes, &sc.body)
 	switch {
 	case err == nil:
+		return held, "", ""
 	case errors.Is(err, errTooLarge):
 		s.m.limit(LimitMaxBody)
-		return held, nil, OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
+		return held, OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
 	case errors.Is(err, errOverBudget):
 		s.m.limit(LimitBuffered)
-		return held, nil, OutcomeOverloaded, "webhook bodies held in memory are at --max-buffered (" + formatBytes(s.adm.maxBuffered) + ")"
+		return held, OutcomeOverloaded, "webhook bodies held in memory are at --max-buffered (" + formatBytes(s.adm.maxBuffered) + ")"
 	case isTimeout(err):
 		s.m.limit(LimitReadTimeout)
-		return held, nil, OutcomeRequestInvalid, "request body not received within --read-timeout (" + s.cfg.ReadTimeout.String() + ")"
-	default:
-		return held, nil, OutcomeRequestInvalid, "could not read the request body"
+		return held, OutcomeRequestInvalid, "request body not received within --read-timeout (" + s.cfg.ReadTimeout.String() + ")"
 	}
+	return held, OutcomeRequestInvalid, "could not read the request body"
+}
+
+// admit lets a request be decided, or says why not: too many are, or a
+// large body (over 1 MiB, Nova's request for about 7,000 hosts) waited
+// longer than --decision-timeout for its turn. Large bodies are decided
+// one at a time (--max-large-in-flight), so that however many arrive,
+// ordinary requests keep a core.
+func (s *Server) admit(ctx context.Context, large bool) string {
+	if !s.adm.enter() {
+		s.m.limit(LimitInFlight)
+		return "too many webhook requests are being decided (--max-in-flight " + strconv.Itoa(int(s.adm.maxInFlight)) + ")"
+	}
+	if !large {
+		return ""
+	}
+	t := time.NewTimer(s.cfg.DecisionTimeout)
+	defer t.Stop()
+	select {
+	case s.adm.large <- struct{}{}:
+		return ""
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.adm.leave(false)
+	s.m.limit(LimitLargeInFlight)
+	return "large webhook requests waited longer than --decision-timeout for their turn (--max-large-in-flight " +
+		strconv.Itoa(cap(s.adm.large)) + ")"
+}
+
+// decodeRequest decodes the body read, with the identifiers in canonical
+// form. why, when not empty, says why the request cannot be decided; req
+// is what could be decoded (nil when nothing could).
+func (s *Server) decodeRequest(sc *scratch) (req *nova.Request, why string) {
 	decoded, err := sc.dec.Decode(sc.body.Bytes())
 	if err != nil {
-		return held, nil, OutcomeRequestInvalid, clipMsg(err.Error())
+		return nil, clipMsg(err.Error())
 	}
 	sc.req = decoded
 	req = &sc.req
 	uuid, err := filter.NormalizeUUID(req.Spec.Data.InstanceUUID)
 	if err != nil {
-		return held, req, OutcomeRequestInvalid, "spec instance_uuid: " + err.Error()
+		return req, "spec instance_uuid: " + err.Error()
 	}
 	req.Spec.Data.InstanceUUID = uuid
 	if p := req.Spec.Data.ProjectID; p != "" {
 		np, err := filter.NormalizeProjectID(p)
 		if err != nil {
-			return held, req, OutcomeRequestInvalid, "spec project_id: " + err.Error()
+			return req, "spec project_id: " + err.Error()
 		}
 		req.Spec.Data.ProjectID = np
 	}
-	return held, req, "", ""
+	return req, ""
 }
 
 // decideRequest decides on each distinct host of req (a repeated host is

@@ -3,7 +3,10 @@
 //
 // The cache is filled at start (every host, page by page) and kept current by
 // the ledger's event stream, which it resumes after a break from the block of
-// the last event it applied, reconnecting with backoff. Regulations cannot be
+// the last event it applied, reconnecting with backoff. While that stream is
+// up, the cache holds every host, and a host it has no entry for is one the
+// ledger has no record of: no lookup, no entry, so that requests naming
+// unknown hosts cost no memory. Regulations cannot be
 // listed, so a subject is learnt on its first use: a miss is one batched
 // ledger.Lookup for every missing subject and host of a request, and
 // concurrent requests that miss the same keys share that one lookup. The
@@ -120,10 +123,12 @@ func (c *Config) defaults() error {
 }
 
 // hostEntry is a cached host; host is nil when the ledger has no record.
-// block is the ledger height the entry was read at.
+// block is the ledger height the entry was read at. An invalid entry is one
+// to read again from the ledger (after a write made through the API).
 type hostEntry struct {
-	host  *filter.Host
-	block uint64
+	host    *filter.Host
+	block   uint64
+	invalid bool
 }
 
 // regEntry is a cached regulation; reg is nil when the subject has none.
@@ -281,14 +286,23 @@ func (c *Cache) fromCache(q *Query) bool {
 	if complete && len(q.Regulations) == 0 {
 		return true
 	}
+	listed := c.streamUp.Load()
 	for i := range q.Candidates {
 		e, ok := c.hosts[q.Candidates[i].Name]
 		q.Candidates[i].Host = e.host
-		if !ok {
+		if ok && e.invalid || !ok && !listed {
 			complete = false
 		}
 	}
 	return complete
+}
+
+// needsLookup reports whether the ledger must be asked for host name: its
+// entry was invalidated, or it has none and the cache does not hold every
+// host (the event stream is down); c.mu is held.
+func (c *Cache) needsLookup(name string) bool {
+	e, ok := c.hosts[name]
+	return ok && e.invalid || !ok && !c.streamUp.Load()
 }
 
 // direct fills q from one ledger lookup of all it asks, without the cache.
@@ -352,7 +366,7 @@ func (c *Cache) fetch(ctx context.Context, q *Query) error {
 	}
 	for i := range q.Candidates {
 		name := q.Candidates[i].Name
-		if _, ok := c.hosts[name]; ok {
+		if !c.needsLookup(name) {
 			continue
 		}
 		if f, ok := c.hostFlights[name]; ok {
@@ -498,7 +512,7 @@ func (c *Cache) boundAbsent(n int) {
 		if over <= 0 {
 			break
 		}
-		if e.host == nil {
+		if e.host == nil && !e.invalid {
 			delete(c.hosts, name)
 			c.counts[hostsAbsent]--
 			over--
@@ -588,10 +602,15 @@ func (c *Cache) Invalidate(kind ledger.Kind, key string) {
 	defer c.mu.Unlock()
 	switch kind {
 	case ledger.KindHost:
-		if old, ok := c.hosts[key]; ok {
+		// Kept as an invalid entry rather than deleted: while the event
+		// stream is up, a host the cache has no entry for is one the
+		// ledger has no record of.
+		old, ok := c.hosts[key]
+		if ok {
 			c.counts[hostIndex(old.host)]--
-			delete(c.hosts, key)
 		}
+		c.counts[hostsAbsent]++
+		c.hosts[key] = hostEntry{block: old.block, invalid: true}
 	case ledger.KindRegulation:
 		c.dropReg(filter.Subject(key))
 	}

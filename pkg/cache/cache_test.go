@@ -223,8 +223,9 @@ func TestFillThenOneLookupPerMiss(t *testing.T) {
 	if !q.Missed {
 		t.Error("first resolve: Missed = false, want true")
 	}
-	// Listed hosts are cached; the subjects and the unlisted host are one lookup.
-	if got, want := f.lookups, [][]string{{string(vm1), string(prj1), "ghost"}}; !slices.EqualFunc(got, want, slices.Equal) {
+	// Listed hosts are cached, and while the stream is up an unlisted host
+	// has no record: the subjects alone are one lookup.
+	if got, want := f.lookups, [][]string{{string(vm1), string(prj1)}}; !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("lookups = %v, want %v", got, want)
 	}
 	if got, want := registered(q), []string{"hm1", "hm2", "hm3", "hm4", "hm5"}; !slices.Equal(got, want) {
@@ -248,7 +249,7 @@ func TestFillThenOneLookupPerMiss(t *testing.T) {
 	if err := testutil.CollectAndCompare(reg, strings.NewReader(`
 # HELP ledgerfence_cache_entries Entries in the cache by kind (host, regulation) and state (present: a record; absent: known to have none).
 # TYPE ledgerfence_cache_entries gauge
-ledgerfence_cache_entries{kind="host",state="absent"} 1
+ledgerfence_cache_entries{kind="host",state="absent"} 0
 ledgerfence_cache_entries{kind="host",state="present"} 5
 ledgerfence_cache_entries{kind="regulation",state="absent"} 1
 ledgerfence_cache_entries{kind="regulation",state="present"} 1
@@ -630,5 +631,33 @@ func TestAbsentHostsBound(t *testing.T) {
 	}
 	if testutil.ToFloat64(c.m.absentDropped) != 2 {
 		t.Errorf("drops counted %v, want 2", testutil.ToFloat64(c.m.absentDropped))
+	}
+}
+
+// While the event stream is up, a host the cache has no entry for has no
+// record, without a lookup; a host invalidated after a write is looked up.
+// (Without a stream, unlisted hosts are looked up: TestAbsentHostsBound.)
+func TestUnlistedHostsWhileTheStreamIsUp(t *testing.T) {
+	f := table4Fake()
+	c := started(t, f, nil)
+	q := query([]filter.Subject{vm1}, "hm1", "ghost")
+	if err := c.Resolve(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	n := f.lookupCount()
+	if err := c.Resolve(context.Background(), query([]filter.Subject{vm1}, "hm1", "ghost-2")); err != nil || f.lookupCount() != n {
+		t.Errorf("an unlisted host while the stream is up: err %v, %d lookups, want none", err, f.lookupCount()-n)
+	}
+	// A write made through the API: hm1 is read again.
+	f.mu.Lock()
+	f.hosts["hm1"] = hostIn("hm1", "DE", "CompanyA")
+	f.mu.Unlock()
+	c.Invalidate(ledger.KindHost, "hm1")
+	q = query([]filter.Subject{vm1}, "hm1")
+	if err := c.Resolve(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	if f.lookupCount() != n+1 || q.Candidates[0].Host == nil || q.Candidates[0].Host.Country != "DE" {
+		t.Errorf("invalidated host: %d lookups, host %+v; want one lookup reading DE", f.lookupCount()-n, q.Candidates[0].Host)
 	}
 }

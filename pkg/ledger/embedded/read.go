@@ -162,7 +162,9 @@ func (l *Ledger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []
 	}
 	res := ledger.Lookup{
 		Regulations: make(map[filter.Subject]ledger.RegulationRecord, len(subjects)),
-		Hosts:       make(map[string]ledger.HostRecord, len(hosts)),
+		// Sized for what is found, not for what is asked: a request may
+		// name many hosts the ledger never saw.
+		Hosts: make(map[string]ledger.HostRecord, min(len(hosts), 1024)),
 	}
 	err := l.view(ctx, func(tx *bolt.Tx) error {
 		h, err := readHead(tx)
