@@ -343,3 +343,18 @@ func TestReadyBeforeFill(t *testing.T) {
 		t.Errorf("readyz before the cache is filled: %d, want 503", rec.Code)
 	}
 }
+
+// staleCache is a filled cache whose event stream has been down too long.
+type staleCache struct{ Resolver }
+
+func (staleCache) Ready() bool { return true }
+func (staleCache) Stale() bool { return true }
+
+func TestNotReadyWhileStale(t *testing.T) {
+	s := &Server{cache: staleCache{}}
+	rec := httptestRecorder()
+	s.readyz(rec, nil)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "--max-staleness") {
+		t.Errorf("readyz while stale: %d %s, want 503 naming --max-staleness", rec.Code, rec.Body)
+	}
+}
