@@ -12,6 +12,7 @@
 //	ledgerfence.decision.denied  DecisionDenied, one per webhook decision that denied at least one host
 //	ledgerfence.ledger.changed   LedgerChanged, one per ledger write (host or regulation, put or delete)
 //	ledgerfence.violation        Violation, one per VM found on a host its regulations forbid
+//	ledgerfence.ledger.head      LedgerHead, the embedded ledger's signed head, on every change and every minute
 //
 // An example of ledgerfence.decision.denied:
 //
@@ -38,9 +39,9 @@
 // With WithJetStream the publisher makes sure a stream (by default
 // "ledgerfence", on the subjects "ledgerfence.>") exists, and sends every event
 // with a Nats-Msg-Id header: the decision id, the ledger transaction id and
-// key, or the violation's id. Several filterd replicas that all see the same
-// ledger change therefore store it once, within the stream's duplicate
-// window.
+// key, the violation's id, or the head's key, hash and signing time. Several
+// filterd replicas that all see the same ledger change therefore store it
+// once, within the stream's duplicate window.
 //
 // # Metrics
 //

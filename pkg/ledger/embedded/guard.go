@@ -94,6 +94,13 @@ func openBolt(path string, o options, readOnly bool) (*bolt.DB, error) {
 		return nil, err
 	case fi.Size() == 0:
 		return nil, corruptf("%s is empty (0 bytes)", path)
+	default:
+		if err := checkLength(path); err != nil {
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+				return nil, err
+			}
+			return nil, corruptf("%s: %v", path, err)
+		}
 	}
 	var file *os.File
 	bo := &bolt.Options{
@@ -115,7 +122,10 @@ func openBolt(path string, o options, readOnly bool) (*bolt.DB, error) {
 	if err != nil {
 		var pe *panicError
 		if errors.As(err, &pe) && file != nil {
-			file.Close() // bbolt did not get to close it; this also drops the lock
+			// bbolt did not get to close the file, nor to unmap it; the
+			// mapping keeps the file, and its lock, open: unlock it.
+			unlock(file)
+			file.Close()
 		}
 		if errors.Is(err, bolterrors.ErrTimeout) || errors.Is(err, ErrCorrupt) ||
 			errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {

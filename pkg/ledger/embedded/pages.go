@@ -3,6 +3,7 @@ package embedded
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 )
@@ -231,4 +232,59 @@ func (w *pageWalker) bucket(id uint64, v []byte, depth int) error {
 		return fmt.Errorf("page %d: buckets nested deeper than %d levels", id, maxTreeDepth)
 	}
 	return w.leaf(id, p, int(ne.Uint16(p[10:12])), depth+1)
+}
+
+// metaMagic and metaVersion mark a valid meta page.
+const (
+	metaMagic   = 0xED0CDAED
+	metaVersion = 2
+	metaSize    = 64
+)
+
+// checkLength reads the meta pages of the file at path and checks that the
+// file holds every page the newest valid one counts (its high-water mark).
+// It runs before bbolt opens the file: bbolt reads the freelist page, which
+// a truncated file may lack, through its memory map, and a read beyond the
+// end of a mapped file faults. A file with no valid meta page is left to
+// bbolt to refuse.
+func checkLength(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	readMeta := func(off int64) (ps, hwm, txid uint64, ok bool) {
+		buf := make([]byte, pageHeaderSize+metaSize)
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return 0, 0, 0, false
+		}
+		m := buf[pageHeaderSize:]
+		h := fnv.New64a()
+		h.Write(m[:56])
+		if ne.Uint32(m[0:4]) != metaMagic || ne.Uint32(m[4:8]) != metaVersion || h.Sum64() != ne.Uint64(m[56:64]) {
+			return 0, 0, 0, false
+		}
+		return uint64(ne.Uint32(m[8:12])), ne.Uint64(m[40:48]), ne.Uint64(m[48:56]), true
+	}
+	ps0, hwm0, tx0, ok0 := readMeta(0)
+	off1 := int64(os.Getpagesize())
+	if ok0 {
+		off1 = int64(ps0)
+	}
+	ps1, hwm1, tx1, ok1 := readMeta(off1)
+	ps, hwm := ps0, hwm0
+	switch {
+	case ok1 && (!ok0 || tx1 > tx0):
+		ps, hwm = ps1, hwm1
+	case !ok0:
+		return nil
+	}
+	if need := hwm * ps; need/ps != hwm || need > uint64(fi.Size()) {
+		return fmt.Errorf("the file is %d bytes, and its meta page says it holds %d pages of %d bytes: it was cut short", fi.Size(), hwm, ps)
+	}
+	return nil
 }
