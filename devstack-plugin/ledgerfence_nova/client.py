@@ -6,13 +6,19 @@ whether an error removes every host (fail closed) or none (fail open).
 
 It asks filterd's URLs in their order, on persistent connections (one idle
 pool per URL), and goes on to the next URL only when the previous one could
-not be reached: nothing was sent to a live filterd, or its connection broke
-before any answer. An HTTP answer, a timeout after the request was sent and
-a TLS failure (a certificate that does not verify, a refused client
-certificate) are final.
+not be reached: no connection (refused, reset, no TCP or TLS handshake in
+time, a peer that hung up in the handshake), or a connection that broke
+before any byte of an answer. An HTTP answer, a timeout after the request
+was sent and a TLS failure (a certificate that does not verify, a refused
+client certificate) are final.
+
+HTTP/1.1 is spoken directly on the socket: one write for the request, the
+answer read with Content-Length or chunked, as filterd (or a proxy in front
+of it) sends it. The standard library's http.client parses headers through
+the email package and writes the body apart from the headers, which took
+more time than filterd's decision.
 """
 
-import http.client
 import json
 import os
 import socket
@@ -24,6 +30,7 @@ DECISION_HEADER = 'X-Ledgerfence-Decision'
 
 # An answer for 100,000 hosts is well below this; more is not filterd.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024
 _CHUNK = 64 * 1024
 
 # Idle connections kept per URL, and for how long. filterd closes a
@@ -66,32 +73,50 @@ class _Unreachable(Exception):
     """This URL could not be reached; the next one may be."""
 
 
-class _Endpoint(object):
-    """One filterd URL and its idle connections."""
+class _Broken(Exception):
+    """An answer that broke off or is not HTTP."""
 
-    def __init__(self, url, webhook_path, ssl_context):
+
+class _Endpoint(object):
+    """One filterd URL, its request head, and its idle connections."""
+
+    def __init__(self, url, webhook_path, ssl_context, headers):
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ('http', 'https') or not parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (parts.scheme not in ('http', 'https') or not parts.hostname or
+                port == -1):
             raise FilterdError(FilterdError.KIND_CONFIG,
                                'filterd url must be http(s)://host[:port]'
                                '/path, not %r' % (url,))
         self.url = url
         self.https = parts.scheme == 'https'
         self.host = parts.hostname
-        self.port = parts.port
+        self.port = port or (443 if self.https else 80)
         path = parts.path if parts.path not in ('', '/') else webhook_path
-        self.path = path + ('?' + parts.query if parts.query else '')
+        path += '?' + parts.query if parts.query else ''
+        netloc = parts.netloc.rpartition('@')[2]  # no user:password
+        head = ['POST %s HTTP/1.1' % path, 'Host: ' + netloc]
+        head += ['%s: %s' % kv for kv in headers]
+        self.head = ('\r\n'.join(head) + '\r\nContent-Length: ').encode(
+            'latin-1')
         self.ssl_context = ssl_context
-        self.idle = []  # (connection, last used), the newest last
+        self.idle = []  # (socket, last used), the newest last
         self.pid = os.getpid()
 
-    def new(self, timeout):
-        if self.https:
-            return http.client.HTTPSConnection(
-                self.host, self.port, timeout=timeout,
-                context=self.ssl_context)
-        return http.client.HTTPConnection(self.host, self.port,
-                                          timeout=timeout)
+    def connect(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.https:  # the handshake, within the same timeout
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def take(self, now):
         """An idle connection, or None."""
@@ -99,17 +124,17 @@ class _Endpoint(object):
             self.idle = []
             self.pid = os.getpid()
         while self.idle:
-            conn, used = self.idle.pop()
+            sock, used = self.idle.pop()
             if now - used < IDLE_SECONDS:
-                return conn
-            conn.close()
+                return sock
+            sock.close()
         return None
 
-    def give_back(self, conn, now):
+    def give_back(self, sock, now):
         if len(self.idle) < MAX_IDLE and self.pid == os.getpid():
-            self.idle.append((conn, now))
+            self.idle.append((sock, now))
         else:
-            conn.close()
+            sock.close()
 
     def close(self):
         while self.idle:
@@ -137,12 +162,15 @@ class Client(object):
         elif cert_file or key_file:
             raise FilterdError(FilterdError.KIND_CONFIG,
                                'cert_file and key_file need https urls')
-        self.endpoints = [_Endpoint(u, webhook_path, ssl_context)
-                          for u in urls]
-        self.headers = {'Content-Type': 'application/json',
-                        'Accept': 'application/json'}
+        headers = [('Content-Type', 'application/json'),
+                   ('Accept', 'application/json')]
         if token:
-            self.headers['Authorization'] = 'Bearer ' + token
+            if not token.isprintable():
+                raise FilterdError(FilterdError.KIND_CONFIG,
+                                   'token has a control character')
+            headers.append(('Authorization', 'Bearer ' + token))
+        self.endpoints = [_Endpoint(u, webhook_path, ssl_context, headers)
+                          for u in urls]
 
     def close(self):
         for e in self.endpoints:
@@ -159,9 +187,10 @@ class Client(object):
         deadline = start + self.timeout
         failures = []
         for endpoint in self.endpoints:
+            request = b'%s%d\r\n\r\n%s' % (endpoint.head, len(data), data)
             try:
                 status, decision_id, raw = self._exchange(
-                    endpoint, data, deadline)
+                    endpoint, request, deadline)
             except _Unreachable as e:
                 failures.append('%s: %s' % (endpoint.url, e))
                 if time.monotonic() >= deadline:
@@ -175,24 +204,23 @@ class Client(object):
                     % (endpoint.url, status, _snippet(raw)), decision_id)
             hosts = parse_answer(raw, asked, decision_id)
             return Answer(hosts, decision_id, elapsed, endpoint.url)
-        if time.monotonic() >= deadline and len(failures) < len(
-                self.endpoints):
+        if len(failures) < len(self.endpoints):
             raise FilterdError(FilterdError.KIND_TIMEOUT,
                                'no answer within %.3gs: %s'
                                % (self.timeout, '; '.join(failures)))
         raise FilterdError(FilterdError.KIND_UNREACHABLE,
                            'cannot reach filterd: %s' % '; '.join(failures))
 
-    def _exchange(self, endpoint, data, deadline):
-        """(status, decision id, body) of one POST to endpoint.
+    def _exchange(self, endpoint, request, deadline):
+        """(status, decision id, body) of one request to endpoint.
 
         Raises _Unreachable when the next URL may be tried, FilterdError
         when the failure is final.
         """
-        conn = endpoint.take(time.monotonic())
-        if conn is not None:
+        sock = endpoint.take(time.monotonic())
+        if sock is not None:
             try:
-                return self._request(endpoint, conn, data, deadline)
+                return self._request(endpoint, sock, request, deadline)
             except _Unreachable:
                 # The server closed the idle connection: ask again on a new
                 # one, which tells whether filterd is reachable.
@@ -200,71 +228,173 @@ class Client(object):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Unreachable('no time left to connect')
-        conn = endpoint.new(min(self.connect_timeout, remaining))
+        timeout = min(self.connect_timeout, remaining)
         try:
-            conn.connect()
+            sock = endpoint.connect(timeout)
         except ssl.SSLCertVerificationError as e:
-            conn.close()
             raise FilterdError(FilterdError.KIND_TLS,
                                'TLS with %s failed: %s' % (endpoint.url, e))
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
-            conn.close()  # a peer that hung up in the handshake
+            # A peer that hung up in the handshake.
             raise _Unreachable('TLS handshake: %s' % (e,))
         except ssl.SSLError as e:
-            conn.close()
             raise FilterdError(FilterdError.KIND_TLS,
                                'TLS with %s failed: %s' % (endpoint.url, e))
         except socket.timeout:
-            conn.close()
-            raise _Unreachable('no connection within %.3gs'
-                               % min(self.connect_timeout, remaining))
+            raise _Unreachable('no connection within %.3gs' % timeout)
         except OSError as e:
-            conn.close()
             raise _Unreachable(e or type(e).__name__)
-        return self._request(endpoint, conn, data, deadline)
+        return self._request(endpoint, sock, request, deadline)
 
-    def _request(self, endpoint, conn, data, deadline):
-        answered = False
+    def _request(self, endpoint, sock, request, deadline):
+        reader = _Reader(sock, deadline)
         try:
-            _set_timeout(conn, deadline)
-            conn.request('POST', endpoint.path, body=data,
-                         headers=self.headers)
-            _set_timeout(conn, deadline)
-            resp = conn.getresponse()
-            answered = True
-            decision_id = resp.getheader(DECISION_HEADER)
-            raw = _read_all(conn, resp, deadline)
+            _set_timeout(sock, deadline)
+            sock.sendall(request)
+            status, headers, raw, keep = reader.answer()
         except socket.timeout as e:
-            conn.close()
+            sock.close()
             raise FilterdError(FilterdError.KIND_TIMEOUT,
                                'no answer from %s within %.3gs: %s'
                                % (endpoint.url, self.timeout,
                                   e or 'timed out'))
         except ssl.SSLError as e:
-            conn.close()
+            sock.close()
             if isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) \
-                    and not answered:
+                    and not reader.got:
                 raise _Unreachable('connection closed: %s' % (e,))
             raise FilterdError(FilterdError.KIND_TLS,
                                'TLS with %s failed: %s' % (endpoint.url, e))
-        except (ConnectionError, http.client.RemoteDisconnected) as e:
-            conn.close()
-            if answered:
+        except (ConnectionError, EOFError) as e:
+            sock.close()
+            if reader.got:
                 raise FilterdError(FilterdError.KIND_UNREACHABLE,
                                    '%s broke off its answer: %s'
                                    % (endpoint.url, e or type(e).__name__))
             raise _Unreachable('connection lost: %s'
                                % (e or type(e).__name__))
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
+        except (OSError, _Broken) as e:
+            sock.close()
             raise FilterdError(FilterdError.KIND_UNREACHABLE,
                                '%s: %s' % (endpoint.url,
                                            e or type(e).__name__))
-        if resp.will_close:
-            conn.close()
+        if keep:
+            endpoint.give_back(sock, time.monotonic())
         else:
-            endpoint.give_back(conn, time.monotonic())
-        return resp.status, decision_id, raw
+            sock.close()
+        return status, headers.get(DECISION_HEADER.lower()), raw
+
+
+class _Reader(object):
+    """Reads one HTTP/1.1 answer from a socket, each read within the
+    deadline. ``got`` tells whether any byte of it arrived."""
+
+    def __init__(self, sock, deadline):
+        self.sock = sock
+        self.deadline = deadline
+        self.buf = bytearray()
+        self.got = False
+
+    def _more(self):
+        _set_timeout(self.sock, self.deadline)
+        # At most one read of the socket at a time, so that a server that
+        # sends a byte at a time cannot stretch a read past the deadline.
+        chunk = self.sock.recv(_CHUNK)
+        if not chunk:
+            raise EOFError('connection closed')
+        self.got = True
+        self.buf += chunk
+
+    def _until(self, mark, limit):
+        """The bytes before mark (consumed with it)."""
+        start = 0
+        while True:
+            i = self.buf.find(mark, start)
+            if i >= 0:
+                out = bytes(self.buf[:i])
+                del self.buf[:i + len(mark)]
+                return out
+            if len(self.buf) > limit:
+                raise _Broken('answer head larger than %d bytes' % limit)
+            start = max(0, len(self.buf) - len(mark) + 1)
+            self._more()
+
+    def _exactly(self, n):
+        while len(self.buf) < n:
+            self._more()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def answer(self):
+        """(status, {lower-case header: value}, body, connection reusable).
+        """
+        while True:
+            head = self._until(b'\r\n\r\n', MAX_HEADER_BYTES)
+            lines = head.decode('latin-1').split('\r\n')
+            parts = lines[0].split(' ', 2)
+            if (len(parts) < 2 or not parts[0].startswith('HTTP/1.') or
+                    len(parts[1]) != 3 or not parts[1].isdigit()):
+                raise _Broken('not an HTTP answer: %r' % lines[0][:80])
+            status = int(parts[1])
+            if status >= 200:
+                break  # 1xx: an interim answer, the real one follows
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(':')
+            if not sep or not name or name != name.strip():
+                raise _Broken('malformed header line %r' % line[:80])
+            headers[name.lower()] = value.strip()
+        keep = (parts[0] == 'HTTP/1.1' and
+                'close' not in headers.get('connection', '').lower())
+        coding = headers.get('transfer-encoding')
+        length = headers.get('content-length')
+        if status in (204, 304):
+            body = b''
+        elif coding is not None:
+            if coding.lower() != 'chunked':
+                raise _Broken('transfer-encoding %r' % coding)
+            body = self._chunked()
+        elif length is not None:
+            if not length.isdigit() or int(length) > MAX_ANSWER_BYTES:
+                raise _Broken('content-length %r' % length[:40])
+            body = self._exactly(int(length))
+        else:  # the body ends with the connection
+            keep = False
+            while True:
+                if len(self.buf) > MAX_ANSWER_BYTES:
+                    raise _Broken('answer larger than %d bytes'
+                                  % MAX_ANSWER_BYTES)
+                try:
+                    self._more()
+                except EOFError:
+                    break
+            body = bytes(self.buf)
+            self.buf.clear()
+        if self.buf:  # bytes past the answer: not a connection to reuse
+            keep = False
+        return status, headers, body, keep
+
+    def _chunked(self):
+        chunks = []
+        size = 0
+        while True:
+            line = self._until(b'\r\n', 1024).split(b';', 1)[0].strip()
+            try:
+                n = int(line, 16)
+            except ValueError:
+                raise _Broken('chunk size %r' % line[:40])
+            if n == 0:
+                while self._until(b'\r\n', MAX_HEADER_BYTES):
+                    pass  # trailer fields, up to the empty line
+                return b''.join(chunks)
+            size += n
+            if size > MAX_ANSWER_BYTES:
+                raise _Broken('answer larger than %d bytes'
+                              % MAX_ANSWER_BYTES)
+            chunks.append(self._exactly(n))
+            if self._exactly(2) != b'\r\n':
+                raise _Broken('chunk not followed by CRLF')
 
 
 def _ssl_context(ca_file, cert_file, key_file):
@@ -330,35 +460,11 @@ def parse_answer(raw, asked, decision_id=None):
     return names
 
 
-def _set_timeout(conn, deadline):
+def _set_timeout(sock, deadline):
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise socket.timeout('deadline passed')
-    if conn.sock is not None:
-        conn.sock.settimeout(remaining)
-
-
-def _read_all(conn, resp, deadline):
-    """The whole body of resp, which is then closed so that conn can carry
-    the next request."""
-    chunks = []
-    size = 0
-    while resp.length != 0:  # None: chunked, or up to the connection's end
-        _set_timeout(conn, deadline)
-        # read1: at most one read of the socket, so a server that sends a
-        # byte at a time cannot stretch the call past the deadline.
-        chunk = resp.read1(_CHUNK)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise http.client.HTTPException('answer larger than %d bytes'
-                                            % MAX_ANSWER_BYTES)
-        chunks.append(chunk)
-    if resp.length:
-        raise http.client.IncompleteRead(b''.join(chunks), resp.length)
-    resp.close()
-    return b''.join(chunks)
+    sock.settimeout(remaining)
 
 
 def _snippet(raw, limit=200):

@@ -1,9 +1,10 @@
 """Which operation a scheduling pass is for.
 
 Upstream Nova tells its filters only about rebuilds (the scheduler hint
-``_nova_check_type=['rebuild']``). For the other moves the operation is the
-instance action that the API recorded under the request's id, in the
-instance's cell; the instance's task_state is the fallback.
+``_nova_check_type=['rebuild']``). A pass without requested_destination is a
+boot. For the other moves the operation is the instance action that the API
+recorded under the request's id, in the instance's cell; the instance's
+task_state is the fallback.
 """
 
 from oslo_log import log as logging
@@ -54,30 +55,48 @@ def hint_value(spec_obj):
 def find(spec_obj):
     """Return the operation of this pass, or None for a boot.
 
+    Nova sets requested_destination, with the instance's cell, for every
+    move it schedules (live and cold migration, resize, evacuate, unshelve;
+    a rebuild carries the hint): a pass without one is a boot, told without
+    a database query. A move costs one query in the instance's cell (two
+    when requested_destination names no cell, as for a boot to a requested
+    host, which looks for the instance mapping first).
+
     Raises Unknown when the instance or its action cannot be read.
     """
     hinted = hint_value(spec_obj)
     if hinted:
         return hinted
+    dest = (spec_obj.requested_destination
+            if 'requested_destination' in spec_obj else None)
+    if dest is None:
+        return None
     ctx = getattr(spec_obj, '_context', None)
     uuid = spec_obj.instance_uuid if 'instance_uuid' in spec_obj else None
     if ctx is None or not uuid:
         raise Unknown('the request spec has no context or instance uuid')
-    try:
-        mapping = objects.InstanceMapping.get_by_instance_uuid(ctx, uuid)
-    except exception.InstanceMappingNotFound:
-        return None  # not built yet: a boot
-    if not mapping.cell_mapping:
-        return None  # the instance is not in a cell yet: a boot
-    with nova_context.target_cell(ctx, mapping.cell_mapping) as cctx:
+    cell = dest.cell if 'cell' in dest else None
+    if cell is None:
+        try:
+            mapping = objects.InstanceMapping.get_by_instance_uuid(ctx, uuid)
+        except exception.InstanceMappingNotFound:
+            return None  # not built yet: a boot
+        if not mapping.cell_mapping:
+            return None  # the instance is not in a cell yet: a boot
+        cell = mapping.cell_mapping
+    with nova_context.target_cell(ctx, cell) as cctx:
         action = None
         if ctx.request_id:
             action = objects.InstanceAction.get_by_request_id(
                 cctx, uuid, ctx.request_id)
         if action is not None and action.action in _BY_ACTION:
             return _BY_ACTION[action.action]
-        instance = objects.Instance.get_by_uuid(
-            cctx, uuid, expected_attrs=['flavor'])
+        try:
+            instance = objects.Instance.get_by_uuid(
+                cctx, uuid, expected_attrs=['flavor'])
+        except exception.InstanceNotFound:
+            raise Unknown('instance %s is not in cell %s'
+                          % (uuid, getattr(cell, 'uuid', None)))
     return _by_task_state(instance, spec_obj, action)
 
 

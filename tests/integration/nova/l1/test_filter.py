@@ -275,6 +275,11 @@ class TestOnlyWhatFilterdReads(FilterTestCase):
             ctx, vm, requested_destination=objects.Destination(cell=cell),
             scheduler_hints={'group': ['g1']})
         self.assertIn(self.DB_PASSWORD, json.dumps(spec.obj_to_primitive()))
+        # That cell's database does not exist: the operation is not looked
+        # up in it.
+        CONF.set_override('lookup_operation', False, group='ledgerfence')
+        self.addCleanup(CONF.clear_override, 'lookup_operation',
+                        group='ledgerfence')
         all_hosts = [h[0] for h in TABLE4_HOSTS] + [UNREGISTERED]
 
         with self.assertLogs(FILTER_LOGGER, 'INFO') as logs:
@@ -305,6 +310,15 @@ class TestOnlyWhatFilterdReads(FilterTestCase):
 class TestOperation(FilterTestCase):
     """The operation reaches filterd as the _nova_check_type hint."""
 
+    @staticmethod
+    def move_spec(ctx, vm, **fields):
+        """A RequestSpec as Nova's conductor sends it for a move: limited
+        to the instance's cell through requested_destination."""
+        from nova import objects
+        return novarig.request_spec(
+            ctx, vm, requested_destination=objects.Destination(
+                cell=rig.cell), **fields)
+
     def sent_hint(self, proxy):
         hints = proxy.requests[-1]['body']['spec']['nova_object.data'].get(
             'scheduler_hints', {})
@@ -327,7 +341,7 @@ class TestOperation(FilterTestCase):
                 vm = rig.regulated_vm(*TABLE4_REGULATION)
                 novarig.instance(ctx, rig.cell, vm, 'hm1', action=action,
                                  task_state=task_state)
-                spec = novarig.request_spec(ctx, vm, ignore_hosts=['hm1'])
+                spec = self.move_spec(ctx, vm, ignore_hosts=['hm1'])
                 kept = self.schedule(rig.states(['hm1', 'hm2', 'hm3']), spec)
                 self.assertEqual(['hm2'], names(kept))
                 self.assertEqual(want, self.sent_hint(proxy))
@@ -354,7 +368,7 @@ class TestOperation(FilterTestCase):
                 vm = rig.regulated_vm(*TABLE4_REGULATION)
                 novarig.instance(ctx, rig.cell, vm, 'hm1',
                                  task_state=task_state)
-                spec = novarig.request_spec(ctx, vm)
+                spec = self.move_spec(ctx, vm)
                 self.schedule(rig.states(['hm2']), spec)
                 self.assertEqual(want, self.sent_hint(proxy))
 
@@ -363,15 +377,14 @@ class TestOperation(FilterTestCase):
         ctx = novarig.request_context()
         vm = rig.regulated_vm(*TABLE4_REGULATION)
         novarig.instance(ctx, rig.cell, vm, 'hm1', task_state='resize_prep')
-        spec = novarig.request_spec(
-            ctx, vm, flavor=novarig.flavor('m1.small', '2'))
+        spec = self.move_spec(ctx, vm, flavor=novarig.flavor('m1.small', '2'))
         self.schedule(rig.states(['hm2']), spec)
         self.assertEqual(['resize'], self.sent_hint(proxy))
 
     def test_unknown_operation_is_not_guessed(self):
         proxy = self.proxy()
         vm = rig.regulated_vm(*TABLE4_REGULATION)
-        spec = novarig.request_spec(self.ctx, vm)
+        spec = self.move_spec(self.ctx, vm)
         spec._context = None  # nothing to look the instance action up with
         with self.assertLogs(FILTER_LOGGER, 'INFO') as logs:
             kept = self.schedule(rig.states(['hm2', 'hm3']), spec)
@@ -386,6 +399,40 @@ class TestOperation(FilterTestCase):
         spec = novarig.request_spec(self.ctx, vm)
         self.schedule(rig.states(['hm2']), spec)
         self.assertIsNone(self.sent_hint(proxy))
+
+    def test_a_boot_is_told_without_the_database(self):
+        from unittest import mock
+        from nova import objects
+        proxy = self.proxy()
+        vm = rig.regulated_vm(*TABLE4_REGULATION)
+        novarig.instance(self.ctx, rig.cell, vm, 'hm1',
+                         action='live-migration')
+        spec = novarig.request_spec(self.ctx, vm)
+        no_db = mock.Mock(side_effect=AssertionError('database read'))
+        with mock.patch.object(objects.InstanceMapping,
+                               'get_by_instance_uuid', no_db), \
+                mock.patch.object(objects.InstanceAction,
+                                  'get_by_request_id', no_db):
+            kept = self.schedule(rig.states(['hm2', 'hm3']), spec)
+        self.assertEqual(['hm2'], names(kept))
+        self.assertIsNone(self.sent_hint(proxy))
+        self.assertEqual(0, no_db.call_count)
+
+    def test_move_to_a_requested_host_without_a_cell(self):
+        # requested_destination with a host and no cell (a boot to a
+        # requested host looks the same): the instance mapping tells.
+        from nova import objects
+        proxy = self.proxy()
+        ctx = novarig.request_context()
+        vm = rig.regulated_vm(*TABLE4_REGULATION)
+        novarig.instance(ctx, rig.cell, vm, 'hm1', action='live-migration',
+                         task_state='migrating')
+        spec = novarig.request_spec(
+            ctx, vm, requested_destination=objects.Destination(
+                host='hm2', node='hm2-node'))
+        self.assertEqual(['hm2'], names(self.schedule(
+            rig.states(['hm1', 'hm2', 'hm3']), spec)))
+        self.assertEqual(['live_migrate'], self.sent_hint(proxy))
 
 
 class TestRebuild(FilterTestCase):
@@ -847,8 +894,9 @@ class TestScale(FilterTestCase):
         AggregateMultiTenancyIsolation in the same handler.
 
         A pass is HostFilterHandler.get_filtered_objects with that one
-        filter: for LedgerfenceFilter the operation lookup (unless
-        lookup_operation is off), the body, the round trip to a real
+        filter: for LedgerfenceFilter the operation (a boot's is told
+        without the database; a live migration's is the instance action,
+        read in the instance's cell), the body, the round trip to a real
         filterd and the answer, plus the handler's own bookkeeping, which
         every filter pays. Five batches of 15 passes each, the filters
         interleaved; the figure is the median of the quietest batch (the
@@ -858,41 +906,46 @@ class TestScale(FilterTestCase):
         asserted (shared machines are noisy); every pass must keep the right
         hosts.
         """
+        from nova import objects
         from nova.scheduler.filters import aggregate_multitenancy_isolation
         self.use(rig.filterd.webhook_url)
-        self.addCleanup(CONF.clear_override, 'lookup_operation',
-                        group='ledgerfence')
         flt = [f for f in rig.host_manager.enabled_filters
                if type(f).__name__ == 'LedgerfenceFilter'][0]
         amti = aggregate_multitenancy_isolation.AggregateMultiTenancyIsolation()
-        vm = rig.regulated_vm(*TABLE4_REGULATION)
-        rows = (('LedgerfenceFilter', flt, True),
-                ('LedgerfenceFilter lookup_operation=false', flt, False),
-                ('AggregateMultiTenancyIsolation', amti, True))
+        boot_vm = rig.regulated_vm(*TABLE4_REGULATION)
+        move_ctx = novarig.request_context()
+        move_vm = rig.regulated_vm(*TABLE4_REGULATION)
+        novarig.instance(move_ctx, rig.cell, move_vm, 'hm1',
+                         action='live-migration', task_state='migrating')
+        boot = novarig.request_spec(self.ctx, boot_vm)
+        # As the conductor sends a live migration: limited to the cell.
+        move = novarig.request_spec(
+            move_ctx, move_vm,
+            requested_destination=objects.Destination(cell=rig.cell))
+        rows = (('LedgerfenceFilter, boot', flt, boot),
+                ('LedgerfenceFilter, live migration', flt, move),
+                ('AggregateMultiTenancyIsolation', amti, boot))
         figures = {}
         for n in (10, 100, 1000):
             states = rig.states([h[0] for h in self.fleet[:n]])
-            spec = novarig.request_spec(self.ctx, vm)
             want = [h for h, c, o in self.fleet[:n]
                     if allowed(c, o, TABLE4_REGULATION)]
 
-            def one_pass(f, lookup):
-                CONF.set_override('lookup_operation', lookup,
-                                  group='ledgerfence')
+            def one_pass(f, spec):
                 t0 = time.perf_counter()
                 kept = rig.handler.get_filtered_objects([f], states, spec, 0)
                 ms = (time.perf_counter() - t0) * 1000
                 return ms, names(kept)
 
             runs = {name: [] for name, _, _ in rows}
-            for name, f, lookup in rows:
+            for name, f, spec in rows:
                 for _ in range(3):
-                    one_pass(f, lookup)
+                    one_pass(f, spec)
             for _ in range(5):
-                for name, f, lookup in rows:
+                for name, f, spec in rows:
                     batch = []
                     for _ in range(15):
-                        ms, kept = one_pass(f, lookup)
+                        ms, kept = one_pass(f, spec)
                         if f is flt:
                             self.assertEqual(want, kept)
                         else:
@@ -910,7 +963,7 @@ class TestScale(FilterTestCase):
         lines = ['', 'Time one filter adds to a pass in HostFilterHandler, '
                  'ms (quiet median / median / p95):']
         for name, _, _ in rows:
-            lines.append('  %-42s %s' % (name, '   '.join(
+            lines.append('  %-34s %s' % (name, '   '.join(
                 '%d hosts %.2f / %.2f / %.2f' % (
                     n, figures[n][name]['quiet_median_ms'],
                     figures[n][name]['median_ms'], figures[n][name]['p95_ms'])
