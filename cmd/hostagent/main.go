@@ -12,8 +12,10 @@
 //
 // Exit codes: 0 registered (--once) or stopped by a signal; 1 error; 2
 // usage or invalid configuration (a bad country or organisation code
-// included); 3 the ledger refuses this writer (forbidden); 4 the ledger
-// stayed unavailable until the deadline.
+// included); 3 the ledger refuses this writer (forbidden), or the agent
+// refuses the ledger (its signed head does not extend the last one seen:
+// it forked or went back); 4 the ledger stayed unavailable until the
+// deadline.
 package main
 
 import (
@@ -27,6 +29,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/hostagent"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 const (
@@ -60,7 +63,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.Is(err, hostagent.ErrUsage), errors.Is(err, ledger.ErrInvalid):
 		return exitUsage
-	case errors.Is(err, ledger.ErrForbidden):
+	case errors.Is(err, ledger.ErrForbidden), errors.Is(err, head.ErrRefused):
 		return exitDenied
 	case errors.Is(err, ledger.ErrUnavailable):
 		return exitUnavailable

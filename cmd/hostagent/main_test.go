@@ -7,6 +7,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/hostagent"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 func TestExitCode(t *testing.T) {
@@ -28,5 +29,12 @@ func TestExitCode(t *testing.T) {
 				t.Fatalf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestExitCodeOfARefusedLedger(t *testing.T) {
+	err := fmt.Errorf("%w: %w: rolled back", head.ErrRefused, head.ErrRollback)
+	if got := exitCode(err); got != exitDenied {
+		t.Errorf("exitCode(%v) = %d, want %d", err, got, exitDenied)
 	}
 }

@@ -57,6 +57,10 @@ func run(ctx context.Context, cfg hostagent.Config, getenv func(string) string) 
 	}
 	defer l.Close()
 	ctx = ledger.WithWriter(ctx, ledger.Writer{ID: "hostagent/" + host.Name})
+	heads, err := newHeadWitness(cfg, l, log)
+	if err != nil {
+		return err
+	}
 
 	var nova *cloud.Lazy
 	if cloud.HasCredentials(getenv) {
@@ -76,6 +80,9 @@ func run(ctx context.Context, cfg hostagent.Config, getenv func(string) string) 
 			AttemptTimeout: cfg.AttemptTimeout, Log: log, Metrics: metrics,
 		},
 		Once: cfg.Once, Interval: cfg.Interval, Deadline: cfg.Deadline, Clock: clock, Log: log,
+	}
+	if heads != nil {
+		agent.Registrar.Heads = heads
 	}
 	if nova != nil {
 		agent.Services = nova

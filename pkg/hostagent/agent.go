@@ -9,6 +9,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
 // ComputeServices tells whether Nova knows a nova-compute service by name.
@@ -68,7 +69,9 @@ func (a *Agent) ConfirmName(ctx context.Context) string {
 // Deadline) and returns in once mode. Otherwise it sweeps and re-asserts
 // the record every Interval until ctx ends, and returns nil then. The first
 // registration's error is returned; later failures are logged and retried
-// at the next interval.
+// at the next interval, but a ledger whose head is refused (head.ErrRefused)
+// ends the run with that error: the agent neither writes to it nor sweeps
+// with it.
 func (a *Agent) Run(ctx context.Context) error {
 	a.ConfirmName(ctx)
 	if err := a.register(ctx, a.Deadline); err != nil {
@@ -90,6 +93,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.Clock.After(a.Interval):
 		}
 		if err := a.register(ctx, a.Interval); err != nil && ctx.Err() == nil {
+			if errors.Is(err, head.ErrRefused) {
+				return err
+			}
 			a.Log.Error("re-asserting the host record failed", zap.String("host", a.Host.Name), zap.Error(err))
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,9 @@ const (
 	DefaultDeadline       = 10 * time.Minute
 	DefaultAttemptTimeout = 15 * time.Second
 	EnvPrefix             = "LEDGERFENCE_"
+	// DefaultHeadStateFile is the head state's name in systemd's state
+	// directory.
+	DefaultHeadStateFile = "head.json"
 )
 
 // DefaultNovaConfs are read, in order (a later file wins, as with
@@ -56,6 +60,11 @@ type Config struct {
 	Ledger string
 	Token  string
 	Fabric FabricConfig
+	// HeadState is the file in which the last signed head of a filterd's
+	// ledger is remembered ("" or "none": only while the agent runs);
+	// HeadKey the signer's public key (base64, PEM or a file), when given.
+	HeadState string
+	HeadKey   string
 	// Once registers and exits.
 	Once bool
 	// Interval between re-assertions and sweeps in daemon mode.
@@ -142,6 +151,10 @@ var settings = []setting{
 		set: str(func(c *Config) *string { return &c.Ledger })},
 	{name: "token", usage: "bearer token for a filterd's write API",
 		set: str(func(c *Config) *string { return &c.Token })},
+	{name: "head-state", usage: "file remembering the last signed head of the filterd's ledger, to refuse a ledger that forked or went back (default: $STATE_DIRECTORY/head.json under systemd; none: kept only while the agent runs)",
+		set: str(func(c *Config) *string { return &c.HeadState })},
+	{name: "head-key", usage: "public key of the filterd's head signer: base64, PEM or a file (default: the key of the first head seen)",
+		set: str(func(c *Config) *string { return &c.HeadKey })},
 	{name: "fabric-peer", usage: "Fabric gateway peer endpoint host:port (with --ledger fabric)",
 		set: str(func(c *Config) *string { return &c.Fabric.Peer })},
 	{name: "fabric-tls-ca", usage: "PEM file of the Fabric peer's TLS CA",
@@ -277,6 +290,12 @@ func Load(args []string, getenv func(string) string, readFile func(string) ([]by
 			if err := s.apply(&c, v); err != nil {
 				return c, fmt.Errorf("%w: --%v", ErrUsage, err)
 			}
+		}
+	}
+	if c.HeadState == "" {
+		// systemd's StateDirectory= (one or more directories, colon-separated).
+		if dir, _, _ := strings.Cut(getenv("STATE_DIRECTORY"), ":"); dir != "" {
+			c.HeadState = filepath.Join(dir, DefaultHeadStateFile)
 		}
 	}
 	if err := c.Validate(); err != nil {

@@ -18,10 +18,21 @@ type HostStore interface {
 	PutHost(ctx context.Context, h filter.Host) (ledger.HostRecord, bool, error)
 }
 
+// HeadChecker checks, before the agent trusts the ledger, that its signed
+// head extends the last one seen (cmd/hostagent: a head.Witness over the
+// filterd). An error matching head.ErrRefused is final; one matching
+// ledger.ErrUnavailable is retried.
+type HeadChecker interface {
+	CheckHead(ctx context.Context) error
+}
+
 // Registrar writes the host's record, retrying while the ledger is
 // unavailable.
 type Registrar struct {
-	Ledger  HostStore
+	Ledger HostStore
+	// Heads, when set, is asked before every try: a ledger whose chain does
+	// not extend the last head seen is never written to.
+	Heads   HeadChecker
 	Backoff Backoff
 	Clock   Clock
 	// AttemptTimeout bounds one try (a read and, if needed, a write).
@@ -95,6 +106,11 @@ func (r *Registrar) try(ctx context.Context, want filter.Host) (ledger.HostRecor
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.AttemptTimeout)
 		defer cancel()
+	}
+	if r.Heads != nil {
+		if err := r.Heads.CheckHead(ctx); err != nil {
+			return ledger.HostRecord{}, false, err
+		}
 	}
 	cur, err := r.Ledger.GetHost(ctx, want.Name)
 	switch {
