@@ -158,6 +158,8 @@ _HOST = '{"host":"'
 _NODE = '","hypervisor_hostname":"'
 _NEXT = '"},{"host":"'
 _FLAGS = ',"weights":{},"rebuild":%s,"resize":%s,"live":%s,"vmware":false}'
+# The bytes that stand for themselves in a JSON string.
+_PLAIN = bytes(c for c in range(0x20, 0x7f) if c not in b'"\\')
 _encode = json.JSONEncoder(separators=(',', ':'), check_circular=False,
                            default=str).encode
 
@@ -216,8 +218,8 @@ def _hosts(states):
         names = None
     # Names of printable ASCII without quotes or backslashes are their own
     # JSON text: the list is joined in one go, with no encoder per host.
-    if (names is not None and names.isascii() and names.isprintable() and
-            '"' not in names and '\\' not in names):
+    if (names is not None and names.isascii() and
+            not names.encode('ascii').translate(None, _PLAIN)):
         parts = [None] * (4 * n)
         parts[0::4] = hosts
         parts[1::4] = [_NODE] * n
