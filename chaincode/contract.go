@@ -14,6 +14,7 @@
 package chaincode
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
 
 	"github.com/ledgerfence/ledgerfence/chaincode/wire"
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
@@ -313,32 +315,26 @@ func (c *Contract) Lookup(ctx Ctx, subjectsJSON, hostsJSON string) (string, erro
 	return result(wire.LookupResult{Regulations: regs, Hosts: hosts})
 }
 
-// Check decides, with pkg/filter, which of the hosts (a JSON list; every
-// registered host when empty) a VM may go to. The regulations that apply are
-// its project's (when projectID is given) and its own (when instanceUUID is
-// given). It writes nothing. The result is a wire.CheckResult.
+// Check decides, with the one decision (package decide), which of the hosts
+// (a JSON list; every registered host when empty) a VM may go to. The
+// regulations that apply are its own (when instanceUUID is given) and its
+// project's (when projectID is given). It writes nothing. The result is a
+// decide.Report.
 func (c *Contract) Check(ctx Ctx, instanceUUID, projectID, hostsJSON string, denyUnregulated bool) (string, error) {
-	var subjects []string
-	if projectID != "" {
-		s, err := filter.ParseSubject(string(filter.ProjectSubject(projectID)))
-		if err != nil {
-			return "", invalid(err)
-		}
-		subjects = append(subjects, string(s))
-	}
-	if instanceUUID != "" {
-		s, err := filter.ParseSubject(string(filter.VMSubject(instanceUUID)))
-		if err != nil {
-			return "", invalid(err)
-		}
-		subjects = append(subjects, string(s))
+	subjects, err := decide.Subjects(instanceUUID, projectID)
+	if err != nil {
+		return "", refuse(wire.CodeInvalid, "%v", err)
 	}
 	names, err := decodeList("hosts", hostsJSON)
 	if err != nil {
 		return "", err
 	}
 	st := store{ctx.GetStub()}
-	regs, err := st.regulations(subjects)
+	keys := make([]string, len(subjects))
+	for i, s := range subjects {
+		keys[i] = string(s)
+	}
+	regs, err := st.regulations(keys)
 	if err != nil {
 		return "", err
 	}
@@ -350,22 +346,13 @@ func (c *Contract) Check(ctx Ctx, instanceUUID, projectID, hostsJSON string, den
 	} else if hosts, err = st.hosts(names); err != nil {
 		return "", err
 	}
-	applied := make([]filter.Regulation, 0, len(regs))
-	for _, s := range subjects {
-		if r, ok := regs[filter.Subject(s)]; ok {
-			applied = append(applied, r.Regulation)
-		}
+	candidates := decide.Candidates(names)
+	facts := decide.Facts{Regulations: regs, Hosts: hosts}
+	d, err := decide.DecideSubjects(context.Background(), facts, nil, subjects, nil, candidates, filter.Options{DenyUnregulated: denyUnregulated})
+	if err != nil {
+		return "", err
 	}
-	candidates := make([]filter.Candidate, len(names))
-	for i, n := range names {
-		candidates[i] = filter.Candidate{Name: n}
-		if rec, ok := hosts[n]; ok {
-			h := rec.Host
-			candidates[i].Host = &h
-		}
-	}
-	res := filter.Evaluate(applied, candidates, filter.Options{DenyUnregulated: denyUnregulated})
-	return result(wire.CheckResult{Regulated: res.Regulated, Allowed: res.Allowed, Verdicts: res.Verdicts})
+	return result(d.Report(candidates))
 }
 
 // History returns every version of a host (kind "host", key its name) or a

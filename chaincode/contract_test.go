@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ledgerfence/ledgerfence/chaincode/wire"
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
@@ -464,7 +465,7 @@ func TestCheckSeedTable4(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := read[wire.CheckResult](t, l, func(ctx Ctx) (string, error) { return cc.Check(ctx, tc.vm, tc.project, tc.hosts, tc.deny) })
+			res, err := read[decide.Report](t, l, func(ctx Ctx) (string, error) { return cc.Check(ctx, tc.vm, tc.project, tc.hosts, tc.deny) })
 			must(t, err)
 			got := map[string]filter.Reason{}
 			allowed := 0
@@ -474,12 +475,12 @@ func TestCheckSeedTable4(t *testing.T) {
 					allowed++
 				}
 			}
-			if !reflect.DeepEqual(got, tc.want) || res.Regulated != tc.regulated || res.Allowed != allowed {
-				t.Errorf("verdicts %v (regulated %v, allowed %d), want %v", got, res.Regulated, res.Allowed, tc.want)
+			if !reflect.DeepEqual(got, tc.want) || res.Regulated != tc.regulated || len(res.Allowed) != allowed {
+				t.Errorf("verdicts %v (regulated %v, allowed %v), want %v", got, res.Regulated, res.Allowed, tc.want)
 			}
 		})
 	}
-	_, err = read[wire.CheckResult](t, l, func(ctx Ctx) (string, error) { return cc.Check(ctx, "nope", "", "", false) })
+	_, err = read[decide.Report](t, l, func(ctx Ctx) (string, error) { return cc.Check(ctx, "nope", "", "", false) })
 	wantCode(t, err, wire.CodeInvalid, "UUID")
 }
 

@@ -73,14 +73,6 @@ type LookupResult struct {
 	Hosts       map[string]ledger.HostRecord               `json:"hosts"`
 }
 
-// CheckResult is the result of Check: pkg/filter's decision, one verdict per
-// host in the order asked.
-type CheckResult struct {
-	Regulated bool             `json:"regulated"`
-	Allowed   int              `json:"allowed"`
-	Verdicts  []filter.Verdict `json:"verdicts"`
-}
-
 // EventName is the name of the chaincode event of a write: "host.put",
 // "regulation.put" or "regulation.delete". Its payload is a ledger.Event in
 // JSON, without Block (the client knows it from the block).

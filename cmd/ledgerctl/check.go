@@ -2,94 +2,58 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
 
-// checkRow is one host's line of a check.
-type checkRow struct {
-	Host          string         `json:"host"`
-	Country       string         `json:"country,omitempty"`
-	Organizations []string       `json:"organizations,omitempty"`
-	Allowed       bool           `json:"allowed"`
-	Reason        filter.Reason  `json:"reason,omitempty"`
-	Regulation    filter.Subject `json:"regulation,omitempty"`
-	Detail        string         `json:"detail"`
-}
-
-// checkResult is a what-if decision for a VM over hosts.
-type checkResult struct {
-	InstanceUUID string           `json:"instance_uuid"`
-	ProjectID    string           `json:"project_id,omitempty"`
-	Regulations  []filter.Subject `json:"regulations"`
-	Regulated    bool             `json:"regulated"`
-	Height       uint64           `json:"ledger_height"`
-	Summary      string           `json:"summary"`
-	Hosts        []checkRow       `json:"hosts"`
-}
-
-// decide reads the VM's and its project's regulations and the hosts' records
-// in one lookup (all known hosts when hosts is empty) and decides with
-// filter.Evaluate.
-func decide(ctx context.Context, l ledger.Ledger, vm, project string, hosts []string) (checkResult, error) {
-	subjects := []filter.Subject{filter.VMSubject(vm)}
-	if project != "" {
-		subjects = append([]filter.Subject{filter.ProjectSubject(project)}, subjects...)
-	}
+// decideFor is the one decision (package decide) for a VM and its project
+// over hosts (every host in the ledger when none), read from the ledger in
+// one lookup, with opts.
+func decideFor(ctx context.Context, l ledger.Ledger, vm, project string, hosts []string, opts filter.Options) (decide.Report, error) {
 	if len(hosts) == 0 {
 		recs, err := listHosts(ctx, l)
 		if err != nil {
-			return checkResult{}, err
+			return decide.Report{}, err
 		}
 		for _, r := range recs {
 			hosts = append(hosts, r.Name)
 		}
 	}
-	lk, err := l.Lookup(ctx, subjects, hosts)
+	cands := decide.Candidates(hosts)
+	d, err := decide.Decide(ctx, decide.Ledger(l), nil, vm, project, cands, opts)
 	if err != nil {
-		return checkResult{}, fmt.Errorf("reading the ledger: %w", err)
+		return decide.Report{}, fmt.Errorf("reading the ledger: %w", err)
 	}
-	res := checkResult{InstanceUUID: vm, ProjectID: project, Height: lk.Height, Regulations: []filter.Subject{}}
-	var regs []filter.Regulation
-	for _, s := range subjects {
-		if r, ok := lk.Regulations[s]; ok {
-			regs = append(regs, r.Regulation)
-			res.Regulations = append(res.Regulations, s)
-		}
-	}
-	cands := make([]filter.Candidate, len(hosts))
-	for i, h := range hosts {
-		cands[i] = filter.Candidate{Name: h}
-		if rec, ok := lk.Hosts[h]; ok {
-			hh := rec.Host
-			cands[i].Host = &hh
-		}
-	}
-	out := filter.Evaluate(regs, cands, filter.Options{})
-	res.Regulated, res.Summary = out.Regulated, out.Summary()
-	for i, v := range out.Verdicts {
-		row := checkRow{Host: v.Host, Allowed: v.Allowed, Reason: v.Reason, Regulation: v.Subject, Detail: v.Detail()}
-		if h := cands[i].Host; h != nil {
-			row.Country, row.Organizations = h.Country, h.Organizations
-		}
-		res.Hosts = append(res.Hosts, row)
-	}
-	return res, nil
+	return d.Report(cands), nil
 }
 
-func (res checkResult) denied() []checkRow {
-	var d []checkRow
-	for _, r := range res.Hosts {
-		if !r.Allowed {
-			d = append(d, r)
+// optioner is a ledger that knows the options of the decisions made on
+// it: a filterd's (remote.Client).
+type optioner interface {
+	Options(ctx context.Context) (filter.Options, error)
+}
+
+// options returns the options of the one decision: those of the filterd
+// ledgerctl talks to, or, on a ledger it opens itself, --deny-unregulated.
+func (a *app) options(ctx context.Context, l ledger.Ledger, denyUnregulated bool) (filter.Options, error) {
+	if o, ok := l.(optioner); ok {
+		opts, err := o.Options(ctx)
+		if err != nil {
+			return filter.Options{}, fmt.Errorf("asking filterd for its decision options: %w", err)
 		}
+		if denyUnregulated && !opts.DenyUnregulated {
+			fmt.Fprintln(a.stderr, "note: --deny-unregulated ignored: the filterd at --ledger decides without it, and so does this check")
+		}
+		return opts, nil
 	}
-	return d
+	return filter.Options{DenyUnregulated: denyUnregulated}, nil
 }
 
 func (a *app) check(ctx context.Context, args []string) error {
@@ -99,6 +63,7 @@ func (a *app) check(ctx context.Context, args []string) error {
 	project := fs.String("project", "", "the VM's project id (default: asked of Nova when OpenStack credentials are set)")
 	var hosts listFlag
 	fs.Var(&hosts, "host", "a host to check (repeatable; default: every host in the ledger)")
+	deny := denyUnregulatedFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return flagErr(err)
@@ -110,10 +75,8 @@ func (a *app) check(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *project != "" {
-		if _, err := filter.ParseSubject(string(filter.ProjectSubject(*project))); err != nil {
-			return usagef("--project: %v", err)
-		}
+	if _, err := decide.Subjects("", *project); err != nil {
+		return usagef("--project: %v", err)
 	}
 	for _, h := range hosts {
 		if err := filter.ValidateHostName(h); err != nil {
@@ -142,14 +105,18 @@ func (a *app) check(ctx context.Context, args []string) error {
 		return err
 	}
 	defer l.Close()
-	res, err := decide(cctx, l, uuid, *project, hosts)
+	opts, err := a.options(cctx, l, *deny)
+	if err != nil {
+		return err
+	}
+	res, err := decideFor(cctx, l, uuid, *project, hosts, opts)
 	if err != nil {
 		return err
 	}
 	if err := a.printCheck(c, res); err != nil {
 		return err
 	}
-	if d := res.denied(); len(d) > 0 {
+	if d := res.Denied(); len(d) > 0 {
 		return &deniedError{fmt.Sprintf("%s: %s", uuid, res.Summary)}
 	}
 	return nil
@@ -166,14 +133,17 @@ func vmArg(vm string) (string, error) {
 	return u, nil
 }
 
-func (a *app) printCheck(c *common, res checkResult) error {
+// denyUnregulatedFlag defines --deny-unregulated, for decisions on a
+// ledger ledgerctl opens itself.
+func denyUnregulatedFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("deny-unregulated", false, "decide as a filterd with --deny-unregulated does (on an embedded or Fabric ledger; with a filterd URL, its own options apply)")
+}
+
+func (a *app) printCheck(c *common, res decide.Report) error {
 	if c.output == "json" {
-		if res.Hosts == nil {
-			res.Hosts = []checkRow{}
-		}
 		return a.json(res)
 	}
-	regs := "none (unregulated: every host passes)"
+	regs := "none (unregulated)"
 	if len(res.Regulations) > 0 {
 		s := make([]string, len(res.Regulations))
 		for i, r := range res.Regulations {
@@ -181,15 +151,17 @@ func (a *app) printCheck(c *common, res checkResult) error {
 		}
 		regs = strings.Join(s, ", ")
 	}
-	fmt.Fprintf(a.stdout, "VM %s, regulations: %s, ledger height %d\n", res.InstanceUUID, regs, res.Height)
+	fmt.Fprintf(a.stdout, "VM %s, regulations: %s, ledger height %d\n", res.InstanceUUID, regs, res.LedgerHeight)
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tCOUNTRY\tORGANIZATIONS\tVERDICT\tREASON\tDETAIL")
-	for _, r := range res.Hosts {
-		verdict := "allowed"
+	for _, r := range res.Verdicts {
+		verdict, detail := "allowed", r.Detail
 		if !r.Allowed {
 			verdict = "denied"
+		} else if detail == "" {
+			detail = "allowed"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, dash(r.Country), dash(strings.Join(r.Organizations, ",")), verdict, dash(string(r.Reason)), r.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, dash(r.Country), dash(strings.Join(r.Organizations, ",")), verdict, dash(string(r.Reason)), detail)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/embedded"
@@ -306,12 +307,12 @@ func TestCheck(t *testing.T) {
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d: %s", code, tc.code, errs)
 			}
-			var res checkResult
+			var res decide.Report
 			if err := json.Unmarshal([]byte(out), &res); err != nil {
 				t.Fatalf("%v: %q", err, out)
 			}
 			got := map[string]filter.Reason{}
-			for _, r := range res.Hosts {
+			for _, r := range res.Verdicts {
 				got[r.Host] = r.Reason
 				if r.Allowed != (r.Reason == "") {
 					t.Errorf("%s: allowed=%v reason=%q", r.Host, r.Allowed, r.Reason)

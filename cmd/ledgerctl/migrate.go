@@ -8,23 +8,24 @@ import (
 	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 )
 
 // migrateResult is what migrate reports.
 type migrateResult struct {
-	InstanceUUID string       `json:"instance_uuid"`
-	Kind         string       `json:"kind"`
-	Target       string       `json:"target,omitempty"`
-	Check        *checkResult `json:"check,omitempty"`
-	Requested    bool         `json:"requested"`
-	Waited       bool         `json:"waited"`
-	OK           bool         `json:"ok"`
-	FromHost     string       `json:"from_host"`
-	ToHost       string       `json:"to_host,omitempty"`
-	Migration    string       `json:"migration_status,omitempty"`
-	Cause        string       `json:"cause,omitempty"`
-	Seconds      float64      `json:"seconds,omitempty"`
+	InstanceUUID string         `json:"instance_uuid"`
+	Kind         string         `json:"kind"`
+	Target       string         `json:"target,omitempty"`
+	Check        *decide.Report `json:"check,omitempty"`
+	Requested    bool           `json:"requested"`
+	Waited       bool           `json:"waited"`
+	OK           bool           `json:"ok"`
+	FromHost     string         `json:"from_host"`
+	ToHost       string         `json:"to_host,omitempty"`
+	Migration    string         `json:"migration_status,omitempty"`
+	Cause        string         `json:"cause,omitempty"`
+	Seconds      float64        `json:"seconds,omitempty"`
 }
 
 func (a *app) migrate(ctx context.Context, args []string) error {
@@ -35,6 +36,7 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 	live := fs.Bool("live", false, "live migration (the default)")
 	cold := fs.Bool("cold", false, "cold migration, confirmed when it reaches VERIFY_RESIZE")
 	wait := fs.Bool("wait", false, "follow the migration to its end")
+	deny := denyUnregulatedFlag(fs)
 	waitTimeout := fs.Duration("wait-timeout", 30*time.Minute, "give up following after this long")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -84,13 +86,17 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("cannot check %s, so no migration was asked for: %w", *target, err)
 		}
-		chk, err := decide(cctx, l, uuid, srv.ProjectID, []string{*target})
+		opts, err := a.options(cctx, l, *deny)
+		var chk decide.Report
+		if err == nil {
+			chk, err = decideFor(cctx, l, uuid, srv.ProjectID, []string{*target}, opts)
+		}
 		l.Close()
 		if err != nil {
 			return fmt.Errorf("cannot check %s, so no migration was asked for: %w", *target, err)
 		}
 		res.Check = &chk
-		if d := chk.denied(); len(d) > 0 {
+		if d := chk.Denied(); len(d) > 0 {
 			if c.output == "json" {
 				if err := a.json(res); err != nil {
 					return err
@@ -101,7 +107,7 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 		a.progressf("check: %s may go to %s (%s)", uuid, *target, chk.Summary)
 	} else {
 		a.progressf("no target: Nova's scheduler picks a host, ledgerfence's filter keeps the move compliant")
-		a.whatIf(cctx, c, uuid, srv)
+		a.whatIf(cctx, c, uuid, srv, *deny)
 	}
 	a.progressf("asking Nova for a %s migration of %s from %s", kind, uuid, srv.Host)
 	start := a.now()
@@ -159,20 +165,24 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 
 // whatIf says which registered hosts the server may go to, for information
 // only: Nova's scheduler and ledgerfence's filter decide.
-func (a *app) whatIf(ctx context.Context, c *common, uuid string, srv cloud.Server) {
+func (a *app) whatIf(ctx context.Context, c *common, uuid string, srv cloud.Server, deny bool) {
 	l, _, err := a.ledger(ctx, c)
 	if err != nil {
 		a.progressf("(cannot list the compliant hosts: %v)", err)
 		return
 	}
 	defer l.Close()
-	chk, err := decide(ctx, l, uuid, srv.ProjectID, nil)
+	opts, err := a.options(ctx, l, deny)
+	var chk decide.Report
+	if err == nil {
+		chk, err = decideFor(ctx, l, uuid, srv.ProjectID, nil, opts)
+	}
 	if err != nil {
 		a.progressf("(cannot list the compliant hosts: %v)", err)
 		return
 	}
 	var ok []string
-	for _, r := range chk.Hosts {
+	for _, r := range chk.Verdicts {
 		if r.Allowed && r.Host != srv.Host {
 			ok = append(ok, r.Host)
 		}

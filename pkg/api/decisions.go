@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 )
 
@@ -62,26 +63,13 @@ type Decision struct {
 	Error      string  `json:"error,omitempty"`
 	DurationMS float64 `json:"duration_ms"`
 	// Verdicts, one per candidate in Nova's order; left out of listings.
-	Verdicts []Verdict `json:"verdicts,omitempty"`
+	Verdicts []decide.Verdict `json:"verdicts,omitempty"`
 }
 
-// Verdict is one host's verdict with its reason in words.
-type Verdict struct {
-	Host    string        `json:"host"`
-	Allowed bool          `json:"allowed"`
-	Reason  filter.Reason `json:"reason,omitempty"`
-	Detail  string        `json:"detail,omitempty"`
-	// Regulation is the subject of the regulation that denied the host.
-	Regulation filter.Subject `json:"regulation,omitempty"`
-}
-
-func verdictViews(vs []filter.Verdict) []Verdict {
-	out := make([]Verdict, len(vs))
+func verdictViews(vs []filter.Verdict) []decide.Verdict {
+	out := make([]decide.Verdict, len(vs))
 	for i, v := range vs {
-		out[i] = Verdict{Host: v.Host, Allowed: v.Allowed, Reason: v.Reason, Regulation: v.Subject}
-		if !v.Allowed {
-			out[i].Detail = v.Detail()
-		}
+		out[i] = decide.View(v)
 	}
 	return out
 }

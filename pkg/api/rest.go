@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
@@ -302,19 +303,6 @@ type checkInput struct {
 	Hosts        []string `json:"hosts"`
 }
 
-// CheckResult is the answer of POST /v1/check.
-type CheckResult struct {
-	InstanceUUID string           `json:"instance_uuid,omitempty"`
-	ProjectID    string           `json:"project_id,omitempty"`
-	Regulated    bool             `json:"regulated"`
-	Regulations  []filter.Subject `json:"regulations,omitempty"`
-	Summary      string           `json:"summary"`
-	LedgerHeight uint64           `json:"ledger_height"`
-	// Allowed are the hosts that pass, in the order asked (or listed).
-	Allowed  []string  `json:"allowed"`
-	Verdicts []Verdict `json:"verdicts"`
-}
-
 // check answers "which of these hosts may this VM go to, and why not the
 // others", with the webhook's own decision path.
 func (s *Server) check(w http.ResponseWriter, r *http.Request) {
@@ -326,20 +314,9 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "give instance_uuid, project_id or both")
 		return
 	}
-	uuid := ""
-	if in.InstanceUUID != "" {
-		u, err := filter.NormalizeUUID(in.InstanceUUID)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "instance_uuid: "+err.Error())
-			return
-		}
-		uuid = u
-	}
-	if in.ProjectID != "" {
-		if _, err := filter.ParseSubject(string(filter.ProjectSubject(in.ProjectID))); err != nil {
-			writeError(w, http.StatusBadRequest, "project_id: "+err.Error())
-			return
-		}
+	if _, err := decide.Subjects(in.InstanceUUID, in.ProjectID); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	names := in.Hosts
 	if names == nil {
@@ -370,30 +347,13 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 			sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: n})
 		}
 	}
-	res, height, err := s.decide(r.Context(), &sc.q, nil, uuid, in.ProjectID)
+	dec, err := s.decide(r.Context(), sc, in.InstanceUUID, in.ProjectID)
 	if err != nil {
-		s.log.Warn("check: the ledger could not answer", zap.String("instance_uuid", uuid), zap.String("project_id", in.ProjectID), zap.Error(err))
+		s.log.Warn("check: the ledger could not answer", zap.String("instance_uuid", in.InstanceUUID), zap.String("project_id", in.ProjectID), zap.Error(err))
 		writeError(w, http.StatusServiceUnavailable, "the ledger could not answer for this VM; retry later")
 		return
 	}
-	out := CheckResult{
-		InstanceUUID: uuid,
-		ProjectID:    in.ProjectID,
-		Regulated:    res.Regulated,
-		Summary:      res.Summary(),
-		LedgerHeight: height,
-		Allowed:      make([]string, 0, res.Allowed),
-		Verdicts:     verdictViews(res.Verdicts),
-	}
-	for i := range sc.q.Regulations {
-		out.Regulations = append(out.Regulations, sc.q.Regulations[i].Subject)
-	}
-	for _, v := range res.Verdicts {
-		if v.Allowed {
-			out.Allowed = append(out.Allowed, v.Host)
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, dec.Report(sc.q.Candidates))
 }
 
 var errTooManyHosts = errors.New("a check covers at most " + strconv.Itoa(maxCheckHosts) + " hosts: name the hosts to check")
@@ -428,6 +388,9 @@ type LedgerInfo struct {
 	Height      uint64 `json:"height"`
 	CacheReady  bool   `json:"cache_ready"`
 	CacheHeight uint64 `json:"cache_height"`
+	// DenyUnregulated is filterd's decision option, so that its clients
+	// (ledgerctl check and migrate) decide as it does.
+	DenyUnregulated bool `json:"deny_unregulated"`
 }
 
 func (s *Server) ledgerInfo(w http.ResponseWriter, r *http.Request) {
@@ -442,6 +405,8 @@ func (s *Server) ledgerInfo(w http.ResponseWriter, r *http.Request) {
 		Height:      h,
 		CacheReady:  s.cache.Ready(),
 		CacheHeight: s.cache.Height(),
+
+		DenyUnregulated: s.cfg.DenyUnregulated,
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/nova"
@@ -273,7 +274,7 @@ func TestCheck(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := decodeInto[CheckResult](t, e.must(http.StatusOK, http.MethodPost, "/v1/check", "", []byte(tc.body)).Body.Bytes())
+			res := decodeInto[decide.Report](t, e.must(http.StatusOK, http.MethodPost, "/v1/check", "", []byte(tc.body)).Body.Bytes())
 			if !slices.Equal(res.Allowed, tc.allowed) {
 				t.Errorf("allowed = %v, want %v", res.Allowed, tc.allowed)
 			}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
 	"github.com/ledgerfence/ledgerfence/pkg/nova"
@@ -25,6 +26,7 @@ type Publisher interface {
 
 // scratch is a request's reusable memory.
 type scratch struct {
+	subjects []filter.Subject
 	body     bytes.Buffer
 	req      nova.Request
 	out      []byte
@@ -108,10 +110,10 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res, resolveErr := s.decideRequest(r.Context(), sc, d, req)
-	s.record(d, sc, &res, resolveErr)
-	s.answer(w, sc, res.Verdicts)
-	s.report(d, &res, resolveErr)
+	dec, resolveErr := s.decideRequest(r.Context(), sc, d, req)
+	s.record(d, &dec, resolveErr)
+	s.answer(w, sc, dec.Verdicts)
+	s.report(d, &dec.Result, resolveErr)
 }
 
 // readRequest reads the body within the admission's bounds. why, when not
@@ -193,17 +195,16 @@ func (s *Server) decodeRequest(sc *scratch) (req *nova.Request, why string) {
 
 // decideRequest decides on each distinct host of req (a repeated host is
 // decided once) and fills d's input.
-func (s *Server) decideRequest(ctx context.Context, sc *scratch, d *decision, req *nova.Request) (filter.Result, error) {
+func (s *Server) decideRequest(ctx context.Context, sc *scratch, d *decision, req *nova.Request) (decide.Decision, error) {
 	d.describe(req)
 	for i := range req.Hosts {
 		if !sc.dec.Repeated(i) {
 			sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: req.Hosts[i].Host})
 		}
 	}
-	res, height, err := s.decide(ctx, &sc.q, sc.verdicts, d.instance, d.project)
-	sc.verdicts = res.Verdicts
-	d.height = height
-	return res, err
+	dec, err := s.decide(ctx, sc, d.instance, d.project)
+	d.height = dec.Height
+	return dec, err
 }
 
 // describe fills what d knows of the request before any decision.
@@ -220,17 +221,15 @@ func (d *decision) describe(req *nova.Request) {
 
 // record keeps the decision in the store, before the answer leaves, so that
 // its id can be looked up at once; d is not written to after this.
-func (s *Server) record(d *decision, sc *scratch, res *filter.Result, resolveErr error) {
-	d.outcome = outcomeOf(res, resolveErr)
-	d.summary = res.Summary()
+func (s *Server) record(d *decision, dec *decide.Decision, resolveErr error) {
+	d.outcome = outcomeOf(&dec.Result, resolveErr)
+	d.summary = dec.Summary()
 	d.failClosed = resolveErr != nil
-	d.n = len(res.Verdicts)
-	d.allowed = res.Allowed
-	d.regulated = res.Regulated
-	for i := range sc.q.Regulations {
-		d.regulations = append(d.regulations, sc.q.Regulations[i].Subject)
-	}
-	d.verdicts = packVerdicts(s.decisions.buffer(), res.Verdicts, d.regulations)
+	d.n = len(dec.Verdicts)
+	d.allowed = dec.Allowed
+	d.regulated = dec.Regulated
+	d.regulations = append(d.regulations, dec.Regulations...)
+	d.verdicts = packVerdicts(s.decisions.buffer(), dec.Verdicts, d.regulations)
 	d.duration = s.cfg.Clock().Sub(d.time)
 	s.decisions.add(d)
 }
@@ -303,29 +302,42 @@ func (s *Server) undecided(w http.ResponseWriter, r *http.Request, d *decision, 
 // emptyAnswer is Nova's answer when no host passes.
 const emptyAnswer = `{"hosts":[]}` + "\n"
 
-// decide resolves the VM's regulations and the candidates' records through
-// the cache and evaluates them. When the cache cannot answer, every
-// candidate is denied with ledger_unavailable (fail closed) and the error is
-// returned for the log.
-func (s *Server) decide(ctx context.Context, q *cache.Query, buf []filter.Verdict, uuid, project string) (filter.Result, uint64, error) {
-	q.Subjects = q.Subjects[:0]
-	if uuid != "" {
-		q.Subjects = append(q.Subjects, filter.VMSubject(uuid))
-	}
-	if project != "" {
-		q.Subjects = append(q.Subjects, filter.ProjectSubject(project))
-	}
-	q.Regulations = q.Regulations[:0]
-	if len(q.Candidates) == 0 {
-		return filter.Evaluate(nil, nil, filter.Options{}), s.cache.Height(), nil
+// decide is the one decision (package decide) on sc.q.Candidates for a VM
+// and its project, from the cache, within --decision-timeout. When the cache
+// cannot answer, every candidate is denied with ledger_unavailable (fail
+// closed) and the error is returned for the log.
+func (s *Server) decide(ctx context.Context, sc *scratch, uuid, project string) (decide.Decision, error) {
+	subjects, err := decide.AppendSubjects(sc.subjects[:0], uuid, project)
+	sc.subjects = subjects
+	if err != nil { // the callers validated the identifiers
+		return decide.Decision{Result: filter.Unavailable(sc.q.Candidates)}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DecisionTimeout)
 	defer cancel()
-	if err := s.cache.Resolve(ctx, q); err != nil {
-		q.Regulations = q.Regulations[:0]
-		return filter.Unavailable(q.Candidates), q.Height, err
+	dec, err := decide.DecideSubjects(ctx, cacheResolver{s.cache, &sc.q}, sc.verdicts, subjects, nil, sc.q.Candidates,
+		filter.Options{DenyUnregulated: s.cfg.DenyUnregulated})
+	sc.verdicts = dec.Verdicts
+	if len(sc.q.Candidates) == 0 {
+		dec.Height = s.cache.Height()
 	}
-	return filter.EvaluateInto(buf, q.Regulations, q.Candidates, filter.Options{DenyUnregulated: s.cfg.DenyUnregulated}), q.Height, nil
+	return dec, err
+}
+
+// cacheResolver is the cache as the one decision reads it, through the
+// request's reusable query.
+type cacheResolver struct {
+	c Resolver
+	q *cache.Query
+}
+
+func (cr cacheResolver) Resolve(ctx context.Context, subjects []filter.Subject, candidates []filter.Candidate, _ []filter.Regulation) ([]filter.Regulation, uint64, error) {
+	cr.q.Subjects = subjects
+	cr.q.Candidates = candidates
+	err := cr.c.Resolve(ctx, cr.q)
+	if err != nil {
+		cr.q.Regulations = cr.q.Regulations[:0]
+	}
+	return cr.q.Regulations, cr.q.Height, err
 }
 
 func outcomeOf(res *filter.Result, err error) string {

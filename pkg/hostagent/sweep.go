@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
@@ -131,27 +132,21 @@ func (s *Sweeper) sweep(ctx context.Context) (SweepReport, error) {
 	return rep, nil
 }
 
-type subjects struct {
-	vm, project filter.Subject
-}
-
 func (s *Sweeper) decide(ctx context.Context, log *zap.Logger, servers []cloud.Server, rep *SweepReport) error {
-	subs := make([]subjects, len(servers))
+	subs := make([][]filter.Subject, len(servers))
 	query := make([]filter.Subject, 0, 2*len(servers))
 	seen := make(map[filter.Subject]bool)
 	for i, srv := range servers {
-		if sub, err := filter.ParseSubject(string(filter.VMSubject(srv.ID))); err == nil {
-			subs[i].vm = sub
-		} else {
-			log.Warn("server id is not a UUID; its own regulation cannot apply", zap.String("instance_uuid", srv.ID))
+		var err error
+		if subs[i], err = decide.Subjects(srv.ID, srv.ProjectID); err != nil {
+			// The server's own id or project cannot name a regulation; what
+			// can still applies.
+			log.Warn("server id or project id cannot name a regulation", zap.String("instance_uuid", srv.ID),
+				zap.String("project_id", srv.ProjectID), zap.Error(err))
+			subs[i] = validSubjects(srv)
 		}
-		if srv.ProjectID != "" {
-			if sub, err := filter.ParseSubject(string(filter.ProjectSubject(srv.ProjectID))); err == nil {
-				subs[i].project = sub
-			}
-		}
-		for _, sub := range []filter.Subject{subs[i].project, subs[i].vm} {
-			if sub != "" && !seen[sub] {
+		for _, sub := range subs[i] {
+			if !seen[sub] {
 				seen[sub] = true
 				query = append(query, sub)
 			}
@@ -162,19 +157,13 @@ func (s *Sweeper) decide(ctx context.Context, log *zap.Logger, servers []cloud.S
 		return fmt.Errorf("sweep: reading regulations from the ledger: %w", err)
 	}
 	rep.Height = max(rep.Height, lk.Height)
-	cand := filter.Candidate{Name: s.Host}
-	if rec, ok := lk.Hosts[s.Host]; ok {
-		h := rec.Host
-		cand.Host = &h
-	}
+	facts := decide.Facts(lk)
 	for i, srv := range servers {
-		var regs []filter.Regulation
-		for _, sub := range []filter.Subject{subs[i].project, subs[i].vm} {
-			if rec, ok := lk.Regulations[sub]; sub != "" && ok {
-				regs = append(regs, rec.Regulation)
-			}
+		cand := []filter.Candidate{{Name: s.Host}}
+		res, err := decide.DecideSubjects(ctx, facts, nil, subs[i], nil, cand, s.Options)
+		if err != nil {
+			return fmt.Errorf("sweep: deciding for %s: %w", srv.ID, err)
 		}
-		res := filter.Evaluate(regs, []filter.Candidate{cand}, s.Options)
 		if res.Regulated {
 			rep.Regulated++
 		}
@@ -199,4 +188,17 @@ func (s *Sweeper) decide(ctx context.Context, log *zap.Logger, servers []cloud.S
 		}
 	}
 	return nil
+}
+
+// validSubjects returns the subjects of srv that can name a regulation, in
+// the one decision's order.
+func validSubjects(srv cloud.Server) []filter.Subject {
+	var out []filter.Subject
+	if vm, err := decide.Subjects(srv.ID, ""); err == nil {
+		out = append(out, vm...)
+	}
+	if p, err := decide.Subjects("", srv.ProjectID); err == nil {
+		out = append(out, p...)
+	}
+	return out
 }

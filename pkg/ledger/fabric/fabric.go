@@ -43,6 +43,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ledgerfence/ledgerfence/chaincode/wire"
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
@@ -514,9 +515,9 @@ func (l *Ledger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []
 // hosts (every registered host when empty), made on the peer from the
 // ledger's current state. It is how a cached decision can be compared with
 // the ledger's.
-func (l *Ledger) Check(ctx context.Context, instanceUUID, projectID string, hosts []string, opts filter.Options) (wire.CheckResult, error) {
+func (l *Ledger) Check(ctx context.Context, instanceUUID, projectID string, hosts []string, opts filter.Options) (decide.Report, error) {
 	if len(hosts) > wire.MaxBatch {
-		return wire.CheckResult{}, ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf("at most %d hosts per check", wire.MaxBatch))
+		return decide.Report{}, ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf("at most %d hosts per check", wire.MaxBatch))
 	}
 	if hosts == nil {
 		hosts = []string{}
@@ -524,9 +525,9 @@ func (l *Ledger) Check(ctx context.Context, instanceUUID, projectID string, host
 	hj, _ := json.Marshal(hosts)
 	out, err := l.evaluate(ctx, l.contract, wire.TxCheck, instanceUUID, projectID, string(hj), strconv.FormatBool(opts.DenyUnregulated))
 	if err != nil {
-		return wire.CheckResult{}, err
+		return decide.Report{}, err
 	}
-	return decode[wire.CheckResult](wire.TxCheck, out)
+	return decode[decide.Report](wire.TxCheck, out)
 }
 
 // History implements ledger.Ledger. Fabric's history does not carry block

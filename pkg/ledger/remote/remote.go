@@ -446,6 +446,25 @@ func (c *Client) Height(ctx context.Context) (uint64, error) {
 	return *info.Height, nil
 }
 
+// Options returns the options filterd decides with (GET /v1/ledger), so
+// that a client deciding on this ledger decides as filterd does.
+func (c *Client) Options(ctx context.Context) (filter.Options, error) {
+	_, data, err := c.do(ctx, http.MethodGet, "/v1/ledger", nil, nil)
+	if err != nil {
+		return filter.Options{}, err
+	}
+	info, err := decode[struct {
+		DenyUnregulated *bool `json:"deny_unregulated"`
+	}](data)
+	if err != nil {
+		return filter.Options{}, err
+	}
+	if info.DenyUnregulated == nil {
+		return filter.Options{}, ledger.Errorf(ledger.ErrUnavailable, nil, "remote: filterd's answer does not say how it decides (deny_unregulated): upgrade it")
+	}
+	return filter.Options{DenyUnregulated: *info.DenyUnregulated}, nil
+}
+
 // Watch implements ledger.Ledger by streaming GET /v1/events?after=. The
 // channel closes when ctx ends, the client is closed, the stream breaks or
 // stays silent beyond the watch idle timeout.
