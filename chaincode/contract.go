@@ -4,7 +4,7 @@
 // rules of DESIGN.md "Ledger contract".
 //
 // Transactions take and return strings: their arguments are names or JSON,
-// their results pkg/ledger's records (and chaincode/wire's result types) in
+// their results pkg/ledger's records (and pkg/ledger/fabric/wire's result types) in
 // JSON. This keeps one wire format (pkg/ledger's) and spares every call the
 // contract API's schema validation of large results.
 //
@@ -22,14 +22,14 @@ import (
 
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
 
-	"github.com/ledgerfence/ledgerfence/chaincode/wire"
 	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric/wire"
 )
 
 // Contract is the ledgerfence contract. Its exported methods are the
-// transactions named in chaincode/wire.
+// transactions named in pkg/ledger/fabric/wire.
 type Contract struct {
 	contractapi.Contract
 }

@@ -9,9 +9,9 @@ import (
 
 	"github.com/hyperledger/fabric-chaincode-go/v2/shim"
 
-	"github.com/ledgerfence/ledgerfence/chaincode/wire"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric/wire"
 )
 
 // Keys: "host/<name>" and "regulation/<subject>", so that hosts and

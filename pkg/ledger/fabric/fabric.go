@@ -42,10 +42,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ledgerfence/ledgerfence/chaincode/wire"
 	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric/wire"
 )
 
 // Defaults of Config and of the options.
