@@ -220,11 +220,9 @@ def _hosts(states):
     # JSON text: the list is joined in one go, with no encoder per host.
     if (names is not None and names.isascii() and
             not names.encode('ascii').translate(None, _PLAIN)):
-        parts = [None] * (4 * n)
+        parts = [None, _NODE, None, _NEXT] * n
         parts[0::4] = hosts
-        parts[1::4] = [_NODE] * n
         parts[2::4] = nodes
-        parts[3::4] = [_NEXT] * n
         parts[-1] = '"}]'
         return '[' + _HOST + ''.join(parts), index
     return _encode([{'host': h, 'hypervisor_hostname': v}
