@@ -96,15 +96,20 @@ function configure_ledgerfence_nova {
     if [[ ",$enabled," != *",LedgerfenceFilter,"* ]]; then
         iniset "$conf" filter_scheduler enabled_filters "${enabled:+$enabled,}LedgerfenceFilter"
     fi
-    iniset "$conf" ledgerfence url "$LEDGERFENCE_URL/scheduler/nova/external"
+    iniset "$conf" ledgerfence url "$LEDGERFENCE_FILTER_URLS"
     iniset "$conf" ledgerfence timeout "$LEDGERFENCE_TIMEOUT"
+    iniset "$conf" ledgerfence connect_timeout "$LEDGERFENCE_CONNECT_TIMEOUT"
     iniset "$conf" ledgerfence fail_open "$LEDGERFENCE_FAIL_OPEN"
     if [[ -n "$LEDGERFENCE_WEBHOOK_TOKEN" ]]; then
         iniset "$conf" ledgerfence token "$LEDGERFENCE_WEBHOOK_TOKEN"
     fi
-    if [[ -n "$LEDGERFENCE_CA_FILE" ]]; then
-        iniset "$conf" ledgerfence ca_file "$LEDGERFENCE_CA_FILE"
-    fi
+    local opt var
+    for opt in ca_file cert_file key_file; do
+        var=LEDGERFENCE_${opt^^}
+        if [[ -n "${!var}" ]]; then
+            iniset "$conf" ledgerfence "$opt" "${!var}"
+        fi
+    done
 }
 
 # The Fabric network's settings (network.env, KEY=VALUE lines) and, for an

@@ -101,10 +101,10 @@ class TestDevstackPlugin(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     @classmethod
-    def phase(cls, *args, check=True):
+    def phase(cls, *args, check=True, env=None):
         script = ('set -e; . "$1"; . "$2/settings"; shift 2; '
                   '. "$PLUGIN_DIR/plugin.sh" "$@"')
-        env = dict(cls.env, PLUGIN_DIR=PLUGIN)
+        env = dict(env or cls.env, PLUGIN_DIR=PLUGIN)
         res = subprocess.run(['bash', '-c', script, 'phase', STUBS, PLUGIN]
                              + list(args), env=env, capture_output=True,
                              text=True, timeout=900)
@@ -157,6 +157,48 @@ class TestDevstackPlugin(unittest.TestCase):
         token = os.path.join(self.env['DATA_DIR'], 'ledgerfence',
                              'admin-token')
         self.assertEqual(0o600, stat.S_IMODE(os.stat(token).st_mode))
+
+    def test_2_post_config_writes_the_filter_options(self):
+        conf = os.path.join(self.tmp, 'nova-tls.conf')
+        with open(conf, 'w') as f:
+            f.write('[DEFAULT]\ntransport_url = fake://\n')
+        urls = ('https://filterd-a.example:8787/scheduler/nova/external,'
+                'https://filterd-b.example:8787/scheduler/nova/external')
+        env = dict(self.env, NOVA_CONF=conf, LEDGERFENCE_FILTER_URLS=urls,
+                   LEDGERFENCE_CONNECT_TIMEOUT='0.25',
+                   LEDGERFENCE_CA_FILE='/etc/ledgerfence/ca.pem',
+                   LEDGERFENCE_CERT_FILE='/etc/ledgerfence/nova.pem',
+                   LEDGERFENCE_KEY_FILE='/etc/ledgerfence/nova.key')
+        self.phase('stack', 'post-config', env=env)
+        got = {}
+        for opt in ('url', 'timeout', 'connect_timeout', 'fail_open',
+                    'ca_file', 'cert_file', 'key_file', 'token'):
+            out = subprocess.run(
+                ['/usr/bin/python3', os.path.join(os.path.dirname(STUBS),
+                                                  'ini.py'),
+                 'get', conf, 'ledgerfence', opt],
+                capture_output=True, text=True, check=True).stdout.strip()
+            got[opt] = out
+        self.assertEqual({'url': urls, 'timeout': '2',
+                          'connect_timeout': '0.25', 'fail_open': 'False',
+                          'ca_file': '/etc/ledgerfence/ca.pem',
+                          'cert_file': '/etc/ledgerfence/nova.pem',
+                          'key_file': '/etc/ledgerfence/nova.key',
+                          'token': ''}, got)
+        # The defaults: one URL, this node's filterd; no TLS files.
+        self.assertEqual(
+            ['http://127.0.0.1:%d/scheduler/nova/external' % self.port],
+            self.ini('get', 'ledgerfence', 'url'))
+        self.assertEqual(['0.5'],
+                         self.ini('get', 'ledgerfence', 'connect_timeout'))
+        self.assertEqual([], self.ini('get', 'ledgerfence', 'cert_file'))
+        # Nova reads the list.
+        res = subprocess.run(['/usr/bin/python3', '-c', NOVA_LOADS, conf],
+                             capture_output=True, text=True, env=dict(
+                                 os.environ, PYTHONPATH=os.path.join(
+                                     lf.REPO, 'devstack-plugin')))
+        self.assertEqual(0, res.returncode, res.stderr[-2000:])
+        self.assertIn('url=%s fail_open=False' % urls, res.stdout)
 
     def test_3_extra_runs_filterd_and_a_hostagent_per_compute(self):
         self.phase('stack', 'extra')
