@@ -60,13 +60,15 @@ class FilterdError(Exception):
 
 
 class Answer(object):
-    """filterd's verdict: the host names it keeps, in its order."""
+    """filterd's verdict: the host names it keeps, in its order; the URL
+    that answered, and why each URL before it was passed over."""
 
-    def __init__(self, hosts, decision_id, elapsed, url):
+    def __init__(self, hosts, decision_id, elapsed, url, skipped=()):
         self.hosts = hosts
         self.decision_id = decision_id
         self.elapsed = elapsed
         self.url = url
+        self.skipped = list(skipped)
 
 
 class _Unreachable(Exception):
@@ -203,7 +205,8 @@ class Client(object):
                     '%s answered HTTP %d: %s'
                     % (endpoint.url, status, _snippet(raw)), decision_id)
             hosts = parse_answer(raw, asked, decision_id)
-            return Answer(hosts, decision_id, elapsed, endpoint.url)
+            return Answer(hosts, decision_id, elapsed, endpoint.url,
+                          failures)
         if len(failures) < len(self.endpoints):
             raise FilterdError(FilterdError.KIND_TIMEOUT,
                                'no answer within %.3gs: %s'

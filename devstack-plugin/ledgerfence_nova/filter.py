@@ -88,6 +88,11 @@ class LedgerfenceFilter(filters.BaseHostFilter):
                 client.FilterdError.KIND_INTERNAL, repr(e)),
                 uuid, request_id, op)
 
+        if answer.skipped:
+            LOG.warning('ledgerfence: asked %(url)s for instance %(uuid)s '
+                        '(request %(req)s) after %(skipped)s',
+                        {'url': answer.url, 'uuid': uuid, 'req': request_id,
+                         'skipped': '; '.join(answer.skipped)})
         if len(index) == len(states):
             kept = list(map(index.__getitem__, answer.hosts))
         else:  # several nodes of one host (ironic): keep them all
