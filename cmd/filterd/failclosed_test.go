@@ -114,6 +114,7 @@ func undecidable() []struct{ name, body, why string } {
 		{"instance_uuid missing", fcEdited(func(_, d map[string]any) { delete(d, "instance_uuid") }), "instance_uuid"},
 		{"instance_uuid null", fcEdited(func(_, d map[string]any) { d["instance_uuid"] = nil }), "instance_uuid"},
 		{"instance_uuid a number", fcEdited(func(_, d map[string]any) { d["instance_uuid"] = 7 }), "instance_uuid"},
+		{"instance_uuid an object", fcEdited(func(_, d map[string]any) { d["instance_uuid"] = map[string]any{"uuid": fcVM} }), "instance_uuid"},
 		{"instance_uuid not a UUID", fcEdited(func(_, d map[string]any) { d["instance_uuid"] = "vm1" }), "instance_uuid"},
 		{"instance_uuid too long", fcEdited(func(_, d map[string]any) { d["instance_uuid"] = fcVM + "-0000" }), "instance_uuid"},
 		{"project_id with a path", fcEdited(func(_, d map[string]any) { d["project_id"] = "p 1/../x" }), "project_id"},
@@ -121,13 +122,12 @@ func undecidable() []struct{ name, body, why string } {
 		{"project_id a number", fcEdited(func(_, d map[string]any) { d["project_id"] = 12 }), "project_id"},
 		{"hosts a string", fcEdited(func(m, _ map[string]any) { m["hosts"] = "hm1,hm3" }), "hosts"},
 		{"hosts an object", fcEdited(func(m, _ map[string]any) { m["hosts"] = map[string]any{"host": "hm1"} }), "hosts"},
+		{"hosts a number", fcEdited(func(m, _ map[string]any) { m["hosts"] = 3 }), "hosts"},
 		{"a host without host", fcEdited(func(m, _ map[string]any) { m["hosts"] = []any{map[string]any{"hypervisor_hostname": "hm1"}} }), "host"},
 		{"a host null", fcEdited(func(m, _ map[string]any) { m["hosts"] = []any{map[string]any{"host": "hm1"}, nil} }), "host"},
 		{"a host name null", fcEdited(func(m, _ map[string]any) { m["hosts"] = []any{map[string]any{"host": nil}} }), "host"},
 		{"a host name a number", fcEdited(func(m, _ map[string]any) { m["hosts"] = []any{map[string]any{"host": 42}} }), "host"},
 		{"a host a bare string", fcEdited(func(m, _ map[string]any) { m["hosts"] = []any{"hm1"} }), "host"},
-		{"weights a list", fcEdited(func(m, _ map[string]any) { m["weights"] = []any{"hm1"} }), "weights"},
-		{"a weight a string", fcEdited(func(m, _ map[string]any) { m["weights"] = map[string]any{"hm1": "high"} }), "weights"},
 		{"scheduler_hints a string", fcEdited(func(_, d map[string]any) { d["scheduler_hints"] = "live_migrate" }), "malformed"},
 		{"scheduler_hints a list", fcEdited(func(_, d map[string]any) { d["scheduler_hints"] = []any{"x"} }), "malformed"},
 		{"context a string", fcEdited(func(m, _ map[string]any) { m["context"] = "req-1" }), "context"},
@@ -255,6 +255,10 @@ func TestWebhookDecidesWhatNovaSends(t *testing.T) {
 			delete(m, "weights")
 			d["scheduler_hints"] = nil
 		}), []string{"hm1"}, api.OutcomeAllowedSome},
+		// filterd does not read the weights: whatever their type, the
+		// request is decided.
+		{"weights a list", fcEdited(func(m, _ map[string]any) { m["weights"] = []any{"hm1"} }), []string{"hm1"}, api.OutcomeAllowedSome},
+		{"a weight a string", fcEdited(func(m, _ map[string]any) { m["weights"] = map[string]any{"hm1": "high"} }), []string{"hm1"}, api.OutcomeAllowedSome},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := postRaw(t, client, base, tc.body, false)

@@ -36,11 +36,7 @@ type scratch struct {
 }
 
 func newScratch() *scratch {
-	return &scratch{
-		// filterd reads neither the weights nor the hypervisor names; the
-		// hosts of a cloud come again and again.
-		dec: nova.Decoder{SkipWeights: true, SkipHypervisors: true, InternNames: true},
-	}
+	return &scratch{}
 }
 
 // maxPooledHosts keeps the scratch of huge requests out of the pool.

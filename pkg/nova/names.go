@@ -52,11 +52,6 @@ func (t *names) mark(i int32) (name string, repeated bool) {
 	return t.list[i], repeated
 }
 
-// other interns b, a name that is not a host's (a hypervisor's).
-func (t *names) other(b []byte) string {
-	return t.list[intern(t, maphash.Bytes(t.seed, b), b)]
-}
-
 // intern returns the index in t.list of the name b, of hash h, adding it
 // first if need be.
 func intern[T string | []byte](t *names, h uint64, b T) int32 {

@@ -3,8 +3,10 @@
 // Python filter for upstream Nova sends too.
 //
 // Decoding is tolerant where Nova is loose (scheduler hints as a string or a
-// list, nulls, unknown fields, absent weights) and strict where a mistake
-// would be unsafe (the instance UUID, the host list).
+// list, nulls, unknown fields) and strict where a mistake would be unsafe
+// (the instance UUID, the host list). The weights Nova sends and each
+// host's hypervisor_hostname, which ledgerfence does not read, are not
+// decoded: as unknown fields, they are checked as JSON and nothing more.
 package nova
 
 import (
@@ -38,20 +40,18 @@ func Operations() []string {
 
 // Host is one candidate host of a request.
 type Host struct {
-	Host               string `json:"host"`
-	HypervisorHostname string `json:"hypervisor_hostname"`
+	Host string `json:"host"`
 }
 
 // Request is the body Nova posts.
 type Request struct {
-	Spec    Spec               `json:"spec"`
-	Context Context            `json:"context"`
-	Hosts   []Host             `json:"hosts"`
-	Weights map[string]float64 `json:"weights"`
-	Rebuild bool               `json:"rebuild"`
-	Resize  bool               `json:"resize"`
-	Live    bool               `json:"live"`
-	VMware  bool               `json:"vmware"`
+	Spec    Spec    `json:"spec"`
+	Context Context `json:"context"`
+	Hosts   []Host  `json:"hosts"`
+	Rebuild bool    `json:"rebuild"`
+	Resize  bool    `json:"resize"`
+	Live    bool    `json:"live"`
+	VMware  bool    `json:"vmware"`
 }
 
 // Spec is a RequestSpec as a nova_object primitive.
@@ -144,86 +144,60 @@ var (
 // to lower case; candidate hosts must each have a host name.
 //
 // Decode takes one pass over the body (fastDecode) that fills every field
-// of Request, Weights included, checks what it skips as encoding/json would,
-// and answers only when it is sure to answer as encoding/json does. Anything
-// unusual (a syntax or type error, a key that differs from a field name only
-// in case, a repeated field, an escaped field name, deep nesting, a missing
-// instance or host name) goes to decodeStd, Decode through encoding/json, so
-// errors and edge cases are decodeStd's. FuzzDecodeNova checks that the two
-// answer every body alike.
+// of Request, checks what it skips as encoding/json would, and answers only
+// when it is sure to answer as encoding/json does. Anything unusual (a
+// syntax or type error, a key that differs from a field name only in case,
+// a repeated field, an escaped field name, deep nesting, a missing instance
+// or host name) goes to decodeStd, Decode through encoding/json, so errors
+// and edge cases are decodeStd's. FuzzDecodeNova checks that the two answer
+// every body alike.
 func Decode(body []byte) (Request, error) {
 	var d Decoder
 	return d.Decode(body)
 }
 
-// Decoder decodes requests as Decode does, leaving out what its caller does
-// not read and keeping its memory from one request to the next. The zero
-// Decoder keeps everything. A Decoder is not safe for concurrent use.
+// Decoder decodes requests as Decode does, keeping its memory from one
+// request to the next: the list of hosts, and the host names it returned,
+// so that decoding the hosts a cloud sends again and again allocates
+// nothing for their names (it returns the same string for a name it
+// returned before). It tells which hosts of a request repeat an earlier
+// one (Repeated). The zero Decoder is ready for use; a Decoder is not safe
+// for concurrent use.
 type Decoder struct {
-	// SkipWeights checks the weights as Decode does but leaves
-	// Request.Weights nil.
-	SkipWeights bool
-	// SkipHypervisors checks each host's hypervisor_hostname as Decode does
-	// but leaves Host.HypervisorHostname empty.
-	SkipHypervisors bool
-	// InternNames makes d return the same string for a name it returned
-	// before, host or hypervisor, so that decoding the hosts a cloud sends
-	// again and again allocates nothing for their names, and tell which
-	// hosts repeat an earlier one (Repeated). d keeps up to MaxInterned
-	// names from one request to the next.
-	InternNames bool
-
 	hosts    []Host
-	refs     []hostRef
 	names    names
 	repeated []bool
 }
 
 // MaxInterned bounds the names a Decoder keeps from one request to the
-// next with InternNames.
+// next.
 const MaxInterned = 32_768
 
 // Repeated reports whether host i of the request d decoded last has the
-// name of a host before it. It is known with InternNames only: without, it
-// is false.
+// name of a host before it.
 func (d *Decoder) Repeated(i int) bool { return i < len(d.repeated) && d.repeated[i] }
 
 // Capacity is how many hosts d's memory holds, for a caller that bounds
 // what it keeps.
 func (d *Decoder) Capacity() int { return cap(d.hosts) }
 
-// Decode is the package's Decode with d's options. The Hosts slice of the
+// Decode is the package's Decode, with d's memory. The Hosts slice of the
 // Request it returns is d's memory, valid until d's next Decode; the strings
 // in it stay valid.
 func (d *Decoder) Decode(body []byte) (Request, error) {
-	d.repeated = d.repeated[:0]
-	if d.InternNames {
-		d.names.next()
-	}
 	if r, ok := fastDecode(body, d); ok {
 		return r, nil
 	}
+	d.repeated = d.repeated[:0]
 	r, err := decodeStd(body)
 	if err != nil {
-		d.repeated = d.repeated[:0]
 		return Request{}, err
 	}
-	if d.InternNames {
-		d.names.next() // the fast path may have seen some of the hosts
-		d.repeated = d.repeated[:0]
-		for i := range r.Hosts {
-			var rep bool
-			r.Hosts[i].Host, rep = d.names.hostString(r.Hosts[i].Host)
-			d.repeated = append(d.repeated, rep)
-		}
-	}
-	if d.SkipWeights {
-		r.Weights = nil
-	}
-	if d.SkipHypervisors {
-		for i := range r.Hosts {
-			r.Hosts[i].HypervisorHostname = ""
-		}
+	d.names.next() // the fast path may have seen some of the hosts
+	for i := range r.Hosts {
+		var rep bool
+		r.Hosts[i].Host, rep = d.names.hostString(r.Hosts[i].Host)
+		d.repeated = append(d.repeated, rep)
 	}
 	return r, nil
 }

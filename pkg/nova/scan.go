@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"math"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -172,68 +171,153 @@ func (s *scan) stringValue(dst *string) bool {
 func (s *scan) number() ([]byte, bool) {
 	s.ws()
 	start := s.i
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
+	end, ok := skipNumber(s.b, s.i)
+	s.i = end
+	return s.b[start:end], ok
+}
+
+// skip consumes and validates any value, as encoding/json's scanner does
+// with the value of a key that is no field.
+func (s *scan) skip(depth int) bool {
+	end, ok := skipValue(s.b, s.i, depth)
+	s.i = end
+	return ok
+}
+
+// skipValue returns the index past the value at b[i:] (after any space),
+// which it validates as encoding/json's scanner does; false for a syntax
+// error or nesting deeper than maxDepth. It is skip over indices, so that
+// the cursor stays in a register for the unknown fields, the bulk of a
+// request.
+func skipValue(b []byte, i, depth int) (int, bool) {
+	if depth > maxDepth {
+		return i, false
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return i, false
+	}
+	var ok bool
+	switch b[i] {
+	case '{':
+		if i = skipSpace(b, i+1); i < len(b) && b[i] == '}' {
+			return i + 1, true
+		}
+		for {
+			if i, ok = skipString(b, i); !ok {
+				return i, false
+			}
+			if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
+				return i, false
+			}
+			if i, ok = skipValue(b, i+1, depth+1); !ok {
+				return i, false
+			}
+			switch i = skipSpace(b, i); {
+			case i < len(b) && b[i] == ',':
+				i = skipSpace(b, i+1)
+			case i < len(b) && b[i] == '}':
+				return i + 1, true
+			default:
+				return i, false
+			}
+		}
+	case '[':
+		if i = skipSpace(b, i+1); i < len(b) && b[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			if i, ok = skipValue(b, i, depth+1); !ok {
+				return i, false
+			}
+			switch i = skipSpace(b, i); {
+			case i < len(b) && b[i] == ',':
+				i++
+			case i < len(b) && b[i] == ']':
+				return i + 1, true
+			default:
+				return i, false
+			}
+		}
+	case '"':
+		return skipString(b, i)
+	case 't':
+		return lit(b, i, "true")
+	case 'f':
+		return lit(b, i, "false")
+	case 'n':
+		return lit(b, i, "null")
+	}
+	return skipNumber(b, i)
+}
+
+// skipString returns the index past the string at b[i].
+func skipString(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return i, false
+	}
+	if j := plainEnd(b, i+1); j < len(b) && b[j] == '"' {
+		return j + 1, true
+	}
+	s := scan{b: b, i: i} // escapes, control or non-ASCII bytes
+	_, _, ok := s.str()
+	return s.i, ok
+}
+
+// skipNumber returns the index past the JSON number at b[i].
+func skipNumber(b []byte, i int) (int, bool) {
+	if i < len(b) && b[i] == '-' {
+		i++
 	}
 	switch {
-	case s.i < len(s.b) && s.b[s.i] == '0':
-		s.i++
-	case s.i < len(s.b) && s.b[s.i] >= '1' && s.b[s.i] <= '9':
-		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-			s.i++
-		}
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = skipDigits(b, i)
 	default:
-		return nil, false
+		return i, false
 	}
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		s.i++
-		if !s.digits() {
-			return nil, false
+	if i < len(b) && b[i] == '.' {
+		start := i + 1
+		if i = skipDigits(b, start); i == start {
+			return i, false
 		}
 	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
 		}
-		if !s.digits() {
-			return nil, false
+		start := i
+		if i = skipDigits(b, start); i == start {
+			return i, false
 		}
 	}
-	return s.b[start:s.i], true
+	return i, true
 }
 
-func (s *scan) digits() bool {
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
+// skipDigits returns the index of the first byte at or after i that is not
+// a decimal digit.
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
 	}
-	return s.i > start
+	return i
 }
 
-// skip consumes and validates any value.
-func (s *scan) skip(depth int) bool {
-	if depth > maxDepth {
-		return false
+// more consumes what follows a member or element: a comma (more true) or
+// the closing brace or bracket end (more false, ok true); anything else is
+// an error (ok false).
+func (s *scan) more(end byte) (more, ok bool) {
+	switch s.peek() {
+	case ',':
+		s.i++
+		return true, true
+	case end:
+		s.i++
+		return false, true
 	}
-	switch c := s.peek(); c {
-	case '{':
-		return s.object(func(_ []byte, _ bool) bool { return s.skip(depth + 1) })
-	case '[':
-		return s.array(func() bool { return s.skip(depth + 1) })
-	case '"':
-		_, _, ok := s.str()
-		return ok
-	case 't':
-		return s.lit("true")
-	case 'f':
-		return s.lit("false")
-	case 'n':
-		return s.lit("null")
-	default:
-		_, ok := s.number()
-		return ok
-	}
+	return false, false
 }
 
 // object consumes an object, calling field for each key (raw, and whether
@@ -247,12 +331,6 @@ func (s *scan) object(field func(key []byte, plain bool) bool) bool {
 		s.i++
 		return true
 	}
-	return s.members(field)
-}
-
-// members consumes an object's members, from the first one's key to the
-// closing brace.
-func (s *scan) members(field func(key []byte, plain bool) bool) bool {
 	for {
 		key, plain, ok := s.str()
 		if !ok || s.peek() != ':' {
@@ -262,14 +340,8 @@ func (s *scan) members(field func(key []byte, plain bool) bool) bool {
 		if !field(key, plain) {
 			return false
 		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
+		if more, ok := s.more('}'); !more {
+			return ok
 		}
 	}
 }
@@ -288,16 +360,94 @@ func (s *scan) array(elem func() bool) bool {
 		if !elem() {
 			return false
 		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
+		if more, ok := s.more(']'); !more {
+			return ok
 		}
 	}
+}
+
+// The fields fastDecode reads, object by object: each constant is the index
+// of its field's name in the list below it, which names them by constant, so
+// that neither order can drift from the other. A list holds at most 32
+// names (fields.seen).
+const (
+	reqSpec = iota
+	reqContext
+	reqHosts
+	reqRebuild
+	reqResize
+	reqLive
+	reqVMware
+	reqFields
+)
+
+// requestFieldNames are Request's JSON names.
+var requestFieldNames = [reqFields]string{
+	reqSpec:    "spec",
+	reqContext: "context",
+	reqHosts:   "hosts",
+	reqRebuild: "rebuild",
+	reqResize:  "resize",
+	reqLive:    "live",
+	reqVMware:  "vmware",
+}
+
+const (
+	specName = iota
+	specData
+	specFields
+)
+
+// specFieldNames are Spec's JSON names.
+var specFieldNames = [specFields]string{
+	specName: "nova_object.name",
+	specData: "nova_object.data",
+}
+
+const (
+	dataInstanceUUID = iota
+	dataProjectID
+	dataUserID
+	dataAvailabilityZone
+	dataNumInstances
+	dataSchedulerHints
+	dataFields
+)
+
+// dataFieldNames are SpecData's JSON names.
+var dataFieldNames = [dataFields]string{
+	dataInstanceUUID:     "instance_uuid",
+	dataProjectID:        "project_id",
+	dataUserID:           "user_id",
+	dataAvailabilityZone: "availability_zone",
+	dataNumInstances:     "num_instances",
+	dataSchedulerHints:   "scheduler_hints",
+}
+
+const (
+	ctxRequestID = iota
+	ctxGlobalRequestID
+	ctxUserID
+	ctxProjectID
+	ctxFields
+)
+
+// contextFieldNames are Context's JSON names.
+var contextFieldNames = [ctxFields]string{
+	ctxRequestID:       "request_id",
+	ctxGlobalRequestID: "global_request_id",
+	ctxUserID:          "user_id",
+	ctxProjectID:       "project_id",
+}
+
+const (
+	hostName = iota
+	hostFields
+)
+
+// hostFieldNames are Host's JSON names.
+var hostFieldNames = [hostFields]string{
+	hostName: "host",
 }
 
 // fields matches the keys of one object against the names of the fields it
@@ -331,32 +481,31 @@ func (f *fields) match(key []byte, plain bool) (idx int, ok bool) {
 	return -1, true
 }
 
-// fastDecode is Decode's single pass; ok false hands the body to decodeStd.
+// fastDecode is Decode's single pass, as one request of d's; ok false hands
+// the body to decodeStd.
 func fastDecode(body []byte, d *Decoder) (r Request, ok bool) {
+	d.repeated = d.repeated[:0]
+	d.names.next()
 	s := &scan{b: body, d: d}
-	top := fields{names: []string{"spec", "context", "hosts", "weights", "rebuild", "resize", "live", "vmware"}}
+	f := fields{names: requestFieldNames[:]}
 	ok = s.object(func(key []byte, plain bool) bool {
-		idx, ok := top.match(key, plain)
+		idx, ok := f.match(key, plain)
 		switch {
 		case !ok:
 			return false
-		case idx == 0:
+		case idx == reqSpec:
 			return s.spec(&r.Spec)
-		case idx == 1:
+		case idx == reqContext:
 			return s.context(&r.Context)
-		case idx == 2:
+		case idx == reqHosts:
 			return s.hosts(&r.Hosts)
-		case idx == 3 && d.SkipWeights:
-			return s.checkWeights()
-		case idx == 3:
-			return s.weights(&r.Weights, r.Hosts)
-		case idx == 4:
+		case idx == reqRebuild:
 			return s.boolValue(&r.Rebuild)
-		case idx == 5:
+		case idx == reqResize:
 			return s.boolValue(&r.Resize)
-		case idx == 6:
+		case idx == reqLive:
 			return s.boolValue(&r.Live)
-		case idx == 7:
+		case idx == reqVMware:
 			return s.boolValue(&r.VMware)
 		}
 		return s.skip(1)
@@ -398,15 +547,15 @@ func (s *scan) spec(dst *Spec) bool {
 	if s.null() {
 		return true
 	}
-	f := fields{names: []string{"nova_object.name", "nova_object.data"}}
+	f := fields{names: specFieldNames[:]}
 	return s.object(func(key []byte, plain bool) bool {
 		idx, ok := f.match(key, plain)
 		switch {
 		case !ok:
 			return false
-		case idx == 0:
+		case idx == specName:
 			return s.stringValue(&dst.Name)
-		case idx == 1:
+		case idx == specData:
 			return s.specData(&dst.Data)
 		}
 		return s.skip(2)
@@ -417,21 +566,21 @@ func (s *scan) specData(dst *SpecData) bool {
 	if s.null() {
 		return true
 	}
-	f := fields{names: []string{"instance_uuid", "project_id", "user_id", "availability_zone", "num_instances", "scheduler_hints"}}
+	f := fields{names: dataFieldNames[:]}
 	return s.object(func(key []byte, plain bool) bool {
 		idx, ok := f.match(key, plain)
 		switch {
 		case !ok:
 			return false
-		case idx == 0:
+		case idx == dataInstanceUUID:
 			return s.stringValue(&dst.InstanceUUID)
-		case idx == 1:
+		case idx == dataProjectID:
 			return s.stringValue(&dst.ProjectID)
-		case idx == 2:
+		case idx == dataUserID:
 			return s.stringValue(&dst.UserID)
-		case idx == 3:
+		case idx == dataAvailabilityZone:
 			return s.stringValue(&dst.AvailabilityZone)
-		case idx == 4:
+		case idx == dataNumInstances:
 			if s.null() {
 				return true
 			}
@@ -442,7 +591,7 @@ func (s *scan) specData(dst *SpecData) bool {
 			n, err := strconv.ParseInt(string(num), 10, strconv.IntSize)
 			dst.NumInstances = int(n)
 			return err == nil
-		case idx == 5:
+		case idx == dataSchedulerHints:
 			return s.hints(&dst.SchedulerHints)
 		}
 		return s.skip(3)
@@ -535,154 +684,115 @@ func (s *scan) context(dst *Context) bool {
 	if s.null() {
 		return true
 	}
-	f := fields{names: []string{"request_id", "global_request_id", "user_id", "project_id"}}
+	f := fields{names: contextFieldNames[:]}
 	return s.object(func(key []byte, plain bool) bool {
 		idx, ok := f.match(key, plain)
 		switch {
 		case !ok:
 			return false
-		case idx == 0:
+		case idx == ctxRequestID:
 			return s.stringValue(&dst.RequestID)
-		case idx == 1:
+		case idx == ctxGlobalRequestID:
 			return s.stringValue(&dst.GlobalRequestID)
-		case idx == 2:
+		case idx == ctxUserID:
 			return s.stringValue(&dst.UserID)
-		case idx == 3:
+		case idx == ctxProjectID:
 			return s.stringValue(&dst.ProjectID)
 		}
 		return s.skip(2)
 	})
 }
 
-// hostRef locates a host's names in the body (start and end offsets), so
-// that all names are copied into one string instead of one allocation
-// each. A start of refNone means the name is not in the body as it is (null,
-// absent or escaped, then decoded on its own); refSame, for a hypervisor,
-// that it is the host's name.
-type hostRef struct {
-	host, hyp [2]int32
-}
-
-const (
-	refNone = -1
-	refSame = -2
-)
-
 func (s *scan) hosts(dst *[]Host) bool {
 	if s.null() {
 		return true
 	}
-	if len(s.b) > math.MaxInt32 {
-		return false
-	}
-	hosts, refs := s.d.hosts[:0], s.d.refs[:0]
+	hosts := s.d.hosts[:0]
 	if cap(hosts) == 0 {
-		// Size the lists from a cheap count of the host objects (compact
+		// Size the list from a cheap count of the host objects (compact
 		// or not); a wrong count only costs capacity.
 		n := bytes.Count(s.b[s.i:], []byte(`{"host"`))
 		if n == 0 {
 			n = bytes.Count(s.b[s.i:], []byte(`"host"`))
 		}
-		hosts, refs = make([]Host, 0, n), make([]hostRef, 0, n)
+		hosts = make([]Host, 0, n)
 	}
-	var hostBytes, hypBytes int
 	ok := s.array(func() bool {
-		hosts = append(hosts, Host{})
-		refs = append(refs, hostRef{host: [2]int32{refNone}, hyp: [2]int32{refNone}})
-		h, ref := &hosts[len(hosts)-1], &refs[len(refs)-1]
-		if s.compactHost(ref, &hostBytes, &hypBytes) {
-			return true
-		}
-		if s.null() {
-			return true
-		}
-		f := fields{names: []string{"host", "hypervisor_hostname"}}
-		return s.object(func(key []byte, plain bool) bool {
-			idx, ok := f.match(key, plain)
-			switch {
-			case !ok:
-				return false
-			case idx == 0:
-				return s.name(&h.Host, &ref.host, &hostBytes)
-			case idx == 1 && s.d.SkipHypervisors:
-				return s.stringValue(new(string))
-			case idx == 1:
-				if ref.host[0] >= 0 && s.peek() == '"' {
-					save := s.i
-					raw, plain, ok := s.str()
-					if ok && plain && bytes.Equal(raw, s.b[ref.host[0]:ref.host[1]]) {
-						ref.hyp[0] = refSame
-						return true
-					}
-					s.i = save
-				}
-				return s.name(&h.HypervisorHostname, &ref.hyp, &hypBytes)
-			}
-			return s.skip(3)
-		})
+		name, repeated, ok := s.host()
+		hosts = append(hosts, Host{Host: name})
+		s.d.repeated = append(s.d.repeated, repeated)
+		return ok
 	})
-	s.d.hosts, s.d.refs = hosts[:0], refs[:0]
+	s.d.hosts = hosts[:0]
 	if !ok {
 		return false
-	}
-	if s.d.InternNames {
-		t := &s.d.names
-		for i := range refs {
-			var rep bool
-			if r := refs[i].host; r[0] >= 0 {
-				hosts[i].Host, rep = t.host(s.b[r[0]:r[1]])
-			} else {
-				hosts[i].Host, rep = t.hostString(hosts[i].Host)
-			}
-			s.d.repeated = append(s.d.repeated, rep)
-			switch r := refs[i].hyp; {
-			case r[0] == refSame:
-				hosts[i].HypervisorHostname = hosts[i].Host
-			case r[0] >= 0:
-				hosts[i].HypervisorHostname = t.other(s.b[r[0]:r[1]])
-			}
-		}
-		*dst = hosts
-		return true
-	}
-	var hostArena, hypArena strings.Builder
-	hostArena.Grow(hostBytes)
-	hypArena.Grow(hypBytes)
-	for i := range refs {
-		if r := refs[i].host; r[0] >= 0 {
-			hostArena.Write(s.b[r[0]:r[1]])
-		}
-		if r := refs[i].hyp; r[0] >= 0 {
-			hypArena.Write(s.b[r[0]:r[1]])
-		}
-	}
-	hostAll, hypAll := hostArena.String(), hypArena.String()
-	var ho, yo int
-	for i := range refs {
-		if r := refs[i].host; r[0] >= 0 {
-			end := ho + int(r[1]-r[0])
-			hosts[i].Host = hostAll[ho:end]
-			ho = end
-		}
-		switch r := refs[i].hyp; {
-		case r[0] == refSame:
-			hosts[i].HypervisorHostname = hosts[i].Host
-		case r[0] >= 0:
-			end := yo + int(r[1]-r[0])
-			hosts[i].HypervisorHostname = hypAll[yo:end]
-			yo = end
-		}
 	}
 	*dst = hosts
 	return true
 }
 
-// compactHost consumes a host in the form Nova writes it,
-// {"host": "<name>", "hypervisor_hostname": "<name>"} with plain ASCII names
-// and any space between the tokens, and locates its names, scanning each
-// once; for any other form it consumes nothing and returns false, leaving
-// the host to the general parser.
-func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
+// host consumes one element of the hosts and returns its name, interned,
+// and whether the request named it before; "" for a host with no name (or
+// an empty one), which ends the fast path.
+func (s *scan) host() (name string, repeated, ok bool) {
+	raw, ok := s.novaHost()
+	if !ok {
+		if raw, name, ok = s.hostObject(); !ok {
+			return "", false, false
+		}
+	}
+	switch {
+	case len(raw) > 0:
+		name, repeated = s.d.names.host(raw)
+	case name != "":
+		name, repeated = s.d.names.hostString(name)
+	}
+	return name, repeated, true
+}
+
+// hostObject consumes a host in a form novaHost does not take. Its name is
+// raw when the body holds it as it is, else decoded into name ("" for
+// none).
+func (s *scan) hostObject() (raw []byte, name string, ok bool) {
+	if s.null() {
+		return nil, "", true
+	}
+	f := fields{names: hostFieldNames[:]}
+	ok = s.object(func(key []byte, plain bool) bool {
+		idx, ok := f.match(key, plain)
+		switch {
+		case !ok:
+			return false
+		case idx != hostName:
+			return s.skip(3)
+		}
+		save := s.i
+		if r, plain, ok := s.str(); ok && plain {
+			raw = r
+			return true
+		}
+		s.i = save
+		name, ok = s.decoded()
+		return ok
+	})
+	return raw, name, ok
+}
+
+// decoded consumes a string or null and returns it as encoding/json decodes
+// it ("" for null).
+func (s *scan) decoded() (string, bool) {
+	var v string
+	ok := s.stringValue(&v)
+	return v, ok
+}
+
+// novaHost consumes a host in the forms Nova's side writes,
+// {"host": "<name>", "hypervisor_hostname": "<name>"} or {"host": "<name>"},
+// with plain ASCII names and any space between the tokens, and returns the
+// host's name as it is in the body, scanning each name once; for any other
+// form it consumes nothing and returns false, leaving the host to the
+// general parser.
+func (s *scan) novaHost() (name []byte, ok bool) {
 	b := s.b
 	// Written compactly, the tokens before each name compare at once;
 	// else each token after any space (the array leaves the cursor after
@@ -700,7 +810,7 @@ func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
 			i, ok = lit(b, skipSpace(b, i), `"`)
 		}
 		if !ok {
-			return false
+			return nil, false
 		}
 	}
 	hs := i
@@ -709,7 +819,12 @@ func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
 	if !ok {
 		i, ok = lit(b, he, `"`)
 		if ok {
-			i, ok = lit(b, skipSpace(b, i), `,`)
+			i = skipSpace(b, i)
+			if j, end := lit(b, i, `}`); end {
+				s.i = j
+				return b[hs:he], true
+			}
+			i, ok = lit(b, i, `,`)
 		}
 		if ok {
 			i, ok = lit(b, skipSpace(b, i), `"hypervisor_hostname"`)
@@ -721,40 +836,18 @@ func (s *scan) compactHost(ref *hostRef, hostBytes, hypBytes *int) bool {
 			i, ok = lit(b, skipSpace(b, i), `"`)
 		}
 		if !ok {
-			return false
+			return nil, false
 		}
 	}
-	ys := i
-	ye := plainEnd(b, ys)
-	i, ok = lit(b, ye, `"`)
+	i, ok = lit(b, plainEnd(b, i), `"`)
 	if ok {
 		i, ok = lit(b, skipSpace(b, i), `}`)
 	}
 	if !ok {
-		return false
+		return nil, false
 	}
 	s.i = i
-	ref.host = [2]int32{int32(hs), int32(he)}
-	*hostBytes += he - hs
-	switch {
-	case s.d.SkipHypervisors:
-	case string(b[hs:he]) == string(b[ys:ye]):
-		ref.hyp[0] = refSame
-	default:
-		ref.hyp = [2]int32{int32(ys), int32(ye)}
-		*hypBytes += ye - ys
-	}
-	return true
-}
-
-// tok consumes, after any space, the token t if it is next.
-func (s *scan) tok(t string) bool {
-	s.ws()
-	if len(s.b)-s.i < len(t) || string(s.b[s.i:s.i+len(t)]) != t {
-		return false
-	}
-	s.i += len(t)
-	return true
+	return b[hs:he], true
 }
 
 // lit returns the index past t if b[i:] starts with it.
@@ -772,217 +865,4 @@ func skipSpace(b []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-// name consumes a host name: a plain string is located in ref (and its
-// length added to total) for copying later; null and escaped strings are
-// decoded into dst at once.
-func (s *scan) name(dst *string, ref *[2]int32, total *int) bool {
-	if s.peek() == '"' {
-		save := s.i
-		raw, plain, ok := s.str()
-		if !ok {
-			return false
-		}
-		if plain {
-			start := s.i - 1 - len(raw)
-			*ref = [2]int32{int32(start), int32(start + len(raw))}
-			*total += len(raw)
-			return true
-		}
-		s.i = save
-	}
-	return s.stringValue(dst)
-}
-
-// weights decodes the weights as encoding/json decodes them into
-// map[string]float64: null leaves dst nil, a null value reads as 0, the last
-// of repeated keys wins. Nova keys them by host, in the order of the hosts:
-// a key that is the name of the host at its position takes that host's
-// string, so only other keys are copied.
-func (s *scan) weights(dst *map[string]float64, hosts []Host) bool {
-	if s.null() {
-		return true
-	}
-	m := make(map[string]float64, len(hosts))
-	k := 0
-	ok := s.object(func(raw []byte, plain bool) bool {
-		var key string
-		switch {
-		case plain && k < len(hosts) && string(raw) == hosts[k].Host:
-			key = hosts[k].Host
-		case plain:
-			key = string(raw)
-		default: // decoded apart, so that only escaped keys cost an allocation
-			var name string
-			if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &name) != nil {
-				return false
-			}
-			key = name
-		}
-		k++
-		v, ok := s.weight()
-		m[key] = v
-		return ok
-	})
-	if !ok {
-		return false
-	}
-	*dst = m
-	return true
-}
-
-// checkWeights consumes the weights, accepting what weights accepts, and
-// keeps nothing. A number converts unless it has an exponent or hundreds of
-// digits, so only those are converted.
-func (s *scan) checkWeights() bool {
-	if s.null() {
-		return true
-	}
-	if s.peek() != '{' {
-		return false
-	}
-	// Members with a plain key and a number with no exponent, the form
-	// Nova's side writes, are read here, each scanned once; the general
-	// parser takes over at the first other one.
-	b, i := s.b, skipSpace(s.b, s.i+1)
-	for done := 0; ; done++ {
-		end, ok := tightWeight(b, i)
-		switch {
-		case !ok && done == 0:
-			return s.object(checkWeight(s))
-		case !ok:
-			s.i = i
-			return s.members(checkWeight(s))
-		case b[end] == '}':
-			s.i = end + 1
-			return true
-		}
-		i = skipSpace(b, end+1) // past the comma
-	}
-}
-
-// tightWeight reads a member "<plain key>":<number> at b[i:], with any space
-// between its tokens, whose number has no exponent and fewer than 300
-// bytes, so that it surely converts. It returns the index of the comma or
-// closing brace after it.
-func tightWeight(b []byte, i int) (int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return 0, false
-	}
-	e := plainEnd(b, i+1)
-	if e >= len(b) || b[e] != '"' {
-		return 0, false
-	}
-	e = skipSpace(b, e+1)
-	if e >= len(b) || b[e] != ':' {
-		return 0, false
-	}
-	start := skipSpace(b, e+1)
-	n := start
-	if n < len(b) && b[n] == '-' {
-		n++
-	}
-	d := n
-	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
-		n++
-	}
-	if n == d || n-d > 1 && b[d] == '0' {
-		return 0, false
-	}
-	if n < len(b) && b[n] == '.' {
-		f := n + 1
-		for n = f; n < len(b) && b[n] >= '0' && b[n] <= '9'; n++ {
-		}
-		if n == f {
-			return 0, false
-		}
-	}
-	if n-start >= 300 {
-		return 0, false
-	}
-	n = skipSpace(b, n)
-	if n >= len(b) || b[n] != ',' && b[n] != '}' {
-		return 0, false
-	}
-	return n, true
-}
-
-// checkWeight checks one weight's value.
-func checkWeight(s *scan) func([]byte, bool) bool {
-	return func([]byte, bool) bool {
-		if s.null() {
-			return true
-		}
-		num, ok := s.number()
-		if !ok {
-			return false
-		}
-		if !fitsFloat(num) {
-			_, ok = parseFloat(num)
-		}
-		return ok
-	}
-}
-
-// fitsFloat reports whether the JSON number num surely converts to a finite
-// float64: it has no exponent and fewer than 300 digits.
-func fitsFloat(num []byte) bool {
-	if len(num) >= 300 {
-		return false
-	}
-	for _, c := range num {
-		if c == 'e' || c == 'E' {
-			return false
-		}
-	}
-	return true
-}
-
-// weight consumes a weight: a number, as a float64, or null, read as 0.
-func (s *scan) weight() (float64, bool) {
-	if s.null() {
-		return 0, true
-	}
-	num, ok := s.number()
-	if !ok {
-		return 0, false
-	}
-	return parseFloat(num)
-}
-
-// pow10 holds the powers of ten that are exact in a float64.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
-
-// parseFloat converts a JSON number as strconv.ParseFloat does. A number of
-// at most 15 digits and no exponent is converted directly: its digits and
-// the power of ten it is divided by are exact in a float64, so one division
-// rounds as ParseFloat does. Any other number goes to ParseFloat.
-func parseFloat(num []byte) (float64, bool) {
-	var mant uint64
-	digits, point := 0, -1
-	for i, c := range num {
-		switch {
-		case c >= '0' && c <= '9':
-			mant = mant*10 + uint64(c-'0')
-			digits++
-		case c == '.':
-			point = i
-		case c == '-' && i == 0:
-		default: // an exponent
-			digits = len(pow10)
-		}
-	}
-	if digits >= len(pow10) {
-		v, err := strconv.ParseFloat(string(num), 64)
-		return v, err == nil
-	}
-	v := float64(mant)
-	if point >= 0 {
-		v /= pow10[len(num)-1-point]
-	}
-	if num[0] == '-' {
-		v = -v
-	}
-	return v, true
 }
