@@ -18,6 +18,7 @@ something that cannot be trusted, no host passes (unless fail_open).
 
 
 import json
+import os
 
 from oslo_log import log as logging
 
@@ -81,6 +82,10 @@ class LedgerfenceFilter(filters.BaseHostFilter):
             body, index = build_body(spec_obj, ctx, states,
                                      None if op == UNKNOWN else op)
             answer = self._get_client(opts).post(body, index)
+            if len(index) == len(states):
+                kept = list(map(index.__getitem__, answer.hosts))
+            else:  # several nodes of one host (ironic): keep them all
+                kept = [s for name in answer.hosts for s in index[name]]
         except client.FilterdError as e:
             return self._failed(states, e, uuid, request_id, op)
         except Exception as e:  # never let a surprise pass hosts unchecked
@@ -93,10 +98,6 @@ class LedgerfenceFilter(filters.BaseHostFilter):
                         '(request %(req)s) after %(skipped)s',
                         {'url': answer.url, 'uuid': uuid, 'req': request_id,
                          'skipped': '; '.join(answer.skipped)})
-        if len(index) == len(states):
-            kept = list(map(index.__getitem__, answer.hosts))
-        else:  # several nodes of one host (ironic): keep them all
-            kept = [s for name in answer.hosts for s in index[name]]
         LOG.info('ledgerfence decision %(decision)s: %(removed)d of '
                  '%(total)d hosts removed (instance %(uuid)s, operation '
                  '%(op)s, request %(req)s, %(ms).1f ms)',
@@ -113,8 +114,10 @@ class LedgerfenceFilter(filters.BaseHostFilter):
         return kept
 
     def _get_client(self, opts):
+        # A replaced certificate, key or CA file makes a new client too.
+        files = (opts.ca_file, opts.cert_file, opts.key_file)
         key = (tuple(opts.url or ()), opts.timeout, opts.connect_timeout,
-               opts.token, opts.ca_file, opts.cert_file, opts.key_file)
+               opts.token, files, tuple(map(_stamp, files)))
         if key != self._client_key:
             old, self._client, self._client_key = self._client, None, None
             if old is not None:
@@ -232,6 +235,17 @@ def _hosts(states):
         return '[' + _HOST + ''.join(parts), index
     return _encode([{'host': h, 'hypervisor_hostname': v}
                     for h, v in zip(hosts, nodes)]), index
+
+
+def _stamp(path):
+    """What tells a file's new version from its old one."""
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # the client will say why it cannot read it
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def _field(obj, name):

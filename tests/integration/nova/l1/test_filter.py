@@ -824,6 +824,17 @@ class TestTLS(FilterTestCase):
         self.assertEqual([], kept)
         self.assertIn('filterd failed (tls', log)
 
+    def test_a_replaced_ca_file_is_read_again(self):
+        ca = os.path.join(self.dir, 'rotated-ca.pem')
+        shutil.copy(self.other_ca, ca)
+        kept, log = self.run_pass(ca_file=ca)
+        self.assertEqual([], kept)
+        self.assertIn('filterd failed (tls', log)
+        shutil.copy(self.ca, ca + '.new')
+        os.replace(ca + '.new', ca)  # as configuration management does
+        kept, _ = self.run_pass(ca_file=ca)
+        self.assertEqual(['hm1', 'hm2', 'hm5'], kept)
+
     def test_key_file_without_cert_file_fails_closed(self):
         kept, log = self.run_pass(self.mutual, ca_file=self.ca,
                                   key_file=self.client[1], token=self.TOKEN)
