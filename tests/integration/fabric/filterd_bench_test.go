@@ -123,8 +123,8 @@ func BenchmarkWebhook1000Hosts(b *testing.B) {
 		for b.Loop() {
 			lat.time(func() {
 				res, err := l.Check(context.Background(), vm.ID(), "", names, filter.Options{})
-				if err != nil || !res.Regulated || res.Allowed != len(want) {
-					b.Fatalf("check: %d allowed, want %d: %v", res.Allowed, len(want), err)
+				if err != nil || !res.Regulated || len(res.Allowed) != len(want) {
+					b.Fatalf("check: %d allowed, want %d: %v", len(res.Allowed), len(want), err)
 				}
 			})
 		}
