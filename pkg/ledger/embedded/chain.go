@@ -184,29 +184,46 @@ func (e *entry) records() (*ledger.HostRecord, *ledger.RegulationRecord, error) 
 	}
 	switch e.Kind {
 	case ledger.KindHost:
-		r := &ledger.HostRecord{Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
-		if err := json.Unmarshal(e.Value, &r.Host); err != nil {
+		var h filter.Host
+		if err := json.Unmarshal(e.Value, &h); err != nil {
 			return nil, nil, fmt.Errorf("entry %d: host value: %w", e.Seq, err)
 		}
-		return r, nil, nil
+		return e.hostRecord(h), nil, nil
 	case ledger.KindRegulation:
-		r := &ledger.RegulationRecord{Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
-		if err := json.Unmarshal(e.Value, &r.Regulation); err != nil {
+		var g filter.Regulation
+		if err := json.Unmarshal(e.Value, &g); err != nil {
 			return nil, nil, fmt.Errorf("entry %d: regulation value: %w", e.Seq, err)
 		}
-		return nil, r, nil
+		return nil, e.regulationRecord(g), nil
 	}
 	return nil, nil, fmt.Errorf("entry %d: unknown kind %q", e.Seq, clip(string(e.Kind)))
 }
 
+// hostRecord and regulationRecord are the records e leaves with the value h
+// or g it wrote.
+func (e *entry) hostRecord(h filter.Host) *ledger.HostRecord {
+	return &ledger.HostRecord{Host: h, Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
+}
+
+func (e *entry) regulationRecord(g filter.Regulation) *ledger.RegulationRecord {
+	return &ledger.RegulationRecord{Regulation: g, Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
+}
+
 // stateJSON is the record e leaves in its state bucket, exactly as stored
-// (nil for a delete). Writes and Verify's replay both use it, so the state
-// written and the state replayed are byte for byte the same.
+// (nil for a delete). Writes and Verify's replay both encode it with
+// stateOf, so the state written and the state replayed are byte for byte
+// the same.
 func (e *entry) stateJSON() ([]byte, error) {
 	host, reg, err := e.records()
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err
+	}
+	return stateOf(host, reg)
+}
+
+// stateOf encodes a record as its state bucket stores it (nil for none).
+func stateOf(host *ledger.HostRecord, reg *ledger.RegulationRecord) ([]byte, error) {
+	switch {
 	case host != nil:
 		return json.Marshal(host)
 	case reg != nil:

@@ -351,6 +351,10 @@ func (r *replay) apply(e *entry) string {
 		return "no writer"
 	}
 	cur, exists := state[e.Key]
+	var (
+		hostRec *ledger.HostRecord
+		regRec  *ledger.RegulationRecord
+	)
 	switch {
 	case e.Op == ledger.OpDelete:
 		if e.Kind != ledger.KindRegulation {
@@ -376,6 +380,7 @@ func (r *replay) apply(e *entry) string {
 		if !n.Equal(h) || h.Name != e.Key {
 			return fmt.Sprintf("host value is not the normalised record of %q", clip(e.Key))
 		}
+		hostRec = e.hostRecord(h)
 	default:
 		var g filter.Regulation
 		if err := strictJSON(e.Value, &g); err != nil {
@@ -400,18 +405,18 @@ func (r *replay) apply(e *entry) string {
 			return fmt.Sprintf("version %d, want %d", g.Version, want)
 		}
 		r.versions[e.Key] = g.Version
+		regRec = e.regulationRecord(g)
 	}
 	r.index[string(indexKey(e.Kind, e.Key, e.Seq))] = struct{}{}
 	if e.Op == ledger.OpDelete {
 		delete(state, e.Key)
 		return ""
 	}
-	data, err := e.stateJSON()
+	data, err := stateOf(hostRec, regRec)
 	if err != nil {
 		return err.Error()
 	}
-	_, reg, _ := e.records()
-	state[e.Key] = replayed{json: data, seq: e.Seq, reg: reg}
+	state[e.Key] = replayed{json: data, seq: e.Seq, reg: regRec}
 	return ""
 }
 
