@@ -7,7 +7,7 @@ export LEDGERFENCE_CACHE := $(CACHE)
 
 CMDS := filterd hostagent ledgerctl ledgerfence-cc lfbench
 
-.PHONY: help build test unit lint integration demo bench bench-fabric fuzz fabric-bin fabric-up fabric-down fabric-smoke nova-l1 nova-cloud deps
+.PHONY: help build test unit lint integration demo bench bench-fabric fuzz fuzz-short fabric-bin fabric-up fabric-down fabric-smoke nova-l1 nova-cloud deps
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
@@ -33,7 +33,11 @@ deps: ## install what the integration tests need (apt, Fabric binaries); idempot
 integration: deps ## integration tests against real Fabric, NATS, Prometheus, Keystone and Nova
 	LEDGERFENCE_REQUIRE_INTEGRATION=1 ./scripts/integration.sh
 
-test: deps lint unit integration ## every test: the command CI runs
+fuzz-short: ## half a minute of each fuzz test of Nova's request: the decoder's against encoding/json, the webhook's answers
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNova$$' -fuzztime 30s ./pkg/nova
+	$(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime 30s ./pkg/api
+
+test: deps lint unit fuzz-short integration ## every test: the command CI runs
 
 bench: ## benchmarks: decision, embedded ledger, webhook end to end
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
