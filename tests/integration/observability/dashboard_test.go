@@ -27,6 +27,11 @@ var knownMetrics = map[string]bool{
 	"ledgerfence_notify_dropped_total":             true,
 	"ledgerfence_notify_queue_length":              true,
 	"ledgerfence_notify_connected":                 true,
+	"ledgerfence_limit_exceeded_total":             true,
+	"ledgerfence_cache_stale":                      true,
+	"ledgerfence_webhook_buffered_bytes":           true,
+	"ledgerfence_webhook_in_flight":                true,
+	"ledgerfence_event_streams":                    true,
 }
 
 var metricName = regexp.MustCompile(`ledgerfence_[a-z_]+`)
