@@ -83,6 +83,14 @@ func binary(t testing.TB, name string) string {
 var cleanups []func()
 
 func TestMain(m *testing.M) {
+	// ledgerctl remembers the signed head of each filterd URL it talks to
+	// under $XDG_STATE_HOME; these filterds come and go on reused ports,
+	// each with a ledger of its own.
+	state, err := os.MkdirTemp("", "ledgerfence-it-state-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_STATE_HOME", state)
 	code := m.Run()
 	for _, c := range cleanups {
 		c()
@@ -90,6 +98,7 @@ func TestMain(m *testing.M) {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+	os.RemoveAll(state)
 	os.Exit(code)
 }
 
