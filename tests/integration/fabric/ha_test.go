@@ -47,13 +47,17 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// haproxyPath finds the haproxy command; without it the test is skipped, or
-// fails when LEDGERFENCE_REQUIRE_INTEGRATION=1.
+// haproxyPath finds the haproxy command (on the PATH, or where Debian puts
+// it, which is not on an unprivileged user's PATH); without it the test is
+// skipped, or fails when LEDGERFENCE_REQUIRE_INTEGRATION=1.
 func haproxyPath(tb testing.TB) string {
 	tb.Helper()
 	p, err := exec.LookPath("haproxy")
 	if err != nil {
-		msg := "haproxy is not installed (make deps installs it): " + err.Error()
+		p, err = exec.LookPath("/usr/sbin/haproxy")
+	}
+	if err != nil {
+		msg := "haproxy is not installed, neither on the PATH nor in /usr/sbin (make deps installs it)"
 		if os.Getenv("LEDGERFENCE_REQUIRE_INTEGRATION") == "1" {
 			tb.Fatal(msg)
 		}
