@@ -5,20 +5,21 @@
 #
 # ACTION     start    start it (from the state folder, same ports and keys) and wait until it listens
 #                     (the orderer: until Raft has a leader; a peer: until it caught up with the
-#                     other's ledger height and both peers' gossip know each other again)
+#                     highest other peer's ledger height and the running peers' gossip know each
+#                     other again)
 #            stop     SIGTERM, wait until gone (SIGKILL after 10 s)
 #            kill     SIGKILL, like a crash; wait until gone
 #            restart  stop, then start
 #            pause    SIGSTOP (the process hangs: connections stay open, nothing answers)
 #            resume   SIGCONT
 #            status   pid and resident memory of each component
-# COMPONENT  orderer peer1 peer2 ca1 ca2 cc, or all
-# peer1 is Org1MSP's peer, peer2 Org2MSP's; cc is the chaincode server.
+# COMPONENT  orderer peer1 peer2 ca1 ca2 cc (and peer3 ca3 with three organisations), or all
+# peerN is OrgNMSP's peer, caN its CA; cc is the chaincode server.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-(($# >= 1)) || { sed -n '2,16p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+(($# >= 1)) || { sed -n '2,17p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 action=$1
 shift
 [[ -f $LF_DIR/$LF_MARK ]] || lf_die "no network in $LF_DIR (run up.sh)"
@@ -56,13 +57,11 @@ start_one() {
         lf_wait_orderer_leader 15 || lf_die "orderer has no Raft leader (log: $LF_DIR/logs/orderer.log)"
       fi
       ;;
-    # a peer is back once it has caught up with the other peer's ledger and both peers' gossip
-    # know each other again (so gateways can plan MAJORITY endorsements)
-    peer1 | peer2)
-      if [[ -n $(lf_pid peer1) && -n $(lf_pid peer2) ]]; then
-        lf_wait_caught_up "${1#peer}" 60
-        lf_wait_gossip 60
-      fi
+    # a peer is back once it has caught up with the other peers' ledgers and the running peers'
+    # gossip know each other again (so gateways can plan endorsements that need it)
+    peer*)
+      lf_wait_caught_up "${1#peer}" 60
+      lf_wait_gossip 60
       ;;
   esac
   lf_log "$1 started (pid $(lf_pid "$1"))"

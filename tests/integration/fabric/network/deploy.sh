@@ -2,6 +2,9 @@
 # deploy.sh: build the ledgerfence chaincode, run it as a chaincode service (CCaaS) and define it
 # on channel "ledger". Run by up.sh; run it again to rebuild the chaincode and restart its server
 # (the package, so its id, stays the same, and the definition is made only once).
+# The definition carries its own endorsement policy (lib.sh's lf_cc_policy), stated in every
+# organisation's approval and in the commit: AND('Org1MSP.peer','Org2MSP.peer') with two
+# organisations, OutOf(2,'Org1MSP.peer','Org2MSP.peer','Org3MSP.peer') with three.
 #
 # Chaincode source (environment):
 #   LEDGERFENCE_CC_PKG  Go package to build (default ./cmd/ledgerfence-cc, relative to the repository
@@ -17,8 +20,9 @@ set -euo pipefail
 [[ -f $LF_DIR/$LF_MARK ]] || lf_die "no network in $LF_DIR (run up.sh)"
 lf_bin
 lf_orderer_args
-lf_both_peers_args
-for c in orderer peer1 peer2; do
+lf_all_peers_args
+policy=$(lf_cc_policy)
+for c in orderer "${LF_ORG_NUMS[@]/#/peer}"; do
   [[ -n $(lf_pid "$c") ]] || lf_die "$c is not running"
 done
 ready_args=${LEDGERFENCE_CC_READY_ARGS:-'{"Args":["org.hyperledger.fabric:GetMetadata"]}'}
@@ -84,7 +88,7 @@ tarball "$LF_CC_NAME.tgz" metadata.json code.tar.gz
 pkgid=$(peer lifecycle chaincode calculatepackageid "$p/$LF_CC_NAME.tgz")
 echo "$pkgid" >"$p/package_id"
 
-# ---- install on both peers (once) -----------------------------------------------------------------
+# ---- install on every peer (once) -----------------------------------------------------------------
 install_on() { # N
   lf_admin "$1"
   if peer lifecycle chaincode queryinstalled 2>/dev/null | grep -qF "Package ID: $pkgid,"; then
@@ -92,19 +96,24 @@ install_on() { # N
   fi
   lf_retry 30 peer lifecycle chaincode install "$p/$LF_CC_NAME.tgz" >/dev/null
 }
-(install_on 1) &
-i1=$!
-(install_on 2) &
-i2=$!
-wait "$i1" || lf_die "installing the chaincode on peer1 failed"
-wait "$i2" || lf_die "installing the chaincode on peer2 failed"
+installers=()
+for n in "${LF_ORG_NUMS[@]}"; do
+  (install_on "$n") &
+  installers+=($!)
+done
+for n in "${LF_ORG_NUMS[@]}"; do
+  wait "${installers[n - 1]}" || lf_die "installing the chaincode on peer$n failed"
+done
 
 # ---- chaincode server ------------------------------------------------------------------------------
 lf_stop cc
 lf_start_cc
 t_server=$(lf_since "$t0")
 
-# ---- definition: approved by both organisations, then committed with both peers' endorsement -------
+# ---- definition: approved by every organisation, then committed with every peer's endorsement ------
+# The definition's parameters, the same in each approval, the readiness check and the commit
+# (a definition whose policy differs from an approval's is another definition).
+definition=(--channelID "$LF_CHANNEL" --name "$LF_CC_NAME" --version 1 --sequence 1 --signature-policy "$policy")
 lf_admin 1
 defined() {
   peer lifecycle chaincode querycommitted --channelID "$LF_CHANNEL" --name "$LF_CC_NAME" >/dev/null 2>&1
@@ -113,8 +122,8 @@ approve() { # N
   lf_admin "$1"
   local deadline=$((SECONDS + 60)) o
   while true; do
-    if o=$(peer lifecycle chaincode approveformyorg "${LF_ORDERER_ARGS[@]}" --channelID "$LF_CHANNEL" \
-      --name "$LF_CC_NAME" --version 1 --package-id "$pkgid" --sequence 1 --waitForEvent 2>&1); then
+    if o=$(peer lifecycle chaincode approveformyorg "${LF_ORDERER_ARGS[@]}" "${definition[@]}" \
+      --package-id "$pkgid" --waitForEvent 2>&1); then
       return 0
     fi
     # an earlier try got through after all
@@ -123,34 +132,36 @@ approve() { # N
     sleep 0.2
   done
 }
-ready_to_commit() { # N: peer N has seen both approvals
+ready_to_commit() { # N: peer N has seen every organisation approve this definition
   lf_admin "$1"
   local o
-  o=$(peer lifecycle chaincode checkcommitreadiness --channelID "$LF_CHANNEL" --name "$LF_CC_NAME" \
-    --version 1 --sequence 1 --output json 2>&1) || return 1
-  [[ $(grep -c '"Org[12]MSP": true' <<<"$o") == 2 ]]
+  o=$(peer lifecycle chaincode checkcommitreadiness "${definition[@]}" --output json 2>&1) || return 1
+  [[ $(grep -c '"Org[0-9]MSP": true' <<<"$o") == "$LF_ORGS" ]]
 }
 if ! defined; then
-  (approve 1) &
-  a1=$!
-  (approve 2) &
-  a2=$!
-  wait "$a1" || lf_die "Org1MSP could not approve the chaincode definition"
-  wait "$a2" || lf_die "Org2MSP could not approve the chaincode definition"
-  lf_retry 30 ready_to_commit 1 || lf_die "peer1 never saw both approvals"
-  lf_retry 30 ready_to_commit 2 || lf_die "peer2 never saw both approvals"
+  approvers=()
+  for n in "${LF_ORG_NUMS[@]}"; do
+    (approve "$n") &
+    approvers+=($!)
+  done
+  for n in "${LF_ORG_NUMS[@]}"; do
+    wait "${approvers[n - 1]}" || lf_die "Org${n}MSP could not approve the chaincode definition"
+  done
+  for n in "${LF_ORG_NUMS[@]}"; do
+    lf_retry 30 ready_to_commit "$n" || lf_die "peer$n never saw every organisation's approval"
+  done
   lf_admin 1
-  if ! o=$(peer lifecycle chaincode commit "${LF_ORDERER_ARGS[@]}" --channelID "$LF_CHANNEL" \
-    --name "$LF_CC_NAME" --version 1 --sequence 1 "${LF_PEERS_ARGS[@]}" --waitForEvent 2>&1); then
+  if ! o=$(peer lifecycle chaincode commit "${LF_ORDERER_ARGS[@]}" "${definition[@]}" \
+    "${LF_PEERS_ARGS[@]}" --waitForEvent 2>&1); then
     defined || { printf '%s\n' "$o" >&2; lf_die "committing the chaincode definition failed"; }
   fi
 fi
 t_define=$(lf_since "$t0")
 
-# ---- ready: both peers reach the chaincode server ---------------------------------------------------
-for n in 1 2; do
+# ---- ready: every peer reaches the chaincode server --------------------------------------------------
+for n in "${LF_ORG_NUMS[@]}"; do
   (lf_admin "$n" && lf_retry 60 peer chaincode query -C "$LF_CHANNEL" -n "$LF_CC_NAME" -c "$ready_args" >/dev/null) ||
     lf_die "the chaincode does not answer on peer$n (log: $LF_DIR/logs/cc.log)"
 done
 lf_write_env
-lf_log "chaincode $LF_CC_NAME ready in $(lf_since "$t0")s (build ${t_build}s, server up ${t_server}s, defined ${t_define}s): $pkgid"
+lf_log "chaincode $LF_CC_NAME ready in $(lf_since "$t0")s (build ${t_build}s, server up ${t_server}s, defined ${t_define}s): $pkgid, endorsement $policy"

@@ -3,7 +3,7 @@
 #
 #   enroll.sh [--no-ecert] ORG NAME ROLE [HOST]
 #
-# ORG   org1 or org2 (or Org1MSP/Org2MSP)
+# ORG   org1, org2, or org3 in a network of three (or Org1MSP, ...)
 # NAME  enrolment id, also the folder name under $DIR/identities/
 # ROLE  hostagent (needs HOST), hostadmin, vmmanager, policyadmin, ..., or "none" for no role
 # HOST  the host a hostagent may write (attribute ledgerfence.host)
@@ -14,7 +14,7 @@
 # so they are NOT in the certificate (an identity for negative tests).
 # Output: the identity folder, $DIR/identities/NAME/ with
 #   cert.pem  enrolment certificate       key.pem  its private key (0600)
-#   ca.pem    the organisation's CA cert  mspid    Org1MSP or Org2MSP
+#   ca.pem    the organisation's CA cert  mspid    Org1MSP, Org2MSP or Org3MSP
 #   msp/      a complete local MSP (NodeOUs config.yaml included) for the peer CLI
 # Running it again for the same NAME re-enrols (a new certificate) with the same attributes;
 # asking for other attributes under a name already registered is refused.
@@ -63,13 +63,21 @@ client() { fabric-ca-client "$@" --caname "$caname" --tls.certfiles "$tlsca"; }
 
 mkdir -p "$ca/secrets" "$ca/clients"
 
-# the registrar: the CA's bootstrap admin, enrolled once (several enroll.sh may run at a time)
+# the registrar: the CA's bootstrap admin, enrolled once (several enroll.sh may run at a time); it
+# adds the affiliation orgN once where the CA's default configuration lacks it (it has org1, org2)
 reg=$ca/clients/registrar
 (
   flock 8
   if [[ ! -s $reg/msp/signcerts/cert.pem ]]; then
     client enroll -H "$reg" -u "https://admin:$(<"$ca/bootstrap.secret")@127.0.0.1:$(lf_ca_port "$n")" \
       >"$ca/clients/registrar.log" 2>&1 || { cat "$ca/clients/registrar.log" >&2; lf_die "enrolling the registrar of $caname failed"; }
+  fi
+  if [[ ! -f $ca/clients/affiliation ]]; then
+    if ! client affiliation list -H "$reg" -u "$url" --affiliation "org$n" >/dev/null 2>&1; then
+      out=$(client affiliation add -H "$reg" -u "$url" "org$n" 2>&1) ||
+        { printf '%s\n' "$out" >&2; lf_die "adding the affiliation org$n to $caname failed"; }
+    fi
+    echo "org$n" >"$ca/clients/affiliation"
   fi
 ) 8>"$ca/.registrar.lock"
 

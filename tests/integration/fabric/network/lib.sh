@@ -5,7 +5,8 @@
 #
 # Settings (environment):
 #   LEDGERFENCE_FABRIC_DIR        state folder (default /tmp/ledgerfence-fabric); everything lives there
-#   LEDGERFENCE_FABRIC_PORT_BASE  first port of the 17050..17100 range (default 17050); see README.md
+#   LEDGERFENCE_FABRIC_PORT_BASE  first port of the 17050..17121 range (default 17050); see README.md
+#   LEDGERFENCE_FABRIC_ORGS       peer organisations, 2 (default) or 3 (read by up.sh only)
 #   LEDGERFENCE_FABRIC_BIN        folder with the Fabric commands (default: tools/fabric/build.sh builds them)
 #   LEDGERFENCE_FABRIC_LOG_SPEC   FABRIC_LOGGING_SPEC of orderer and peers (default info)
 #   LEDGERFENCE_FABRIC_CC_TLS     1 (default): peers reach the chaincode server over mutual TLS; 0: plain
@@ -57,7 +58,12 @@ lf_settings() {
     LF_LOG_SPEC=${LEDGERFENCE_FABRIC_LOG_SPEC:-info}
     LF_BIN=${LEDGERFENCE_FABRIC_BIN:-}
     LF_CC_TLS=${LEDGERFENCE_FABRIC_CC_TLS:-1}
+    LF_ORGS=${LEDGERFENCE_FABRIC_ORGS:-2}
   fi
+  # (a settings.env of an older harness names no organisations: it had two)
+  LF_ORGS=${LF_ORGS:-2}
+  [[ $LF_ORGS == 2 || $LF_ORGS == 3 ]] || lf_die "LEDGERFENCE_FABRIC_ORGS must be 2 or 3: $LF_ORGS"
+  mapfile -t LF_ORG_NUMS < <(seq 1 "$LF_ORGS")
   if ! [[ $LF_PORT_BASE =~ ^[0-9]+$ ]] || ((LF_PORT_BASE < 1024 || LF_PORT_BASE > 65000)); then
     lf_die "LEDGERFENCE_FABRIC_PORT_BASE must be a number in 1024..65000: $LF_PORT_BASE"
   fi
@@ -76,10 +82,23 @@ lf_settings() {
   LF_CA2_PORT=$((b + 40))
   LF_CA2_OPS_PORT=$((b + 41))
   LF_CC_PORT=$((b + 50))
-  LF_ALL_PORTS=("$LF_ORDERER_PORT" "$LF_ORDERER_ADMIN_PORT" "$LF_ORDERER_OPS_PORT"
-    "$LF_PEER1_PORT" "$LF_PEER1_CC_PORT" "$LF_PEER1_OPS_PORT"
-    "$LF_PEER2_PORT" "$LF_PEER2_CC_PORT" "$LF_PEER2_OPS_PORT"
-    "$LF_CA1_PORT" "$LF_CA1_OPS_PORT" "$LF_CA2_PORT" "$LF_CA2_OPS_PORT" "$LF_CC_PORT")
+  LF_PEER3_PORT=$((b + 60))
+  LF_PEER3_CC_PORT=$((b + 61))
+  LF_PEER3_OPS_PORT=$((b + 62))
+  LF_CA3_PORT=$((b + 70))
+  LF_CA3_OPS_PORT=$((b + 71))
+  LF_ALL_PORTS=("$LF_ORDERER_PORT" "$LF_ORDERER_ADMIN_PORT" "$LF_ORDERER_OPS_PORT" "$LF_CC_PORT")
+  local n v
+  for n in "${LF_ORG_NUMS[@]}"; do
+    for v in LF_PEER${n}_PORT LF_PEER${n}_CC_PORT LF_PEER${n}_OPS_PORT LF_CA${n}_PORT LF_CA${n}_OPS_PORT; do
+      LF_ALL_PORTS+=("${!v}")
+    done
+  done
+  # every component this harness may run, in the order to stop them
+  LF_COMPONENTS=(cc)
+  for n in "${LF_ORG_NUMS[@]}"; do LF_COMPONENTS+=("peer$n"); done
+  LF_COMPONENTS+=(orderer)
+  for n in "${LF_ORG_NUMS[@]}"; do LF_COMPONENTS+=("ca$n"); done
 }
 
 lf_save_settings() {
@@ -91,6 +110,7 @@ LF_RAFT_TICK=$LF_RAFT_TICK
 LF_LOG_SPEC=$LF_LOG_SPEC
 LF_BIN=$LF_BIN
 LF_CC_TLS=$LF_CC_TLS
+LF_ORGS=$LF_ORGS
 EOF
 }
 
@@ -129,12 +149,25 @@ lf_ca_url() { echo "https://127.0.0.1:$(lf_ca_port "$1")"; }
 lf_ca_name() { echo "ca-org$1"; }
 lf_ca_host() { echo "ca.org$1.$LF_DOMAIN"; }
 
-# lf_org_num ORG: 1 or 2 from "1", "org1", "Org1", "Org1MSP".
+# lf_org_num ORG: 1, 2 (or 3) from "1", "org1", "Org1", "Org1MSP", of an organisation of the network.
 lf_org_num() {
-  case ${1,,} in
-    1 | org1 | org1msp) echo 1 ;;
-    2 | org2 | org2msp) echo 2 ;;
-    *) lf_die "unknown organisation: $1 (org1 or org2)" ;;
+  local n
+  for n in "${LF_ORG_NUMS[@]}"; do
+    case ${1,,} in
+      "$n" | "org$n" | "org${n}msp") echo "$n"; return 0 ;;
+    esac
+  done
+  lf_die "unknown organisation: $1 (org1 to org$LF_ORGS)"
+}
+
+# lf_cc_policy: the chaincode definition's own endorsement policy, stated when it is approved and
+# committed: the peers of more than one organisation, whatever the channel's default. With two
+# organisations both; with three any two, so that one organisation can neither write alone nor,
+# by staying away, stop the others.
+lf_cc_policy() {
+  case $LF_ORGS in
+    2) echo "AND('Org1MSP.peer','Org2MSP.peer')" ;;
+    3) echo "OutOf(2,'Org1MSP.peer','Org2MSP.peer','Org3MSP.peer')" ;;
   esac
 }
 
@@ -158,11 +191,11 @@ lf_orderer_args() {
     --tls --cafile "$LF_ORDERER_TLS_CA")
 }
 
-# lf_both_peers_args: --peerAddresses/--tlsRootCertFiles for both organisations' peers.
-lf_both_peers_args() {
+# lf_all_peers_args: --peerAddresses/--tlsRootCertFiles for every organisation's peer.
+lf_all_peers_args() {
   LF_PEERS_ARGS=()
   local n
-  for n in 1 2; do
+  for n in "${LF_ORG_NUMS[@]}"; do
     LF_PEERS_ARGS+=(--peerAddresses "127.0.0.1:$(lf_peer_port "$n")" --tlsRootCertFiles "$(lf_peer_tls_ca "$n")")
   done
 }
@@ -346,13 +379,21 @@ lf_http_get() {
   ) 2>/dev/null
 }
 
-# lf_peer_sees_other N: peer N's gossip knows the other organisation's peer on the channel, so its
-# gateway can plan endorsements that need both organisations.
-lf_peer_sees_other() {
+# lf_peer_sees_others N WANT: peer N's gossip knows at least WANT other organisations' peers on the
+# channel, so its gateway can plan endorsements that need them.
+lf_peer_sees_others() {
   local ops=LF_PEER$1_OPS_PORT known
   known=$(lf_http_get "${!ops}" /metrics |
     awk -v c="$LF_CHANNEL" '$1 == "gossip_membership_total_peers_known{channel=\"" c "\"}" { print $2 }')
-  [[ -n $known && $known != 0 ]]
+  [[ -n $known ]] && ((known >= $2))
+}
+
+# lf_running_peers: the numbers of the peers that run now, one a line.
+lf_running_peers() {
+  local n
+  for n in "${LF_ORG_NUMS[@]}"; do
+    if [[ -n $(lf_pid "peer$n") ]]; then echo "$n"; fi
+  done
 }
 
 # lf_peer_height N: peer N's block height on the channel (from its metrics), or nothing.
@@ -362,11 +403,18 @@ lf_peer_height() {
     awk -v c="$LF_CHANNEL" '$1 == "ledger_blockchain_height{channel=\"" c "\"}" { print $2 }'
 }
 
-# lf_wait_caught_up N SECONDS: peer N has at least the height the other peer has now.
+# lf_wait_caught_up N SECONDS: peer N has at least the height the highest other running peer has now.
 lf_wait_caught_up() {
-  local n=$1 secs=$2 other target h deadline
-  other=$((3 - n))
-  target=$(lf_peer_height "$other")
+  local n=$1 secs=$2 o h target="" other="" deadline
+  for o in $(lf_running_peers); do
+    ((o == n)) && continue
+    h=$(lf_peer_height "$o")
+    [[ -n $h ]] || continue
+    if [[ -z $target ]] || ((h > target)); then
+      target=$h
+      other=$o
+    fi
+  done
   [[ -n $target ]] || return 0
   deadline=$((SECONDS + secs))
   while true; do
@@ -377,12 +425,15 @@ lf_wait_caught_up() {
   done
 }
 
-# lf_wait_gossip [SECONDS]: wait until each peer knows the other.
+# lf_wait_gossip [SECONDS]: wait until each running peer knows every other running peer.
 lf_wait_gossip() {
-  local secs=${1:-60} n
-  for n in 1 2; do
-    lf_retry "$secs" lf_peer_sees_other "$n" ||
-      lf_die "peer$n does not see the other organisation's peer after ${secs}s (log: $LF_DIR/logs/peer$n.log)"
+  local secs=${1:-60} n others running
+  mapfile -t running < <(lf_running_peers)
+  others=$((${#running[@]} - 1))
+  ((others > 0)) || return 0
+  for n in "${running[@]}"; do
+    lf_retry "$secs" lf_peer_sees_others "$n" "$others" ||
+      lf_die "peer$n does not see the other $others organisations' peers after ${secs}s (log: $LF_DIR/logs/peer$n.log)"
   done
 }
 
@@ -424,8 +475,8 @@ lf_start_orderer() {
 }
 
 # Gossip runs on shorter timers than Fabric's defaults (alive and state info every 1 s, reconnect
-# every 2 s instead of 5/4/25 s), so that a (re)started peer is back in the other peer's view, and
-# usable for MAJORITY endorsements, about a second after it starts instead of five to thirty.
+# every 2 s instead of 5/4/25 s), so that a (re)started peer is back in the other peers' view, and
+# usable for endorsements, about a second after it starts instead of five to thirty.
 lf_start_peer() {
   local n=$1 p d port ccport ops host
   p=$(lf_peer_dir "$n")
@@ -543,16 +594,13 @@ lf_wait_orderer_leader() {
   return 1
 }
 
-# lf_components: every component this harness may run, in the order to stop them.
-LF_COMPONENTS=(cc peer1 peer2 orderer ca1 ca2)
-
 lf_start() {
+  [[ " ${LF_COMPONENTS[*]} " == *" $1 "* ]] || lf_die "unknown component: $1 (one of ${LF_COMPONENTS[*]})"
   case $1 in
     orderer) lf_start_orderer ;;
-    peer1 | peer2) lf_start_peer "${1#peer}" ;;
-    ca1 | ca2) lf_start_ca "${1#ca}" ;;
+    peer*) lf_start_peer "${1#peer}" ;;
+    ca*) lf_start_ca "${1#ca}" ;;
     cc) lf_start_cc ;;
-    *) lf_die "unknown component: $1 (one of ${LF_COMPONENTS[*]})" ;;
   esac
 }
 
@@ -595,8 +643,8 @@ lf_write_env() {
     echo "LEDGERFENCE_FABRIC_ORDERER_TLS_CA=$LF_ORDERER_TLS_CA"
     echo "LEDGERFENCE_FABRIC_ORDERER_ADMIN_ADDRESS=127.0.0.1:$LF_ORDERER_ADMIN_PORT"
     echo "LEDGERFENCE_FABRIC_ORDERER_OPERATIONS=127.0.0.1:$LF_ORDERER_OPS_PORT"
-    echo "LEDGERFENCE_FABRIC_ORGS=Org1MSP,Org2MSP"
-    for n in 1 2; do
+    echo "LEDGERFENCE_FABRIC_ORGS=$(printf 'Org%sMSP\n' "${LF_ORG_NUMS[@]}" | paste -sd,)"
+    for n in "${LF_ORG_NUMS[@]}"; do
       local ops=LF_PEER${n}_OPS_PORT
       echo "LEDGERFENCE_FABRIC_ORG${n}_MSPID=Org${n}MSP"
       echo "LEDGERFENCE_FABRIC_ORG${n}_PEER_ADDRESS=127.0.0.1:$(lf_peer_port "$n")"

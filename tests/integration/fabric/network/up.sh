@@ -4,10 +4,11 @@
 #   up.sh [--no-deploy] [HOST...]
 #
 # One Raft orderer (TLS, channel participation, no system channel), peer0 of Org1MSP and of
-# Org2MSP, a Fabric CA per organisation signing with the org's CA key, channel "ledger" whose
-# endorsement policy is MAJORITY (both organisations), identities enrolled through the CAs, and
-# the chaincode as a service (deploy.sh). A network already running in the state folder is taken
-# down first. HOST... are the Org1 hosts that get a hostagent identity (default hm1 hm2 hm3 hm4 hm5).
+# Org2MSP (and of Org3MSP with LEDGERFENCE_FABRIC_ORGS=3), a Fabric CA per organisation signing
+# with the org's CA key, channel "ledger", identities enrolled through the CAs, and the chaincode
+# as a service (deploy.sh) whose definition carries its own endorsement policy: both
+# organisations, or two of three. A network already running in the state folder is taken down
+# first. HOST... are the Org1 hosts that get a hostagent identity (default hm1 hm2 hm3 hm4 hm5).
 # Writes $DIR/network.env; see README.md.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -61,23 +62,22 @@ OrdererOrgs:
       - Hostname: orderer
         SANS: [localhost, 127.0.0.1]
 PeerOrgs:
-  - Name: Org1
-    Domain: org1.$LF_DOMAIN
-    EnableNodeOUs: true
-    Template: {Count: 1, SANS: [localhost, 127.0.0.1]}
-    Users: {Count: 1}
-  - Name: Org2
-    Domain: org2.$LF_DOMAIN
+EOF
+for n in "${LF_ORG_NUMS[@]}"; do
+  cat >>"$LF_DIR/crypto-config.yaml" <<EOF
+  - Name: Org$n
+    Domain: $(lf_org_domain "$n")
     EnableNodeOUs: true
     Template: {Count: 1, SANS: [localhost, 127.0.0.1]}
     Users: {Count: 1}
 EOF
+done
 cryptogen generate --config="$LF_DIR/crypto-config.yaml" --output="$LF_CRYPTO" >"$LF_DIR/logs/cryptogen.log" 2>&1 ||
   { cat "$LF_DIR/logs/cryptogen.log" >&2; lf_die "cryptogen failed"; }
-# Both organisations' TLS roots, trusted by each peer from its start: a peer learns the other
-# organisation's TLS root only some seconds after it joins the channel, and until then its gossip
-# cannot reach the other organisation's peer, so the gateway finds no endorsers for MAJORITY.
-cat "$(lf_peer_tls_ca 1)" "$(lf_peer_tls_ca 2)" >"$LF_CRYPTO/peer-tls-roots.pem"
+# Every organisation's TLS root, trusted by each peer from its start: a peer learns the other
+# organisations' TLS roots only some seconds after it joins the channel, and until then its gossip
+# cannot reach their peers, so the gateway finds no endorsers for the endorsement policy.
+for n in "${LF_ORG_NUMS[@]}"; do cat "$(lf_peer_tls_ca "$n")"; done >"$LF_CRYPTO/peer-tls-roots.pem"
 
 # ---- channel genesis block (configtxgen) ----------------------------------------------------------
 org_yaml() { # N
@@ -110,8 +110,7 @@ Organizations:
     OrdererEndpoints:
       - 127.0.0.1:$LF_ORDERER_PORT
 EOF
-  org_yaml 1
-  org_yaml 2
+  for n in "${LF_ORG_NUMS[@]}"; do org_yaml "$n"; done
   cat <<EOF
 Capabilities:
   Channel: &ChannelCapabilities {V2_0: true}
@@ -123,8 +122,9 @@ Application: &ApplicationDefaults
     Readers: {Type: ImplicitMeta, Rule: "ANY Readers"}
     Writers: {Type: ImplicitMeta, Rule: "ANY Writers"}
     Admins: {Type: ImplicitMeta, Rule: "MAJORITY Admins"}
-    # A chaincode definition, and every transaction of a chaincode that keeps the channel's
-    # default, needs the peers of a majority of the organisations: both of two.
+    # A chaincode definition needs the peers of a majority of the organisations (both of two, two
+    # of three). The ledgerfence chaincode's definition states its own endorsement policy
+    # (deploy.sh), so the channel's default below applies to no transaction of it.
     LifecycleEndorsement: {Type: ImplicitMeta, Rule: "MAJORITY Endorsement"}
     Endorsement: {Type: ImplicitMeta, Rule: "MAJORITY Endorsement"}
   Capabilities: *ApplicationCapabilities
@@ -169,7 +169,7 @@ Profiles:
           SnapshotIntervalSize: 16 MB
     Application:
       <<: *ApplicationDefaults
-      Organizations: [*Org1, *Org2]
+      Organizations: [$(printf '*Org%s, ' "${LF_ORG_NUMS[@]}" | sed 's/, $//')]
 EOF
 } >"$LF_DIR/configtx/configtx.yaml"
 configtxgen -configPath "$LF_DIR/configtx" -profile LedgerChannel -channelID "$LF_CHANNEL" \
@@ -191,7 +191,7 @@ mkdir -p "$LF_DIR/builders/ccaas/bin"
 install -m 0755 "$LF_SRC"/builders/ccaas/bin/{detect,build,release} "$LF_DIR/builders/ccaas/bin/"
 
 # ---- Fabric CA material: the org CA's key and a TLS certificate from the org's TLS CA ---------------
-for n in 1 2; do
+for n in "${LF_ORG_NUMS[@]}"; do
   h=$LF_DIR/ca/org$n
   org=$(lf_org_dir "$n")
   mkdir -p "$h/server"
@@ -215,7 +215,8 @@ t_gen=$(lf_since "$t0")
 
 # ---- start orderer, peers and CAs side by side --------------------------------------------------
 starters=()
-for c in orderer peer1 peer2 ca1 ca2; do
+for c in "${LF_COMPONENTS[@]}"; do
+  [[ $c == cc ]] && continue
   lf_start "$c" &
   starters+=($!)
 done
@@ -226,7 +227,7 @@ t_start=$(lf_since "$t0")
 
 # ---- identities -----------------------------------------------------------------------------------
 # cryptogen's admins and plain user of each organisation (no ledgerfence attributes)
-for n in 1 2; do
+for n in "${LF_ORG_NUMS[@]}"; do
   for who in admin user; do
     [[ $who == admin ]] && u=Admin || u=User1
     d=$LF_DIR/identities/org$n-$who
@@ -246,6 +247,10 @@ enrolments=()
 for h in "${hosts[@]}"; do enrolments+=("org1 ${h}agent hostagent $h"); done
 enrolments+=("org1 vmm1 vmmanager" "org1 vmm2 vmmanager" "org1 padmin policyadmin" "org1 hadmin hostadmin"
   "org1 norole none" "org2 hm6agent hostagent hm6" "org2 vmm-org2 vmmanager")
+if ((LF_ORGS >= 3)); then
+  enrolments+=("org3 hm7agent hostagent hm7" "org3 vmm-org3 vmmanager" "org3 padmin-org3 policyadmin"
+    "org3 hadmin-org3 hostadmin")
+fi
 enrollers=()
 for e in "${enrolments[@]}"; do
   read -ra args <<<"$e"
@@ -259,7 +264,7 @@ osnadmin channel join --channelID "$LF_CHANNEL" --config-block "$LF_BLOCK" \
   --client-cert "$LF_ORDERER_ADMIN_TLS/client.crt" --client-key "$LF_ORDERER_ADMIN_TLS/client.key" \
   >"$LF_DIR/logs/osnadmin.log" 2>&1 || { cat "$LF_DIR/logs/osnadmin.log" >&2; lf_die "osnadmin channel join failed"; }
 joiners=()
-for n in 1 2; do
+for n in "${LF_ORG_NUMS[@]}"; do
   (lf_admin "$n" && lf_retry 30 peer channel join -b "$LF_BLOCK" >"$LF_DIR/logs/join-peer$n.log") &
   joiners+=($!)
 done
@@ -276,7 +281,7 @@ if ((deploy)); then
   LEDGERFENCE_CC_BIN=$LF_DIR/bin/ledgerfence-cc.prebuilt "$LF_SRC/deploy.sh"
   rm -f "$LF_DIR/bin/ledgerfence-cc.prebuilt"
 fi
-# the gateways plan MAJORITY endorsements from gossip membership: wait until it is complete
+# the gateways plan endorsements from gossip membership: wait until it is complete
 lf_wait_gossip 60
 t_deploy=$(lf_since "$t0")
 for p in "${enrollers[@]}"; do
