@@ -7,7 +7,7 @@
 // package reads no settings of its own: callers pass what their environment
 // says (LEDGERFENCE_FABRIC_DIR to Use, LEDGERFENCE_FABRIC_PORT_BASE as
 // Options.PortBase). The harness's scripts get the process's environment
-// with the state folder and port base set.
+// with the state folder, port base and number of organisations set.
 package fabricnet
 
 import (
@@ -39,14 +39,24 @@ var (
 // envPrefix starts every key of network.env.
 const envPrefix = "LEDGERFENCE_FABRIC_"
 
-// portSpan is how many ports from a base the harness takes (README.md).
-const portSpan = 56
+// portSpan is how many ports from a base the harness takes with three
+// organisations (README.md); two take fewer.
+const portSpan = 72
+
+// DefaultOrgs is how many peer organisations a network has unless
+// Options.Orgs says otherwise.
+const DefaultOrgs = 2
 
 // Options say how Start brings a network up.
 type Options struct {
 	// Hosts name the Org1 hosts that get a hostagent identity (up.sh's
 	// arguments); none means up.sh's default set.
 	Hosts []string
+	// Orgs is the number of peer organisations, 2 or 3 (up.sh's
+	// LEDGERFENCE_FABRIC_ORGS); 0 means DefaultOrgs, whatever the
+	// environment says. With three, the chaincode's endorsement policy is
+	// two of the three, and Org3MSP has identities of its own (README.md).
+	Orgs int
 	// PortBase is the first port of the range tried first; 0 searches for
 	// a free range. A retry always searches.
 	PortBase int
@@ -78,6 +88,12 @@ func Start(opts Options) (*Network, error) {
 	harness := harnessDir()
 	if _, err := os.Stat(filepath.Join(harness, "up.sh")); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoHarness, err)
+	}
+	if opts.Orgs == 0 {
+		opts.Orgs = DefaultOrgs
+	}
+	if opts.Orgs != 2 && opts.Orgs != 3 {
+		return nil, fmt.Errorf("fabricnet: a network has 2 or 3 organisations, not %d", opts.Orgs)
 	}
 	from := opts.SearchFrom
 	if from == 0 {
@@ -115,7 +131,7 @@ func start(harness string, opts Options, base int) (*Network, error) {
 	os.Remove(dir) // up.sh makes it; an existing folder would be taken down first
 	n := &Network{dir: dir, harness: harness, owned: true}
 	cmd := exec.Command(filepath.Join(harness, "up.sh"), opts.Hosts...)
-	cmd.Env = append(n.environ(), envPrefix+"PORT_BASE="+strconv.Itoa(base))
+	cmd.Env = append(n.environ(), envPrefix+"PORT_BASE="+strconv.Itoa(base), envPrefix+"ORGS="+strconv.Itoa(opts.Orgs))
 	began := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -173,6 +189,66 @@ func (n *Network) Env() map[string]string { return maps.Clone(n.env) }
 // Get is network.env's value of LEDGERFENCE_FABRIC_<key>, "" when unset.
 func (n *Network) Get(key string) string { return n.env[envPrefix+key] }
 
+// Org is one peer organisation of the network: its MSP, its peer and its
+// admin, as network.env names them.
+type Org struct {
+	Num            int    // 1, 2 or 3: the N of network.env's ORGN_ keys, peerN and caN
+	MSPID          string // e.g. Org1MSP
+	PeerAddress    string // host:port of its peer (and the peer's gateway)
+	PeerServerName string // the name in the peer's TLS certificate
+	PeerTLSCA      string // the root of the peer's TLS certificate (PEM)
+	Admin          string // folder of its admin identity (msp/ inside)
+}
+
+// Orgs are the network's peer organisations, Org1MSP first.
+func (n *Network) Orgs() []Org {
+	var orgs []Org
+	for i := 1; n.Get(fmt.Sprintf("ORG%d_MSPID", i)) != ""; i++ {
+		k := fmt.Sprintf("ORG%d_", i)
+		orgs = append(orgs, Org{
+			Num:            i,
+			MSPID:          n.Get(k + "MSPID"),
+			PeerAddress:    n.Get(k + "PEER_ADDRESS"),
+			PeerServerName: n.Get(k + "PEER_SERVER_NAME"),
+			PeerTLSCA:      n.Get(k + "PEER_TLS_CA"),
+			Admin:          n.Get(k + "ADMIN"),
+		})
+	}
+	return orgs
+}
+
+// OrgOf is the organisation of identity name (its mspid file).
+func (n *Network) OrgOf(name string) (Org, error) {
+	b, err := os.ReadFile(filepath.Join(n.Identity(name).Dir, "mspid"))
+	if err != nil {
+		return Org{}, err
+	}
+	msp := strings.TrimSpace(string(b))
+	for _, o := range n.Orgs() {
+		if o.MSPID == msp {
+			return o, nil
+		}
+	}
+	return Org{}, fmt.Errorf("fabricnet: identity %s is of %s, not an organisation of the network", name, msp)
+}
+
+// PeerCommand is Fabric's peer CLI with args, run as org's admin against
+// org's peer over TLS, as deploy.sh runs it for the chaincode's lifecycle
+// (e.g. "lifecycle", "chaincode", "querycommitted", ...).
+func (n *Network) PeerCommand(org Org, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(n.Get("BIN"), "peer"), args...)
+	cmd.Env = append(os.Environ(),
+		"FABRIC_CFG_PATH="+n.Get("CFG"),
+		"FABRIC_LOGGING_SPEC=warning",
+		"CORE_PEER_TLS_ENABLED=true",
+		"CORE_PEER_TLS_ROOTCERT_FILE="+org.PeerTLSCA,
+		"CORE_PEER_ADDRESS="+org.PeerAddress,
+		"CORE_PEER_LOCALMSPID="+org.MSPID,
+		"CORE_PEER_MSPCONFIGPATH="+filepath.Join(org.Admin, "msp"),
+	)
+	return cmd
+}
+
 // Identity is where the files of one of the network's identities are.
 type Identity struct {
 	Dir  string // the identity's folder
@@ -200,7 +276,7 @@ func WithoutECert() EnrollOption {
 }
 
 // Enroll registers and enrols identity name through org's CA ("org1",
-// "org2") with role ("none" for no role) and, when not "", host. It does
+// "org2", "org3") with role ("none" for no role) and, when not "", host. It does
 // nothing when name already has a certificate, so a long-lived network
 // takes it once. The CA may drop a connection while it is busy, so
 // enroll.sh is tried up to three times; the error holds its output's tail.
