@@ -73,8 +73,9 @@ OPTS = [
         help='Find the operation of each scheduling pass (live migration, '
              'cold migration, resize, evacuate, rebuild, unshelve) from the '
              'instance action in the instance\'s cell database and send it '
-             'to filterd as the _nova_check_type scheduler hint. Costs two '
-             'small database queries per pass.'),
+             'to filterd as the _nova_check_type scheduler hint. A boot '
+             '(a pass without requested_destination) costs no query; a move '
+             'one small query in the instance\'s cell.'),
 ]
 
 

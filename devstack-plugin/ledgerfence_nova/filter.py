@@ -8,12 +8,14 @@ Load it in nova.conf of the nova-scheduler::
     enabled_filters = ...,LedgerfenceFilter
 
     [ledgerfence]
-    url = http://127.0.0.1:9480/scheduler/nova/external
+    url = https://filterd-a:8787/scheduler/nova/external,https://filterd-b:8787
+    ca_file = /etc/ledgerfence/ca.pem
 
 Each scheduling pass sends ONE request with every candidate host, in the body
-of SAP's Nova fork and cobaltcore-dev/cortex, and keeps exactly the hosts
-filterd returns, in filterd's order. When filterd cannot answer, or answers
-something that cannot be trusted, no host passes (unless fail_open).
+of SAP's Nova fork and cobaltcore-dev/cortex, holding only what filterd reads,
+and keeps exactly the hosts filterd returns, in filterd's order. When filterd
+cannot answer, or answers something that cannot be trusted, no host passes
+(unless fail_open).
 """
 
 
