@@ -926,11 +926,12 @@ class TestScale(FilterTestCase):
         hosts.
         """
         from nova import objects
-        from nova.scheduler.filters import aggregate_multitenancy_isolation
+        from nova.scheduler.filters import aggregate_multitenancy_isolation \
+            as multitenancy
         self.use(rig.filterd.webhook_url)
         flt = [f for f in rig.host_manager.enabled_filters
                if type(f).__name__ == 'LedgerfenceFilter'][0]
-        amti = aggregate_multitenancy_isolation.AggregateMultiTenancyIsolation()
+        amti = multitenancy.AggregateMultiTenancyIsolation()
         boot_vm = rig.regulated_vm(*TABLE4_REGULATION)
         move_ctx = novarig.request_context()
         move_vm = rig.regulated_vm(*TABLE4_REGULATION)
