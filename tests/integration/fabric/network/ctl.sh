@@ -39,6 +39,8 @@ for c in "$@"; do
 done
 lf_bin
 
+# start_one NAME [later]: start a component; a peer started "later" is waited for by settle_peer.
+later=()
 start_one() {
   if [[ -n $(lf_pid "$1") ]]; then
     lf_log "$1 is already running (pid $(lf_pid "$1"))"
@@ -57,19 +59,32 @@ start_one() {
         lf_wait_orderer_leader 15 || lf_die "orderer has no Raft leader (log: $LF_DIR/logs/orderer.log)"
       fi
       ;;
-    # a peer is back once it has caught up with the other peers' ledgers and the running peers'
-    # gossip know each other again (so gateways can plan endorsements that need it)
     peer*)
-      lf_wait_caught_up "${1#peer}" 60
-      lf_wait_gossip 60
+      if [[ ${2:-} == later ]]; then
+        later+=("$1")
+      else
+        settle_peer "$1"
+      fi
+      return 0
       ;;
   esac
   lf_log "$1 started (pid $(lf_pid "$1"))"
 }
 
+# settle_peer NAME: a peer is back once it has caught up with the other peers' ledgers and the
+# running peers' gossip know each other again (so gateways can plan endorsements that need it).
+settle_peer() {
+  lf_wait_caught_up "${1#peer}" 60
+  lf_wait_gossip 60
+  lf_log "$1 started (pid $(lf_pid "$1"))"
+}
+
+# Peers named together are started together, then waited for: with three organisations, a peer
+# started while another organisation's peer is down does not learn the running one through gossip
+# until the next block (README.md, "Restarting parts").
 for c in "${comps[@]}"; do
   case $action in
-    start) start_one "$c" ;;
+    start) start_one "$c" later ;;
     stop) lf_stop "$c" TERM ;;
     kill) lf_stop "$c" KILL ;;
     restart)
@@ -80,4 +95,7 @@ for c in "${comps[@]}"; do
     resume) lf_signal "$c" CONT || lf_die "$c is not running" ;;
     *) lf_die "unknown action: $action" ;;
   esac
+done
+for c in "${later[@]}"; do
+  settle_peer "$c"
 done
