@@ -14,8 +14,9 @@
 //
 // Heads: after every commit the ledger's head (its height and the hash of
 // its last entry, package head) is written to a head file next to the bbolt
-// file (HeadFilePath: ledger.db, ledger.head), atomically, before the write
-// returns; with WithHeadSigner it is also signed (SignedHead). The head file
+// file (HeadFilePath: ledger.db, ledger.head), atomically, within
+// headFileInterval and at Close; with WithHeadSigner it is also signed
+// (SignedHead). The head file
 // is what lets Open refuse a file that is not the ledger it was: Open fails
 // on a missing, empty, truncated, corrupt or rolled-back file, and on a chain
 // that does not hold the remembered head. A directory with neither file is a
@@ -117,8 +118,8 @@ type Ledger struct {
 	changed  chan struct{} // closed and replaced after each committed write
 	watchers sync.WaitGroup
 
-	// wmu orders writes: a write commits, then records its head (tip) and
-	// signs it, before the next write starts.
+	// wmu orders writes: a write commits, then records its head (tip),
+	// before the next write starts.
 	wmu sync.Mutex
 	// tip is the head after the last commit, with the genesis.
 	tip atomic.Pointer[remembered]
@@ -130,6 +131,7 @@ type Ledger struct {
 	headKick    chan struct{}
 	headDone    chan struct{}
 
+	signMu  sync.Mutex
 	signed  atomic.Pointer[head.Signed]
 	damaged atomic.Pointer[error]
 
@@ -147,6 +149,9 @@ type options struct {
 	log         *zap.Logger
 	openTimeout time.Duration
 	signer      *head.Signer
+	// noHeadFile keeps the head file as Open found it (benchmarks compare
+	// writes with and without it).
+	noHeadFile bool
 }
 
 // WithClock sets the clock that stamps writes (time.Now by default).
@@ -246,12 +251,14 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 			return refuse(err, fmt.Sprintf("cannot write its head file: %v", err))
 		}
 	}
-	if err := l.sign(); err != nil {
+	if err := l.sign(false); err != nil {
 		l.Close()
 		return refuse(err, fmt.Sprintf("cannot sign its head: %v", err))
 	}
-	l.headKick, l.headDone = make(chan struct{}, 1), make(chan struct{})
-	go l.headLoop()
+	if !o.noHeadFile {
+		l.headKick, l.headDone = make(chan struct{}, 1), make(chan struct{})
+		go l.headLoop()
+	}
 	return l, nil
 }
 
@@ -341,12 +348,20 @@ func checkFormat(tx *bolt.Tx) error {
 	return err
 }
 
-// sign signs the tip, when the ledger has a signer.
-func (l *Ledger) sign() error {
+// sign signs the tip, when the ledger has a signer, unless (again false)
+// the head signed last is the tip. The tip is read under signMu, so that the
+// head signed last never goes back.
+func (l *Ledger) sign(again bool) error {
 	if l.signer == nil {
 		return nil
 	}
-	s, err := l.signer.Sign(l.tip.Load().Head, l.clock())
+	l.signMu.Lock()
+	defer l.signMu.Unlock()
+	tip := l.tip.Load().Head
+	if s := l.signed.Load(); !again && s != nil && s.Head == tip {
+		return nil
+	}
+	s, err := l.signer.Sign(tip, l.clock())
 	if err != nil {
 		return err
 	}

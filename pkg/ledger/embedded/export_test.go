@@ -10,6 +10,11 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
 
+// WithoutHeadFile leaves the head file as Open found it: a write without
+// the work that follows it for its head (with no signer either, the writes
+// of before heads existed).
+func WithoutHeadFile() Option { return func(o *options) { o.noHeadFile = true } }
+
 // PutBatch makes puts of hosts (filter.Host) and regulations
 // (filter.Regulation: its subject and rules), in order, as PutHost and
 // PutRegulation make them, batch of them per bbolt transaction: benchmarks

@@ -62,18 +62,13 @@ func (l *Ledger) HashAt(ctx context.Context, height uint64) (string, error) {
 	return hash, err
 }
 
-// SignedHead returns the head signed after the last commit (or at open),
-// by the signer of WithHeadSigner. Errors: ErrNotFound when the ledger has no
-// signer, ErrUnavailable.
+// SignedHead returns the head after the last commit, signed by the signer
+// of WithHeadSigner: the head signed last, or, when a commit came after it,
+// the new head signed now (a write does not wait for its signature; filterd
+// signs each new head as it sees it). Errors: ErrNotFound when the ledger
+// has no signer, ErrUnavailable.
 func (l *Ledger) SignedHead(ctx context.Context) (head.Signed, error) {
-	if err := l.ready(ctx); err != nil {
-		return head.Signed{}, err
-	}
-	s := l.signed.Load()
-	if s == nil {
-		return head.Signed{}, ledger.Errorf(ledger.ErrNotFound, head.ErrNoHeads, "this embedded ledger signs no heads")
-	}
-	return *s, nil
+	return l.signTip(ctx, false)
 }
 
 // SignHead signs the current head again, now, and returns it; SignedHead
@@ -81,15 +76,20 @@ func (l *Ledger) SignedHead(ctx context.Context) (head.Signed, error) {
 // heads' times say the ledger was still at that head then. Errors: as
 // SignedHead's.
 func (l *Ledger) SignHead(ctx context.Context) (head.Signed, error) {
+	return l.signTip(ctx, true)
+}
+
+func (l *Ledger) signTip(ctx context.Context, again bool) (head.Signed, error) {
 	if err := l.ready(ctx); err != nil {
 		return head.Signed{}, err
 	}
 	if l.signer == nil {
-		return l.SignedHead(ctx)
+		return head.Signed{}, ledger.Errorf(ledger.ErrNotFound, head.ErrNoHeads, "this embedded ledger signs no heads")
 	}
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	if err := l.sign(); err != nil {
+	if s := l.signed.Load(); !again && s != nil && s.Head == l.tip.Load().Head {
+		return *s, nil
+	}
+	if err := l.sign(again); err != nil {
 		return head.Signed{}, ledger.Errorf(ledger.ErrUnavailable, err, "the head cannot be signed")
 	}
 	return *l.signed.Load(), nil

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
-	"go.uber.org/zap"
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
@@ -22,8 +21,8 @@ func writer(ctx context.Context) ledger.Writer {
 }
 
 // update runs fn in a write transaction, synced to disk on commit, and
-// then records and signs the new head, before the next write may start;
-// the head file follows (headLoop). fn returns the entry it appended, nil
+// then records the new head, before the next write may start; the head
+// file follows (headLoop), and its signature when asked for (SignedHead). fn returns the entry it appended, nil
 // when the write was a no-op. A context that ends while the write waits for
 // its turn cancels it: nothing is written. Watchers are woken after the
 // commit. While the head file cannot be written, no write is accepted.
@@ -62,9 +61,6 @@ func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error
 	}
 	l.tip.Store(&tip)
 	l.kickHead()
-	if err := l.sign(); err != nil {
-		l.log.Error("the head cannot be signed", zap.Error(err))
-	}
 	l.notify()
 	return nil
 }
