@@ -216,3 +216,31 @@ func inUse(t testing.TB, data []byte) int {
 	}
 	return hwm
 }
+
+// TestDamagedWhileOpen: a file damaged under an open ledger (here cut
+// short, so that reading its pages faults) makes the read fail with an
+// error, never a crash, and the ledger refuses every call from then on.
+func TestDamagedWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, embedded.FileName)
+	l := openAt(t, path)
+	ctx := as(alice)
+	for i := range 300 {
+		mustPutHost(t, l, ctx, host(fmt.Sprintf("cmp-%03d", i), "JP", "CompanyA"))
+	}
+	if err := os.Truncate(path, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.ListHosts(context.Background(), "", embedded.MaxListLimit); !errors.Is(err, ledger.ErrUnavailable) || !errors.Is(err, embedded.ErrCorrupt) {
+		t.Fatalf("ListHosts of a cut file = %v, want ErrUnavailable and ErrCorrupt", err)
+	}
+	if err := l.Damaged(); err == nil {
+		t.Fatal("the ledger is not marked damaged")
+	}
+	if _, _, err := l.PutHost(ctx, host("cmp-new", "JP", "CompanyA")); !errors.Is(err, ledger.ErrUnavailable) {
+		t.Errorf("a write to a damaged ledger = %v, want ErrUnavailable", err)
+	}
+	if _, err := l.Lookup(context.Background(), nil, []string{"cmp-001"}); !errors.Is(err, ledger.ErrUnavailable) {
+		t.Errorf("a lookup on a damaged ledger = %v, want ErrUnavailable", err)
+	}
+}

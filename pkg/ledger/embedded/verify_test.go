@@ -313,8 +313,10 @@ func TestVerifyHead(t *testing.T) {
 	if !errors.Is(err, ErrTampered) || rep.BrokenSeq != kept.Height || !strings.Contains(rep.Problem, "expected head") {
 		t.Errorf("ExpectHead(%s) of the rewritten chain: %+v, %v; want the expected head not found", kept, rep, err)
 	}
-	if _, err := Open(path); err != nil {
+	if l, err := Open(path); err != nil {
 		t.Errorf("Open of a chain and head file rewritten together: %v (only a head kept elsewhere tells)", err)
+	} else {
+		l.Close()
 	}
 }
 
