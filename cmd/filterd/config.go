@@ -38,6 +38,9 @@ type config struct {
 	MaxBody          int64
 	MaxBuffered      int64
 	MaxInFlight      int
+	MaxRESTInFlight  int
+	MaxConnections   int
+	MaxRegulations   int
 	MaxLargeInFlight int
 	ReadTimeout      time.Duration
 	MaxHeaderBytes   int
@@ -80,6 +83,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Int64Var(&c.MaxBody, "max-body", api.DefaultMaxBodyBytes, "largest webhook request body, in bytes (larger: answered {\"hosts\": []})")
 	fs.Int64Var(&c.MaxBuffered, "max-buffered", api.DefaultMaxBuffered, "webhook bodies held in memory at once, in bytes; bodies over 1 MiB may use half (past it: {\"hosts\": []}, outcome overloaded)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", api.DefaultMaxInFlight, "webhook requests being decided at once (past it: {\"hosts\": []} at once, outcome overloaded)")
+	fs.IntVar(&c.MaxRESTInFlight, "max-rest-in-flight", api.DefaultMaxRESTInFlight, "heavy REST reads (checks, lookups, host listings, histories) answered at once (past it: 503)")
+	fs.IntVar(&c.MaxConnections, "max-connections", 1024, "connections held open at once; past it the one idle longest is closed")
+	fs.IntVar(&c.MaxRegulations, "max-regulations", cache.DefaultMaxRegulations, "regulation entries (a subject's regulation, or that it has none) cached; past it some are dropped and read again when needed")
 	fs.IntVar(&c.MaxLargeInFlight, "max-large-in-flight", api.DefaultMaxLargeInFlight, "webhook requests with a body over 1 MiB (about 7,000 hosts) decided at once; the others wait up to --decision-timeout for their turn, then get {\"hosts\": []}")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", api.DefaultReadTimeout, "longest time to receive a webhook request's body (past it: {\"hosts\": []}); keep it below Nova's timeout")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header, in bytes")
@@ -145,7 +151,8 @@ func (c *config) validate() error {
 		name string
 		v    int
 		min  int
-	}{{"--max-in-flight", c.MaxInFlight, 1}, {"--max-large-in-flight", c.MaxLargeInFlight, 1}, {"--max-header-bytes", c.MaxHeaderBytes, 4096}, {"--max-streams", c.MaxStreams, 1},
+	}{{"--max-in-flight", c.MaxInFlight, 1}, {"--max-large-in-flight", c.MaxLargeInFlight, 1}, {"--max-rest-in-flight", c.MaxRESTInFlight, 1},
+		{"--max-connections", c.MaxConnections, 16}, {"--max-regulations", c.MaxRegulations, 1000}, {"--max-header-bytes", c.MaxHeaderBytes, 4096}, {"--max-streams", c.MaxStreams, 1},
 		{"--decision-bytes", c.DecisionBytes, 1 << 20}, {"--max-absent-hosts", c.MaxAbsentHosts, 1000}} {
 		if b.v < b.min {
 			errs = append(errs, fmt.Errorf("%s must be at least %d", b.name, b.min))

@@ -133,6 +133,9 @@ func undecidable() []struct{ name, body, why string } {
 		{"context a string", fcEdited(func(m, _ map[string]any) { m["context"] = "req-1" }), "context"},
 		{"live a string", fcEdited(func(m, _ map[string]any) { m["live"] = "yes" }), "live"},
 		{"nested 10,000 deep", deep, "instance_uuid"},
+		{"a host name of 256 bytes", fcEdited(func(m, _ map[string]any) {
+			m["hosts"] = []any{map[string]any{"host": "hm1"}, map[string]any{"host": strings.Repeat("h", 256)}}
+		}), "longer than 255"},
 		{"body over --max-body", over, "larger than --max-body"},
 	}
 }
@@ -415,4 +418,34 @@ func waitMetric(t *testing.T, base, name string, ok func(float64) bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s stayed at %s", name, last)
+}
+
+// A client holding many idle connections cannot keep Nova out: past
+// --max-connections the connection idle longest is closed.
+func TestIdleConnectionsCannotKeepNovaOut(t *testing.T) {
+	base := failClosedServer(t, "--max-connections", "16")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	dial := func(n int) {
+		for range n {
+			c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+	}
+	dial(40)
+	time.Sleep(1100 * time.Millisecond) // silent for longer than a connection may be before it can be closed
+	dial(40)
+	nova := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, body := postRaw(t, nova, base, fcEdited(func(_, _ map[string]any) {}), false)
+	if resp.StatusCode != http.StatusOK || body != `{"hosts":["hm1"]}`+"\n" {
+		t.Fatalf("Nova's request among 40 idle connections: %d %q", resp.StatusCode, body)
+	}
+	waitMetric(t, base, `ledgerfence_limit_exceeded_total{limit="max_connections"}`, func(v float64) bool { return v >= 24 })
 }

@@ -91,6 +91,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		MaxBuffered:      cfg.MaxBuffered,
 		MaxInFlight:      cfg.MaxInFlight,
 		MaxLargeInFlight: cfg.MaxLargeInFlight,
+		MaxRESTInFlight:  cfg.MaxRESTInFlight,
 		ReadTimeout:      cfg.ReadTimeout,
 		MaxStreams:       cfg.MaxStreams,
 		Decisions:        cfg.Decisions,
@@ -99,6 +100,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	}
 	cacheCfg := led.cache
 	cacheCfg.MaxAbsentHosts = cfg.MaxAbsentHosts
+	cacheCfg.MaxRegulations = cfg.MaxRegulations
 	cacheCfg.MaxStaleness = cfg.MaxStaleness
 	if cfg.NATS != "" {
 		pub, err := notify.Connect(cfg.NATS, notify.WithName("filterd"), notify.WithLogger(log.Named("notify")), notify.WithRegisterer(reg))
@@ -152,11 +154,12 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		// API by this, and the event stream lifts it.
 		ReadTimeout:    60 * time.Second,
 		WriteTimeout:   60 * time.Second, // the event stream sets its own per write
-		IdleTimeout:    120 * time.Second,
+		IdleTimeout:    30 * time.Second,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
 		ErrorLog:       zap.NewStdLog(log.Named("http")),
 		TLSConfig:      tlsConfig,
 	}
+	hs.ConnState = srv.ConnState(cfg.MaxConnections)
 	hs.RegisterOnShutdown(srv.Close)
 
 	runCtx, stop := context.WithCancel(ctx)

@@ -29,6 +29,11 @@ const (
 	LimitLargeInFlight = "max_large_in_flight"
 	// LimitReadTimeout: a webhook body not received within --read-timeout.
 	LimitReadTimeout = "read_timeout"
+	// LimitRESTInFlight: a heavy REST read over --max-rest-in-flight.
+	LimitRESTInFlight = "max_rest_in_flight"
+	// LimitConnections: a connection closed to keep them within
+	// --max-connections.
+	LimitConnections = "max_connections"
 	// LimitStreams: event streams over --max-streams.
 	LimitStreams = "max_streams"
 	// LimitDecisionBytes: decisions evicted early to keep the store under
@@ -38,7 +43,7 @@ const (
 
 // Limits lists every limit label.
 func Limits() []string {
-	return []string{LimitMaxBody, LimitBuffered, LimitInFlight, LimitLargeInFlight, LimitReadTimeout, LimitStreams, LimitDecisionBytes}
+	return []string{LimitMaxBody, LimitBuffered, LimitInFlight, LimitLargeInFlight, LimitReadTimeout, LimitRESTInFlight, LimitConnections, LimitStreams, LimitDecisionBytes}
 }
 
 // admission bounds the webhook's work: the bytes of request bodies held in
@@ -126,17 +131,35 @@ func (a *admission) enter() bool {
 	return true
 }
 
-// leave ends what enter (and, for a large body, the wait for its turn)
-// began.
-func (a *admission) leave(large bool) {
-	if large {
-		<-a.large
-	}
-	a.inFlight.Add(-1)
+// ticket is what one webhook request holds of the admission: the bytes its
+// body took, its place among the requests being decided, and the large
+// requests' turn.
+type ticket struct {
+	a              *admission
+	held           int64
+	entered, large bool
 }
 
-// readChunk is how much of a body is read (and charged) at a time.
-const readChunk = 64 << 10
+// release gives back all the ticket holds; a second call does nothing.
+func (t *ticket) release() {
+	if t.large {
+		<-t.a.large
+		t.large = false
+	}
+	if t.entered {
+		t.a.inFlight.Add(-1)
+		t.entered = false
+	}
+	t.a.release(t.held)
+	t.held = 0
+}
+
+// readChunk is how much of a body is read (and charged) at a time, at most;
+// firstRead what is set aside before any byte arrived.
+const (
+	readChunk = 64 << 10
+	firstRead = 1 << 10
+)
 
 // errOverBudget, errTooLarge: why readBody stopped.
 var (
@@ -154,7 +177,9 @@ func (a *admission) readBody(body io.Reader, declared, limit int64, buf *bytes.B
 	buf.Reset()
 	large := declared < 0 || declared > a.largeBody
 	for {
-		buf.Grow(readChunk)
+		// Memory grows with what arrived, from a small first read, never
+		// with what is declared.
+		buf.Grow(min(readChunk, max(firstRead, buf.Len())))
 		b := buf.AvailableBuffer()
 		b = b[:min(cap(b), readChunk)]
 		n, rerr := body.Read(b)
@@ -198,6 +223,12 @@ func isTimeout(err error) bool {
 // setReadDeadline bounds the time to receive a webhook request's body.
 func setReadDeadline(w http.ResponseWriter, start time.Time, d time.Duration) {
 	_ = http.NewResponseController(w).SetReadDeadline(start.Add(d))
+}
+
+// setWriteDeadline bounds the time for the answer to leave: a client that
+// does not read it holds only its connection, for that long.
+func setWriteDeadline(w http.ResponseWriter, d time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
 
 func formatBytes(n int64) string { return strconv.FormatInt(n, 10) + " bytes" }

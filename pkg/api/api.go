@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,9 @@ const (
 	// once; on two cores a thousand-host decision takes well under a
 	// millisecond, so a queue of 64 is already 30 ms of work.
 	DefaultMaxInFlight = 64
+	// DefaultMaxRESTInFlight: heavy REST reads answered at once; a core's
+	// worth, so that the other is the webhook's.
+	DefaultMaxRESTInFlight = 2
 	// DefaultMaxLargeInFlight: large bodies are decided one at a time, so
 	// that a flood of them leaves ordinary requests a core.
 	DefaultMaxLargeInFlight = 1
@@ -124,6 +128,8 @@ type Config struct {
 	// LargeBody may use only half of it.
 	MaxBuffered int64
 	LargeBody   int64
+	// MaxRESTInFlight bounds the heavy REST reads answered at once.
+	MaxRESTInFlight int
 	// MaxInFlight bounds the webhook requests being decided at once;
 	// MaxLargeInFlight those with a body over LargeBody.
 	MaxInFlight      int
@@ -154,7 +160,7 @@ type Config struct {
 
 func (c *Config) defaults() error {
 	if c.MaxBodyBytes < 0 || c.Decisions < 0 || c.DecisionBytes < 0 || c.Heartbeat < 0 || c.DecisionTimeout < 0 ||
-		c.MaxBuffered < 0 || c.LargeBody < 0 || c.MaxInFlight < 0 || c.MaxLargeInFlight < 0 || c.ReadTimeout < 0 || c.MaxStreams < 0 || c.StreamWriteTimeout < 0 {
+		c.MaxBuffered < 0 || c.LargeBody < 0 || c.MaxInFlight < 0 || c.MaxLargeInFlight < 0 || c.MaxRESTInFlight < 0 || c.ReadTimeout < 0 || c.MaxStreams < 0 || c.StreamWriteTimeout < 0 {
 		return errors.New("api: negative config value")
 	}
 	for _, d := range []struct {
@@ -168,7 +174,7 @@ func (c *Config) defaults() error {
 	for _, d := range []struct {
 		v   *int
 		def int
-	}{{&c.MaxInFlight, DefaultMaxInFlight}, {&c.MaxLargeInFlight, DefaultMaxLargeInFlight}, {&c.MaxStreams, DefaultMaxStreams}, {&c.DecisionBytes, DefaultDecisionBytes}} {
+	}{{&c.MaxInFlight, DefaultMaxInFlight}, {&c.MaxLargeInFlight, DefaultMaxLargeInFlight}, {&c.MaxRESTInFlight, DefaultMaxRESTInFlight}, {&c.MaxStreams, DefaultMaxStreams}, {&c.DecisionBytes, DefaultDecisionBytes}} {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
@@ -227,6 +233,7 @@ type Server struct {
 	m         *metrics
 	decisions *decisionStore
 	adm       *admission
+	restSlots chan struct{}
 	streams   atomic.Int64 // event streams being served
 	mux       *http.ServeMux
 	scratch   sync.Pool
@@ -264,6 +271,7 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 		m:         m,
 		decisions: newDecisionStore(cfg.Decisions, cfg.DecisionBytes),
 		adm:       newAdmission(cfg.MaxBuffered, cfg.LargeBody, cfg.MaxInFlight, cfg.MaxLargeInFlight),
+		restSlots: make(chan struct{}, cfg.MaxRESTInFlight),
 		mux:       http.NewServeMux(),
 	}
 	s.decisions.evicted = func() { m.limit(LimitDecisionBytes) }
@@ -306,28 +314,56 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 		s.mux.Handle(pattern, s.m.instrument(pattern, h))
 	}
 	s.mux.HandleFunc(nova.Path, s.webhook)
-	handle("/v1/hosts", methods{http.MethodGet: s.read(s.listHosts)})
+	handle("/v1/hosts", methods{http.MethodGet: s.read(s.heavy(s.listHosts))})
 	handle("/v1/hosts/{host}", methods{http.MethodGet: s.read(s.getHost), http.MethodPut: s.write(s.putHost)})
 	handle("/v1/regulations/{subject}", methods{
 		http.MethodGet:    s.read(s.getRegulation),
 		http.MethodPut:    s.write(s.putRegulation),
 		http.MethodDelete: s.write(s.deleteRegulation),
 	})
-	handle("/v1/history/hosts/{host}", methods{http.MethodGet: s.read(s.hostHistory)})
-	handle("/v1/history/regulations/{subject}", methods{http.MethodGet: s.read(s.regulationHistory)})
-	handle("/v1/check", methods{http.MethodPost: s.read(s.check)})
+	handle("/v1/history/hosts/{host}", methods{http.MethodGet: s.read(s.heavy(s.hostHistory))})
+	handle("/v1/history/regulations/{subject}", methods{http.MethodGet: s.read(s.heavy(s.regulationHistory))})
+	handle("/v1/check", methods{http.MethodPost: s.read(s.heavy(s.check))})
 	handle("/v1/decisions", methods{http.MethodGet: s.read(s.listDecisions)})
 	handle("/v1/decisions/{id}", methods{http.MethodGet: s.read(s.getDecision)})
 	handle("/v1/ledger", methods{http.MethodGet: s.read(s.ledgerInfo)})
 	handle("/v1/ledger/head", methods{http.MethodGet: s.read(s.ledgerHead)})
-	handle("/v1/lookup", methods{http.MethodPost: s.read(s.lookup)})
+	handle("/v1/lookup", methods{http.MethodPost: s.read(s.heavy(s.lookup))})
 	handle("/v1/events", methods{http.MethodGet: s.read(s.events)})
 	s.mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.Handle("/healthz", methods{http.MethodGet: s.healthz})
 	s.mux.Handle("/readyz", methods{http.MethodGet: s.readyz})
 	handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+clip(r.URL.Path))
+		if r.Method == http.MethodPost && !strings.HasPrefix(r.URL.Path, "/v1/") {
+			// A Nova configured with a wrong path gets no host, not an
+			// error it would answer by taking every host.
+			d := &decision{id: newDecisionID(), time: s.cfg.Clock(), operation: opUnknown}
+			w.Header().Set(HeaderDecision, d.id)
+			s.undecided(w, r, d, nil, OutcomeRequestInvalid, "no such endpoint: POST "+filter.Clip(r.URL.Path)+
+				"; Nova's webhook is "+nova.Path)
+			return
+		}
+		writeError(w, http.StatusNotFound, "no such endpoint: "+filter.Clip(r.URL.Path))
 	}))
+}
+
+// heavy bounds the REST reads whose work grows with their input or the
+// ledger (checks, lookups, listings, histories) to --max-rest-in-flight at
+// once, so that they cannot take the cores and memory the webhook needs;
+// past it they get 503.
+func (s *Server) heavy(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case s.restSlots <- struct{}{}:
+			defer func() { <-s.restSlots }()
+			h(w, r)
+		default:
+			s.m.limit(LimitRESTInFlight)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "too many REST reads are being answered (--max-rest-in-flight "+
+				strconv.Itoa(cap(s.restSlots))+"); retry later")
+		}
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -461,12 +497,4 @@ func validationError(w http.ResponseWriter, err error) {
 		return
 	}
 	writeError(w, http.StatusBadRequest, "invalid input")
-}
-
-// clip shortens client-supplied text echoed in a message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

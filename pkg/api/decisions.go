@@ -62,8 +62,11 @@ type Decision struct {
 	// Error says why the decision failed closed.
 	Error      string  `json:"error,omitempty"`
 	DurationMS float64 `json:"duration_ms"`
-	// Verdicts, one per candidate in Nova's order; left out of listings.
-	Verdicts []decide.Verdict `json:"verdicts,omitempty"`
+	// Verdicts, one per candidate in Nova's order; left out of listings,
+	// and not kept for decisions of more than 20,000 hosts
+	// (VerdictsOmitted).
+	Verdicts        []decide.Verdict `json:"verdicts,omitempty"`
+	VerdictsOmitted bool             `json:"verdicts_omitted,omitempty"`
 }
 
 func verdictViews(vs []filter.Verdict) []decide.Verdict {
@@ -104,6 +107,7 @@ func (d *decision) view(withVerdicts bool) Decision {
 	}
 	if withVerdicts {
 		v.Verdicts = verdictViews(unpackVerdicts(d.verdicts, d.n, d.regulations))
+		v.VerdictsOmitted = d.n > 0 && len(d.verdicts) == 0
 	}
 	return v
 }

@@ -68,7 +68,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "body: "+clipMsg(jsonMessage(err)))
+		writeError(w, http.StatusBadRequest, "body: "+filter.Clip(jsonMessage(err)))
 		return err
 	}
 	if dec.More() {
@@ -121,7 +121,7 @@ func (s *Server) putHost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if in.Host != "" && in.Host != name {
-		writeError(w, http.StatusBadRequest, "host: the body names "+strconv.Quote(clip(in.Host))+", the path "+strconv.Quote(clip(name)))
+		writeError(w, http.StatusBadRequest, "host: the body names "+strconv.Quote(filter.Clip(in.Host))+", the path "+strconv.Quote(filter.Clip(name)))
 		return
 	}
 	h, err := filter.NormalizeHost(filter.Host{Name: name, Country: in.Country, Organizations: in.Organizations, Region: in.Region})
@@ -347,7 +347,9 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 			sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: n})
 		}
 	}
-	dec, err := s.decide(r.Context(), sc, in.InstanceUUID, in.ProjectID)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DecisionTimeout)
+	defer cancel()
+	dec, err := s.decide(ctx, sc, in.InstanceUUID, in.ProjectID)
 	if err != nil {
 		s.log.Warn("check: the ledger could not answer", zap.String("instance_uuid", in.InstanceUUID), zap.String("project_id", in.ProjectID), zap.Error(err))
 		writeError(w, http.StatusServiceUnavailable, "the ledger could not answer for this VM; retry later")

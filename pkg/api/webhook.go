@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -41,6 +40,11 @@ func newScratch() *scratch {
 
 // maxPooledHosts keeps the scratch of huge requests out of the pool.
 const maxPooledHosts = 20_000
+
+// maxKeptVerdicts: the decision store keeps the verdicts of a decision of
+// at most this many hosts (about 300 KiB packed); of a larger one, its
+// counts and summary only.
+const maxKeptVerdicts = 20_000
 
 func (s *Server) getScratch() *scratch {
 	sc := s.scratch.Get().(*scratch)
@@ -88,77 +92,93 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 
 	sc := s.getScratch()
 	defer s.putScratch(sc)
-	held, outcome, why := s.readRequest(r, sc)
-	defer s.adm.release(held)
+	tk := &ticket{a: s.adm}
+	defer tk.release()
+	outcome, why := s.readRequest(r, sc, tk)
 	if why != "" {
 		s.undecided(w, r, d, nil, outcome, why)
 		return
 	}
-	large := int64(sc.body.Len()) > s.adm.largeBody
-	if why := s.admit(r.Context(), large); why != "" {
+	// One deadline from here on: the wait for a turn and the decision.
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DecisionTimeout)
+	defer cancel()
+	if why := s.admit(ctx, tk, int64(sc.body.Len()) > s.adm.largeBody); why != "" {
 		s.undecided(w, r, d, nil, OutcomeOverloaded, why)
 		return
 	}
-	defer s.adm.leave(large)
 	req, why := s.decodeRequest(sc)
 	if why != "" {
 		s.undecided(w, r, d, req, OutcomeRequestInvalid, why)
 		return
 	}
+	d.describe(req)
+	s.candidates(sc, req)
+	if why := s.admit(ctx, tk, len(sc.q.Candidates) > largeHosts); why != "" {
+		s.undecided(w, r, d, req, OutcomeOverloaded, why)
+		return
+	}
 
-	dec, resolveErr := s.decideRequest(r.Context(), sc, d, req)
+	dec, resolveErr := s.decide(ctx, sc, d.instance, d.project)
+	d.height = dec.Height
 	s.record(d, &dec, resolveErr)
+	tk.release() // the answer may be slow to leave; its memory is the scratch's
 	s.answer(w, sc, dec.Verdicts)
 	s.report(d, &dec.Result, resolveErr)
 }
 
-// readRequest reads the body within the admission's bounds. why, when not
-// empty, says why the request cannot be decided, and outcome counts it.
-// held is the budget the body took.
-func (s *Server) readRequest(r *http.Request, sc *scratch) (held int64, outcome, why string) {
+// largeHosts: a request with more distinct hosts than this is decided in
+// the large requests' turn (--max-large-in-flight), whatever its body's size.
+const largeHosts = 5_000
+
+// readRequest reads the body within the admission's bounds, charging tk.
+// why, when not empty, says why the request cannot be decided, and outcome
+// counts it.
+func (s *Server) readRequest(r *http.Request, sc *scratch, tk *ticket) (outcome, why string) {
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		s.m.limit(LimitMaxBody)
-		return 0, OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
+		return OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
 	}
 	held, err := s.adm.readBody(r.Body, r.ContentLength, s.cfg.MaxBodyBytes, &sc.body)
+	tk.held = held
 	switch {
 	case err == nil:
-		return held, "", ""
+		return "", ""
 	case errors.Is(err, errTooLarge):
 		s.m.limit(LimitMaxBody)
-		return held, OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
+		return OutcomeRequestInvalid, "request body is larger than --max-body (" + formatBytes(s.cfg.MaxBodyBytes) + ")"
 	case errors.Is(err, errOverBudget):
 		s.m.limit(LimitBuffered)
-		return held, OutcomeOverloaded, "webhook bodies held in memory are at --max-buffered (" + formatBytes(s.adm.maxBuffered) + ")"
+		return OutcomeOverloaded, "webhook bodies held in memory are at --max-buffered (" + formatBytes(s.adm.maxBuffered) + ")"
 	case isTimeout(err):
 		s.m.limit(LimitReadTimeout)
-		return held, OutcomeRequestInvalid, "request body not received within --read-timeout (" + s.cfg.ReadTimeout.String() + ")"
+		return OutcomeRequestInvalid, "request body not received within --read-timeout (" + s.cfg.ReadTimeout.String() + ")"
 	}
-	return held, OutcomeRequestInvalid, "could not read the request body"
+	return OutcomeRequestInvalid, "could not read the request body"
 }
 
 // admit lets a request be decided, or says why not: too many are, or a
-// large body (over 1 MiB, Nova's request for about 7,000 hosts) waited
-// longer than --decision-timeout for its turn. Large bodies are decided
-// one at a time (--max-large-in-flight), so that however many arrive,
-// ordinary requests keep a core.
-func (s *Server) admit(ctx context.Context, large bool) string {
-	if !s.adm.enter() {
-		s.m.limit(LimitInFlight)
-		return "too many webhook requests are being decided (--max-in-flight " + strconv.Itoa(int(s.adm.maxInFlight)) + ")"
+// large one (a body over 1 MiB, about 7,000 hosts, or more than largeHosts
+// hosts) waited past the decision's deadline (ctx) for its turn. Large
+// requests are decided one at a time (--max-large-in-flight), so that
+// however many arrive, ordinary requests keep a core. It is called again
+// once the hosts are counted; what tk holds already is not taken twice.
+func (s *Server) admit(ctx context.Context, tk *ticket, large bool) string {
+	if !tk.entered {
+		if !s.adm.enter() {
+			s.m.limit(LimitInFlight)
+			return "too many webhook requests are being decided (--max-in-flight " + strconv.Itoa(int(s.adm.maxInFlight)) + ")"
+		}
+		tk.entered = true
 	}
-	if !large {
+	if !large || tk.large {
 		return ""
 	}
-	t := time.NewTimer(s.cfg.DecisionTimeout)
-	defer t.Stop()
 	select {
 	case s.adm.large <- struct{}{}:
+		tk.large = true
 		return ""
-	case <-t.C:
 	case <-ctx.Done():
 	}
-	s.adm.leave(false)
 	s.m.limit(LimitLargeInFlight)
 	return "large webhook requests waited longer than --decision-timeout for their turn (--max-large-in-flight " +
 		strconv.Itoa(cap(s.adm.large)) + ")"
@@ -170,10 +190,16 @@ func (s *Server) admit(ctx context.Context, large bool) string {
 func (s *Server) decodeRequest(sc *scratch) (req *nova.Request, why string) {
 	decoded, err := sc.dec.Decode(sc.body.Bytes())
 	if err != nil {
-		return nil, clipMsg(err.Error())
+		return nil, filter.Clip(err.Error())
 	}
 	sc.req = decoded
 	req = &sc.req
+	for i := range req.Hosts {
+		// Nova's host names are at most 255 bytes (its database's column).
+		if len(req.Hosts[i].Host) > filter.MaxHostNameLen {
+			return req, "hosts[" + strconv.Itoa(i) + "]: a host name longer than " + strconv.Itoa(filter.MaxHostNameLen) + " bytes"
+		}
+	}
 	uuid, err := filter.NormalizeUUID(req.Spec.Data.InstanceUUID)
 	if err != nil {
 		return req, "spec instance_uuid: " + err.Error()
@@ -189,18 +215,14 @@ func (s *Server) decodeRequest(sc *scratch) (req *nova.Request, why string) {
 	return req, ""
 }
 
-// decideRequest decides on each distinct host of req (a repeated host is
-// decided once) and fills d's input.
-func (s *Server) decideRequest(ctx context.Context, sc *scratch, d *decision, req *nova.Request) (decide.Decision, error) {
-	d.describe(req)
+// candidates makes the decision's candidates of req's hosts, each once (a
+// repeated host is decided once).
+func (s *Server) candidates(sc *scratch, req *nova.Request) {
 	for i := range req.Hosts {
 		if !sc.dec.Repeated(i) {
 			sc.q.Candidates = append(sc.q.Candidates, filter.Candidate{Name: req.Hosts[i].Host})
 		}
 	}
-	dec, err := s.decide(ctx, sc, d.instance, d.project)
-	d.height = dec.Height
-	return dec, err
 }
 
 // describe fills what d knows of the request before any decision.
@@ -208,8 +230,8 @@ func (d *decision) describe(req *nova.Request) {
 	if req == nil {
 		return
 	}
-	d.requestID = req.RequestID()
-	d.instance = req.Spec.Data.InstanceUUID
+	d.requestID = filter.Clip(req.RequestID())
+	d.instance = filter.Clip(req.Spec.Data.InstanceUUID)
 	d.project = req.Spec.Data.ProjectID
 	d.operation = req.Operation()
 	d.hosts = len(req.Hosts)
@@ -225,7 +247,9 @@ func (s *Server) record(d *decision, dec *decide.Decision, resolveErr error) {
 	d.allowed = dec.Allowed
 	d.regulated = dec.Regulated
 	d.regulations = append(d.regulations, dec.Regulations...)
-	d.verdicts = packVerdicts(s.decisions.buffer(), dec.Verdicts, d.regulations)
+	if len(dec.Verdicts) <= maxKeptVerdicts {
+		d.verdicts = packVerdicts(s.decisions.buffer(), dec.Verdicts, d.regulations)
+	}
 	d.duration = s.cfg.Clock().Sub(d.time)
 	s.decisions.add(d)
 }
@@ -233,6 +257,7 @@ func (s *Server) record(d *decision, dec *decide.Decision, resolveErr error) {
 // answer writes Nova's answer: the passing hosts, once each, in the order
 // received.
 func (s *Server) answer(w http.ResponseWriter, sc *scratch, verdicts []filter.Verdict) {
+	setWriteDeadline(w, s.cfg.ReadTimeout)
 	sc.out = appendAnswer(sc.out[:0], verdicts)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(sc.out)))
@@ -275,6 +300,7 @@ func (s *Server) undecided(w http.ResponseWriter, r *http.Request, d *decision, 
 	d.height = s.cache.Height()
 	d.duration = s.cfg.Clock().Sub(d.time)
 	s.decisions.add(d)
+	setWriteDeadline(w, s.cfg.ReadTimeout)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(emptyAnswer)))
 	w.WriteHeader(http.StatusOK)
@@ -299,7 +325,7 @@ func (s *Server) undecided(w http.ResponseWriter, r *http.Request, d *decision, 
 const emptyAnswer = `{"hosts":[]}` + "\n"
 
 // decide is the one decision (package decide) on sc.q.Candidates for a VM
-// and its project, from the cache, within --decision-timeout. When the cache
+// and its project, from the cache, within ctx's deadline. When the cache
 // cannot answer, every candidate is denied with ledger_unavailable (fail
 // closed) and the error is returned for the log.
 func (s *Server) decide(ctx context.Context, sc *scratch, uuid, project string) (decide.Decision, error) {
@@ -308,8 +334,6 @@ func (s *Server) decide(ctx context.Context, sc *scratch, uuid, project string) 
 	if err != nil { // the callers validated the identifiers
 		return decide.Decision{Result: filter.Unavailable(sc.q.Candidates)}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DecisionTimeout)
-	defer cancel()
 	dec, err := decide.DecideSubjects(ctx, cacheResolver{s.cache, &sc.q}, sc.verdicts, subjects, nil, sc.q.Candidates,
 		filter.Options{DenyUnregulated: s.cfg.DenyUnregulated})
 	sc.verdicts = dec.Verdicts
@@ -433,12 +457,4 @@ func jsonPlain(s string) bool {
 		}
 	}
 	return true
-}
-
-// clipMsg bounds a message built from client input.
-func clipMsg(s string) string {
-	if len(s) > 256 {
-		return s[:256] + "..."
-	}
-	return s
 }

@@ -715,3 +715,80 @@ func TestAppendAnswerIsEncodingJSON(t *testing.T) {
 		t.Errorf("no verdicts: %s", got)
 	}
 }
+
+// blockedWriter is a client that does not read its answer: Write waits.
+type blockedWriter struct {
+	*httptest.ResponseRecorder
+	writing chan struct{}
+	unblock chan struct{}
+}
+
+func (b *blockedWriter) Write(p []byte) (int, error) {
+	close(b.writing)
+	<-b.unblock
+	return b.ResponseRecorder.Write(p)
+}
+
+// A client slow to read its answer holds neither the budget of bodies, nor
+// a place among the requests being decided, nor the large requests' turn.
+func TestAnswerLeavesAfterTheAdmissionIsReleased(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.seedTable4()
+	names := make([]string, largeHosts+1) // decided in the large requests' turn
+	for i := range names {
+		names[i] = fmt.Sprintf("compute-%05d", i)
+	}
+	body := edited(t, func(m map[string]any) { withHosts(m, names...) })
+	w := &blockedWriter{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), unblock: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, nova.Path, bytes.NewReader(body)))
+	}()
+	<-w.writing
+	e.srv.adm.mu.Lock()
+	buffered := e.srv.adm.buffered
+	e.srv.adm.mu.Unlock()
+	if n := e.srv.adm.inFlight.Load(); n != 0 || buffered != 0 || len(e.srv.adm.large) != 0 {
+		t.Errorf("while the answer is written: %d in flight, %d bytes buffered, %d large turns held; want none", n, buffered, len(e.srv.adm.large))
+	}
+	close(w.unblock)
+	<-done
+	if got := answer(t, w.ResponseRecorder); len(got) != 0 {
+		t.Errorf("hosts %v, want none (unregistered)", got)
+	}
+}
+
+// A POST to any path but the REST API's is answered as the webhook answers
+// what it cannot decide: a Nova configured with a wrong URL gets no host.
+func TestWrongPathFailsClosed(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.seedTable4()
+	body := encode(t, novaRequest(t))
+	for _, path := range []string{nova.Path + "/", "/scheduler/nova", "/scheduler/external", "/"} {
+		rec := e.must(http.StatusOK, http.MethodPost, path, "", body)
+		if rec.Body.String() != emptyAnswer {
+			t.Errorf("POST %s: %q, want %q", path, rec.Body, emptyAnswer)
+		}
+		if d := decisionOf(t, e, rec); d.Outcome != OutcomeRequestInvalid || !strings.Contains(d.Error, "no such endpoint") {
+			t.Errorf("POST %s: decision %+v", path, d)
+		}
+	}
+	if rec := e.do(http.MethodPost, "/v1/nothing", "", body); rec.Code != http.StatusNotFound {
+		t.Errorf("POST /v1/nothing: %d, want 404", rec.Code)
+	}
+}
+
+// Client text stored in a decision and echoed is clipped.
+func TestDecisionClipsClientText(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.seedTable4()
+	rec := e.must(http.StatusOK, http.MethodPost, nova.Path, "", edited(t, func(m map[string]any) {
+		m["context"] = map[string]any{"global_request_id": strings.Repeat("\u0001", 100_000)}
+		specData(m)["instance_uuid"] = strings.Repeat("x", 100_000)
+	}))
+	d := decisionOf(t, e, rec)
+	if len(d.RequestID) > filter.ClipLen+3 || len(d.InstanceUUID) > filter.ClipLen+3 || len(d.Error) > 4*filter.ClipLen {
+		t.Errorf("decision keeps %d bytes of request id, %d of instance, %d of error", len(d.RequestID), len(d.InstanceUUID), len(d.Error))
+	}
+}

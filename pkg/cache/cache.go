@@ -52,8 +52,10 @@ type Source interface {
 
 // Defaults of Config.
 const (
-	DefaultPageSize       = 500
-	DefaultMaxRegulations = 1_000_000
+	DefaultPageSize = 500
+	// DefaultMaxRegulations bounds the regulation entries, positive and
+	// negative (about 200 bytes each).
+	DefaultMaxRegulations = 200_000
 	// DefaultMaxAbsentHosts bounds the "no such host" entries: ten times
 	// the hosts of a large cloud, about 10 MiB.
 	DefaultMaxAbsentHosts = 100_000

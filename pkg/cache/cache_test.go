@@ -215,6 +215,7 @@ func TestFillThenOneLookupPerMiss(t *testing.T) {
 	f := table4Fake()
 	reg := prometheus.NewRegistry()
 	c := started(t, f, reg)
+	waitFor(t, "stream up", func() bool { return c.streamUp.Load() })
 
 	q := query([]filter.Subject{vm1, prj1}, "hm1", "hm2", "hm3", "hm4", "hm5", "ghost")
 	if err := c.Resolve(context.Background(), q); err != nil {
@@ -640,6 +641,7 @@ func TestAbsentHostsBound(t *testing.T) {
 func TestUnlistedHostsWhileTheStreamIsUp(t *testing.T) {
 	f := table4Fake()
 	c := started(t, f, nil)
+	waitFor(t, "stream up", func() bool { return c.streamUp.Load() })
 	q := query([]filter.Subject{vm1}, "hm1", "ghost")
 	if err := c.Resolve(context.Background(), q); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // seedHosts are the five host machines of the seed paper's evaluation.
@@ -424,4 +425,29 @@ func FuzzParseRules(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestClipKeepsCharacters(t *testing.T) {
+	long := strings.Repeat("é", ClipLen) // two bytes each
+	got := Clip(long)
+	if !utf8.ValidString(got) || len(got) > ClipLen+3 || !strings.HasSuffix(got, "...") {
+		t.Errorf("Clip cut a character or kept too much: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+	if Clip("short") != "short" {
+		t.Error("Clip changed a short text")
+	}
+}
+
+func TestProjectIDForms(t *testing.T) {
+	for in, want := range map[string]string{
+		"11112222-3333-4444-5555-666677778888": "11112222333344445555666677778888",
+		"11112222333344445555666677778888":     "11112222333344445555666677778888",
+		"A1B2C3D4E5F60718293A4B5C6D7E8F90":     "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+		" p1 ":                                 "p1",
+		"Team-Alpha":                           "Team-Alpha",
+	} {
+		if got, err := NormalizeProjectID(in); err != nil || got != want {
+			t.Errorf("NormalizeProjectID(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
 }

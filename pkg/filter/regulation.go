@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Any is the wildcard for a rule's country or organisation.
@@ -128,14 +129,18 @@ func NormalizeUUID(u string) (string, error) {
 }
 
 // NormalizeProjectID checks a project id and returns it in canonical form:
-// without surrounding space, and in lower case when it is hexadecimal (with
-// or without dashes), as Keystone's ids are, so that Nova's spelling and a
-// regulation's meet. Other ids are kept as they are: Keystone's identity
-// backends may issue ids whose case matters.
+// without surrounding space, and, when it is hexadecimal as Keystone's ids
+// are, in lower case and without dashes (a UUID written 8-4-4-4-12 is the
+// same id as its 32 hex digits), so that Nova's spelling and a regulation's
+// meet. Other ids are kept as they are: Keystone's identity backends may
+// issue ids whose case matters.
 func NormalizeProjectID(id string) (string, error) {
 	t := strings.TrimSpace(id)
 	if err := validateCode("project_id", t, MaxOrganizationLen); err != nil {
 		return "", err
+	}
+	if u, err := NormalizeUUID(t); err == nil {
+		return strings.ReplaceAll(u, "-", ""), nil
 	}
 	hex, upper := true, false
 	for i := 0; i < len(t) && hex; i++ {
@@ -272,11 +277,24 @@ func parseAllow(raw json.RawMessage) ([]Rule, error) {
 }
 
 // clip shortens s for an error message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
+// ClipLen is how much of a client's text a message, a log line or a stored
+// decision repeats.
+const ClipLen = 128
+
+// Clip bounds text a client sent to ClipLen bytes, cutting at a character
+// boundary and marking the cut with "...", so that it can be echoed in a
+// message, a log line or a stored decision.
+func Clip(s string) string {
+	if len(s) <= ClipLen {
+		return s
 	}
-	return s
+	n := ClipLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
+
+func clip(s string) string { return Clip(s) }
 
 func clipErr(err error) string { return clip(err.Error()) }

@@ -572,6 +572,21 @@ func TestDecoderInternsNames(t *testing.T) {
 	}
 }
 
+// Names are forgotten between requests once their bytes pass
+// MaxInternedBytes, however few they are: long names cannot pile up.
+func TestDecoderForgetsLongNames(t *testing.T) {
+	var d Decoder
+	long := strings.Repeat("x", 300_000)
+	for i := range 10 {
+		if _, err := d.Decode(encode(t, withHosts(novaRequest(t), long+strconv.Itoa(i)))); err != nil {
+			t.Fatal(err)
+		}
+		if d.names.bytes > MaxInternedBytes+len(long)+8 {
+			t.Fatalf("after %d requests of one 300 KB name, %d bytes of names kept", i+1, d.names.bytes)
+		}
+	}
+}
+
 // names must tell repeated hosts as a map does, across growth, requests and
 // the wrap of its request counter, and return equal strings.
 func TestNamesAgreeWithMap(t *testing.T) {

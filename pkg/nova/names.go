@@ -10,6 +10,7 @@ type names struct {
 	seed    maphash.Seed
 	slots   []nameSlot // a power of two, at most half full
 	list    []string   // the interned names
+	bytes   int        // their lengths together
 	request []uint32   // per name, the last request that named it as a host
 	current uint32     // the request being decoded
 }
@@ -19,14 +20,15 @@ type nameSlot struct {
 	idx  int32 // 1 + the index in list; 0 for an empty slot
 }
 
-// next starts a request. Past MaxInterned names, t forgets them all first;
-// within a request it keeps every name, so that it knows every repeat.
+// next starts a request. Past MaxInterned names or MaxInternedBytes, t
+// forgets them all first; within a request it keeps every name, so that it
+// knows every repeat.
 func (t *names) next() {
 	if t.seed == (maphash.Seed{}) {
 		t.seed = maphash.MakeSeed()
 	}
-	if len(t.list) > MaxInterned { // its memory too, which a huge request grew
-		t.slots, t.list, t.request = nil, nil, nil
+	if len(t.list) > MaxInterned || t.bytes > MaxInternedBytes { // its memory too, which a huge request grew
+		t.slots, t.list, t.request, t.bytes = nil, nil, nil, 0
 	}
 	t.current++
 	if t.current == 0 { // wrapped: old requests could read as this one
@@ -66,6 +68,7 @@ func intern[T string | []byte](t *names, h uint64, b T) int32 {
 		}
 	}
 	t.list = append(t.list, string(b))
+	t.bytes += len(b)
 	t.request = append(t.request, 0)
 	idx := int32(len(t.list) - 1)
 	if 2*len(t.list) > len(t.slots) {

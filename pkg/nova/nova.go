@@ -169,9 +169,13 @@ type Decoder struct {
 	repeated []bool
 }
 
-// MaxInterned bounds the names a Decoder keeps from one request to the
-// next.
-const MaxInterned = 32_768
+// MaxInterned and MaxInternedBytes bound the names a Decoder keeps from one
+// request to the next: in number, and in bytes (names of any length can be
+// sent).
+const (
+	MaxInterned      = 32_768
+	MaxInternedBytes = 1 << 20
+)
 
 // Repeated reports whether host i of the request d decoded last has the
 // name of a host before it.

@@ -373,6 +373,28 @@ func TestFloodDeclaredLengths(t *testing.T) {
 	}
 }
 
+// 2,000 connections each send a request's headers, declaring a small body,
+// and nothing more: nothing is set aside for bodies that have not arrived,
+// and each is answered {"hosts": []} at --read-timeout.
+func TestFloodHeldRequests(t *testing.T) {
+	f := start(t)
+	flood(t, f, func() {
+		var conns []net.Conn
+		for range 2000 {
+			c, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+			fmt.Fprintf(c, "POST /scheduler/nova/external HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+		}
+		time.Sleep(2 * time.Second)
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+}
+
 // Six requests of 150,000 unknown host names for a regulated VM: the
 // entries of unknown hosts stay bounded.
 func TestFloodUnknownHosts(t *testing.T) {
