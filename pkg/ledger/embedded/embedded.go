@@ -182,8 +182,8 @@ func WithOpenTimeout(d time.Duration) Option {
 	}
 }
 
-// WithHeadSigner signs the ledger's head with s at open and after every
-// commit (SignedHead).
+// WithHeadSigner signs the ledger's head with s: at open, and each new head
+// when it is first asked for (SignedHead).
 func WithHeadSigner(s *head.Signer) Option { return func(o *options) { o.signer = s } }
 
 func newOptions(opts []Option) options {
