@@ -58,8 +58,10 @@ type admission struct {
 	maxBuffered int64
 	largeBody   int64
 	maxInFlight int64
-	// large holds a token per large body being decided.
-	large chan struct{}
+	// large holds a token per large body being decided; draining one per
+	// body being read and discarded.
+	large    chan struct{}
+	draining chan struct{}
 
 	mu       sync.Mutex
 	buffered int64
@@ -69,7 +71,7 @@ type admission struct {
 
 func newAdmission(maxBuffered, largeBody int64, maxInFlight, maxLarge int) *admission {
 	return &admission{maxBuffered: maxBuffered, largeBody: largeBody, maxInFlight: int64(maxInFlight),
-		large: make(chan struct{}, maxLarge)}
+		large: make(chan struct{}, maxLarge), draining: make(chan struct{}, maxDraining)}
 }
 
 // register exports the admission's state.
@@ -208,9 +210,27 @@ func (a *admission) readBody(body io.Reader, declared, limit int64, buf *bytes.B
 // reads, gets the answer instead of a reset connection.
 const drainLimit = 256 << 20
 
+// maxDraining bounds the bodies read and discarded at once: each one that
+// is still arriving keeps a goroutine runnable, and a hundred of them would
+// make the goroutine of an ordinary request wait for its turn on a core.
+const maxDraining = 4
+
 // drain reads and discards what is left of r's body, up to drainLimit or
-// the request's read deadline.
-func drain(r *http.Request) {
+// the request's read deadline, maxDraining at a time; the others wait for
+// their turn (no longer than the read deadline's length, d).
+func (a *admission) drain(r *http.Request, d time.Duration) {
+	var probe [1]byte
+	n, err := r.Body.Read(probe[:])
+	if n == 0 && err != nil {
+		return // nothing left: no turn needed
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case a.draining <- struct{}{}:
+		defer func() { <-a.draining }()
+	case <-t.C:
+	}
 	_, _ = io.CopyN(io.Discard, r.Body, drainLimit)
 }
 

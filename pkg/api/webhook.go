@@ -291,7 +291,7 @@ func (d *decision) event() notify.Decision {
 // which sends its whole body before it reads, gets the answer. The request
 // is counted, logged with why, kept as a decision and published.
 func (s *Server) undecided(w http.ResponseWriter, r *http.Request, d *decision, req *nova.Request, outcome, why string) {
-	drain(r)
+	s.adm.drain(r, s.cfg.ReadTimeout)
 	d.describe(req)
 	d.outcome = outcome
 	d.failClosed = true
