@@ -149,7 +149,7 @@ func Cases() []Case {
 		{
 			Name: "--deny-unregulated does not touch a regulated VM", VM: VM, Hosts: []string{"jp-a", "de-a"},
 			Options: filter.Options{DenyUnregulated: true}, Regulations: []filter.Subject{vmReg},
-			Want:    map[string]Want{"jp-a": {}, "de-a": {filter.CountryNotAllowed, vmReg}},
+			Want: map[string]Want{"jp-a": {}, "de-a": {filter.CountryNotAllowed, vmReg}},
 		},
 		{
 			Name: "a wildcard country; a host of two organisations", VM: Anywhere, Hosts: all,
