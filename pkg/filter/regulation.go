@@ -71,7 +71,7 @@ func (s Subject) ID() string {
 func ParseSubject(s string) (Subject, error) {
 	kind, id, ok := strings.Cut(s, ":")
 	if !ok {
-		return "", invalid("subject", "%q is neither vm:<instance uuid> nor project:<project id>", clip(s))
+		return "", invalid("subject", "%q is neither vm:<instance uuid> nor project:<project id>", Clip(s))
 	}
 	switch kind {
 	case KindVM:
@@ -87,7 +87,7 @@ func ParseSubject(s string) (Subject, error) {
 		}
 		return ProjectSubject(p), nil
 	}
-	return "", invalid("subject", "unknown kind %q: want vm:<instance uuid> or project:<project id>", clip(kind))
+	return "", invalid("subject", "unknown kind %q: want vm:<instance uuid> or project:<project id>", Clip(kind))
 }
 
 // NormalizeUUID checks that u is a UUID, in its 8-4-4-4-12 hex form or as
@@ -107,13 +107,13 @@ func NormalizeUUID(u string) (string, error) {
 		copy(b[24:36], t[20:32])
 		b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
 	default:
-		return "", fmt.Errorf("%q is not a UUID", clip(u))
+		return "", fmt.Errorf("%q is not a UUID", Clip(u))
 	}
 	for i, c := range b {
 		switch i {
 		case 8, 13, 18, 23:
 			if c != '-' {
-				return "", fmt.Errorf("%q is not a UUID", clip(u))
+				return "", fmt.Errorf("%q is not a UUID", Clip(u))
 			}
 		default:
 			if c >= 'A' && c <= 'F' {
@@ -121,7 +121,7 @@ func NormalizeUUID(u string) (string, error) {
 				b[i] = c
 			}
 			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-				return "", fmt.Errorf("%q is not a UUID", clip(u))
+				return "", fmt.Errorf("%q is not a UUID", Clip(u))
 			}
 		}
 	}
@@ -172,7 +172,7 @@ func NormalizeRules(rules []Rule) ([]Rule, error) {
 	for i, r := range rules {
 		c, err := NormalizeCountry(r.Country, true)
 		if err != nil {
-			return nil, invalid(fmt.Sprintf("allow[%d].country", i), "%q is not an ISO 3166-1 alpha-2 country code, * or All", clip(r.Country))
+			return nil, invalid(fmt.Sprintf("allow[%d].country", i), "%q is not an ISO 3166-1 alpha-2 country code, * or All", Clip(r.Country))
 		}
 		o := r.Organization
 		if o == Any || strings.EqualFold(o, seedAll) {
@@ -258,7 +258,7 @@ func parseAllow(raw json.RawMessage) ([]Rule, error) {
 			}
 			c, o, ok := strings.Cut(id, ".")
 			if !ok {
-				return nil, invalid(fmt.Sprintf("allow[%d]", i), "%q is not CountryCode.OrganizationCode", clip(id))
+				return nil, invalid(fmt.Sprintf("allow[%d]", i), "%q is not CountryCode.OrganizationCode", Clip(id))
 			}
 			rules = append(rules, Rule{Country: c, Organization: o})
 		case len(it) > 0 && it[0] == '{':
@@ -295,6 +295,4 @@ func Clip(s string) string {
 	return s[:n] + "..."
 }
 
-func clip(s string) string { return Clip(s) }
-
-func clipErr(err error) string { return clip(err.Error()) }
+func clipErr(err error) string { return Clip(err.Error()) }

@@ -49,7 +49,7 @@ var zeroHash = hex.EncodeToString(make([]byte, sha256.Size))
 func (e *entry) hash() ([sha256.Size]byte, error) {
 	prev, err := hex.DecodeString(e.Prev)
 	if err != nil || len(prev) != sha256.Size {
-		return [sha256.Size]byte{}, fmt.Errorf("previous hash %q is not %d hex bytes", clip(e.Prev), sha256.Size)
+		return [sha256.Size]byte{}, fmt.Errorf("previous hash %q is not %d hex bytes", filter.Clip(e.Prev), sha256.Size)
 	}
 	buf := make([]byte, 0, 256+len(e.Value))
 	buf = appendField(buf, []byte(hashDomain))
@@ -196,7 +196,7 @@ func (e *entry) records() (*ledger.HostRecord, *ledger.RegulationRecord, error) 
 		}
 		return nil, e.regulationRecord(g), nil
 	}
-	return nil, nil, fmt.Errorf("entry %d: unknown kind %q", e.Seq, clip(string(e.Kind)))
+	return nil, nil, fmt.Errorf("entry %d: unknown kind %q", e.Seq, filter.Clip(string(e.Kind)))
 }
 
 // hostRecord and regulationRecord are the records e leaves with the value h
@@ -277,14 +277,6 @@ func readEntry(tx *bolt.Tx, seq uint64) (*entry, error) {
 		return nil, fmt.Errorf("chain entry %d: %w", seq, err)
 	}
 	return e, nil
-}
-
-// clip shortens s for a message.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
 }
 
 // lastRegulationVersion returns the version of the last put of subject in

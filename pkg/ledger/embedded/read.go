@@ -29,7 +29,7 @@ func getHost(tx *bolt.Tx, name string) (ledger.HostRecord, bool, error) {
 		return rec, false, nil
 	}
 	if err := json.Unmarshal(v, &rec); err != nil {
-		return rec, false, fmt.Errorf("host record %q: %w", clip(name), err)
+		return rec, false, fmt.Errorf("host record %q: %w", filter.Clip(name), err)
 	}
 	return rec, true, nil
 }
@@ -41,7 +41,7 @@ func getRegulation(tx *bolt.Tx, subject filter.Subject) (ledger.RegulationRecord
 		return rec, false, nil
 	}
 	if err := json.Unmarshal(v, &rec); err != nil {
-		return rec, false, fmt.Errorf("regulation record %q: %w", clip(string(subject)), err)
+		return rec, false, fmt.Errorf("regulation record %q: %w", filter.Clip(string(subject)), err)
 	}
 	return rec, true, nil
 }
@@ -103,7 +103,7 @@ func (l *Ledger) ListHosts(ctx context.Context, after string, limit int) (ledger
 			}
 			var rec ledger.HostRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("host record %q: %w", clip(string(k)), err)
+				return fmt.Errorf("host record %q: %w", filter.Clip(string(k)), err)
 			}
 			page.Hosts = append(page.Hosts, rec)
 		}
@@ -227,7 +227,7 @@ func (l *Ledger) History(ctx context.Context, kind ledger.Kind, key string) ([]l
 		}
 		key = string(s)
 	default:
-		return nil, ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf("kind %q is neither %s nor %s", clip(string(kind)), ledger.KindHost, ledger.KindRegulation))
+		return nil, ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf("kind %q is neither %s nor %s", filter.Clip(string(kind)), ledger.KindHost, ledger.KindRegulation))
 	}
 	var changes []ledger.Change
 	err := l.view(ctx, func(tx *bolt.Tx) error {
@@ -235,7 +235,7 @@ func (l *Ledger) History(ctx context.Context, kind ledger.Kind, key string) ([]l
 		c := tx.Bucket(bucketIndex).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			if len(k) != len(prefix)+8 {
-				return fmt.Errorf("index key %q is malformed", clip(string(k)))
+				return fmt.Errorf("index key %q is malformed", filter.Clip(string(k)))
 			}
 			e, err := readEntry(tx, binary.BigEndian.Uint64(k[len(prefix):]))
 			if err != nil {

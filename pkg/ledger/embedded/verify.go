@@ -240,14 +240,14 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 			return fail(next, "says it is entry %d", e.Seq)
 		}
 		if e.Prev != prev {
-			return fail(next, "previous hash %s does not match entry %d (%s)", clip(e.Prev), next-1, prev)
+			return fail(next, "previous hash %s does not match entry %d (%s)", filter.Clip(e.Prev), next-1, prev)
 		}
 		sum, err := e.hash()
 		if err != nil {
 			return fail(next, "%v", err)
 		}
 		if e.TxID != hex.EncodeToString(sum[:]) {
-			return fail(next, "content does not match its hash (tx id %s, content hashes to %x)", clip(e.TxID), sum)
+			return fail(next, "content does not match its hash (tx id %s, content hashes to %x)", filter.Clip(e.TxID), sum)
 		}
 		if msg := r.apply(e); msg != "" {
 			return fail(next, "%s", msg)
@@ -293,9 +293,9 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 			exp, ok := want[string(k)]
 			switch {
 			case !ok:
-				note(0, fmt.Sprintf("%s record %q was written by no chain entry", kind, clip(string(k))))
+				note(0, fmt.Sprintf("%s record %q was written by no chain entry", kind, filter.Clip(string(k))))
 			case !bytes.Equal(v, exp.json):
-				note(exp.seq, fmt.Sprintf("%s record %q differs from what the entry wrote", kind, clip(string(k))))
+				note(exp.seq, fmt.Sprintf("%s record %q differs from what the entry wrote", kind, filter.Clip(string(k))))
 			}
 			return nil
 		})
@@ -304,7 +304,7 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 		}
 		for key, exp := range want {
 			if tx.Bucket(b).Get([]byte(key)) == nil {
-				note(exp.seq, fmt.Sprintf("%s record %q is missing", kind, clip(key)))
+				note(exp.seq, fmt.Sprintf("%s record %q is missing", kind, filter.Clip(key)))
 			}
 		}
 		if kind == ledger.KindHost {
@@ -320,7 +320,7 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 	// The history index.
 	err = tx.Bucket(bucketIndex).ForEach(func(k, _ []byte) error {
 		if _, ok := r.index[string(k)]; !ok {
-			note(0, fmt.Sprintf("history index key %q names no chain entry", clip(string(k))))
+			note(0, fmt.Sprintf("history index key %q names no chain entry", filter.Clip(string(k))))
 		} else {
 			delete(r.index, string(k))
 		}
@@ -345,7 +345,7 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 func (r *replay) apply(e *entry) string {
 	state, ok := r.state[e.Kind]
 	if !ok {
-		return fmt.Sprintf("unknown kind %q", clip(string(e.Kind)))
+		return fmt.Sprintf("unknown kind %q", filter.Clip(string(e.Kind)))
 	}
 	if e.Writer.ID == "" {
 		return "no writer"
@@ -364,10 +364,10 @@ func (r *replay) apply(e *entry) string {
 			return "a delete carries a value"
 		}
 		if !exists {
-			return fmt.Sprintf("deletes %q, which does not exist", clip(e.Key))
+			return fmt.Sprintf("deletes %q, which does not exist", filter.Clip(e.Key))
 		}
 	case e.Op != ledger.OpPut:
-		return fmt.Sprintf("unknown op %q", clip(string(e.Op)))
+		return fmt.Sprintf("unknown op %q", filter.Clip(string(e.Op)))
 	case e.Kind == ledger.KindHost:
 		var h filter.Host
 		if err := strictJSON(e.Value, &h); err != nil {
@@ -378,7 +378,7 @@ func (r *replay) apply(e *entry) string {
 			return fmt.Sprintf("host value: %v", err)
 		}
 		if !n.Equal(h) || h.Name != e.Key {
-			return fmt.Sprintf("host value is not the normalised record of %q", clip(e.Key))
+			return fmt.Sprintf("host value is not the normalised record of %q", filter.Clip(e.Key))
 		}
 		hostRec = e.hostRecord(h)
 	default:
@@ -388,7 +388,7 @@ func (r *replay) apply(e *entry) string {
 		}
 		s, err := filter.ParseSubject(e.Key)
 		if err != nil || string(s) != e.Key || g.Subject != s {
-			return fmt.Sprintf("regulation value is not the record of %q", clip(e.Key))
+			return fmt.Sprintf("regulation value is not the record of %q", filter.Clip(e.Key))
 		}
 		allow, err := filter.NormalizeRules(g.Allow)
 		if err != nil || !slices.Equal(allow, g.Allow) {
@@ -399,7 +399,7 @@ func (r *replay) apply(e *entry) string {
 			wantOwner = cur.reg.Owner
 		}
 		if g.Owner != wantOwner {
-			return fmt.Sprintf("owner %q, want %q", clip(g.Owner), clip(wantOwner))
+			return fmt.Sprintf("owner %q, want %q", filter.Clip(g.Owner), filter.Clip(wantOwner))
 		}
 		if want := r.versions[e.Key] + 1; g.Version != want {
 			return fmt.Sprintf("version %d, want %d", g.Version, want)

@@ -37,6 +37,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
 )
 
 // HashSize is the length of a head's hash in bytes (SHA-256).
@@ -85,10 +87,10 @@ func (h Head) String() string { return strconv.FormatUint(h.Height, 10) + ":" + 
 // height 0.
 func (h Head) Validate() error {
 	if len(h.Hash) != 2*HashSize || strings.ToLower(h.Hash) != h.Hash {
-		return fmt.Errorf("%w: hash %q is not %d lower-case hex digits", ErrMalformed, clip(h.Hash), 2*HashSize)
+		return fmt.Errorf("%w: hash %q is not %d lower-case hex digits", ErrMalformed, filter.Clip(h.Hash), 2*HashSize)
 	}
 	if _, err := hex.DecodeString(h.Hash); err != nil {
-		return fmt.Errorf("%w: hash %q is not hex", ErrMalformed, clip(h.Hash))
+		return fmt.Errorf("%w: hash %q is not hex", ErrMalformed, filter.Clip(h.Hash))
 	}
 	if h.Height == 0 && h.Hash != ZeroHash {
 		return fmt.Errorf("%w: the head at height 0 has the zero hash", ErrMalformed)
@@ -100,11 +102,11 @@ func (h Head) Validate() error {
 func Parse(s string) (Head, error) {
 	hs, hash, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok {
-		return Head{}, fmt.Errorf("%w: %q is not HEIGHT:HASH", ErrMalformed, clip(s))
+		return Head{}, fmt.Errorf("%w: %q is not HEIGHT:HASH", ErrMalformed, filter.Clip(s))
 	}
 	n, err := strconv.ParseUint(hs, 10, 64)
 	if err != nil {
-		return Head{}, fmt.Errorf("%w: height %q is not a number", ErrMalformed, clip(hs))
+		return Head{}, fmt.Errorf("%w: height %q is not a number", ErrMalformed, filter.Clip(hs))
 	}
 	h := Head{Height: n, Hash: strings.ToLower(hash)}
 	return h, h.Validate()
@@ -170,7 +172,7 @@ func (s Signed) Verify(pub ed25519.PublicKey) error {
 		return refused(ErrKeyChanged, "the head names key %s, the expected key is %s", KeyID(named), KeyID(pub))
 	}
 	if s.KeyID != KeyID(pub) {
-		return refused(ErrBadSignature, "key id %q does not name the key %s", clip(s.KeyID), KeyID(pub))
+		return refused(ErrBadSignature, "key id %q does not name the key %s", filter.Clip(s.KeyID), KeyID(pub))
 	}
 	sig, err := base64.StdEncoding.DecodeString(s.Signature)
 	if err != nil || len(sig) != ed25519.SignatureSize {
@@ -242,11 +244,4 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
 }

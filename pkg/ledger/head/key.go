@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
 )
 
 // Files of a signer in its directory (filterd's data directory).
@@ -145,7 +147,7 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	}
 	raw, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || len(raw) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: %q is not an Ed25519 public key (base64 of %d bytes, or PEM)", ErrMalformed, clip(s), ed25519.PublicKeySize)
+		return nil, fmt.Errorf("%w: %q is not an Ed25519 public key (base64 of %d bytes, or PEM)", ErrMalformed, filter.Clip(s), ed25519.PublicKeySize)
 	}
 	return ed25519.PublicKey(raw), nil
 }

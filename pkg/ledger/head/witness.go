@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
 )
 
 // Source serves a ledger's signed head and the hash of its entry at any
@@ -140,7 +142,7 @@ func (w *Witness) Check(ctx context.Context, src Source) (Signed, error) {
 				return Signed{}, fmt.Errorf("checking that the ledger still holds the head seen before (%s): %w", l.Head, err)
 			}
 			if h != l.Hash {
-				return Signed{}, refused(ErrFork, "the ledger holds %s at height %d, and the head seen before is %s: its history was rewritten", clip(h), l.Height, l.Head)
+				return Signed{}, refused(ErrFork, "the ledger holds %s at height %d, and the head seen before is %s: its history was rewritten", filter.Clip(h), l.Height, l.Head)
 			}
 		}
 	}

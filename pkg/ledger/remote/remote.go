@@ -247,7 +247,7 @@ func (c *Client) newRequest(ctx context.Context, method, u string, body io.Reade
 }
 
 func unreachable(err error) error {
-	return ledger.Errorf(ledger.ErrUnavailable, err, "remote: filterd could not be reached: "+clip(err.Error()))
+	return ledger.Errorf(ledger.ErrUnavailable, err, "remote: filterd could not be reached: "+filter.Clip(err.Error()))
 }
 
 // statusError maps a non-2xx answer to the error of its kind.
@@ -274,7 +274,7 @@ func statusError(status int, body []byte) error {
 	}
 	// filterd's messages of ledger errors already start with the kind.
 	msg = strings.TrimPrefix(msg, kind.Error()+": ")
-	return ledger.Errorf(kind, nil, clip(msg)+" (HTTP "+strconv.Itoa(status)+")")
+	return ledger.Errorf(kind, nil, filter.Clip(msg)+" (HTTP "+strconv.Itoa(status)+")")
 }
 
 func decode[T any](data []byte) (T, error) {
@@ -283,13 +283,6 @@ func decode[T any](data []byte) (T, error) {
 		return v, ledger.Errorf(ledger.ErrUnavailable, err, "remote: filterd's answer cannot be read")
 	}
 	return v, nil
-}
-
-func clip(s string) string {
-	if len(s) > 512 {
-		return s[:512] + "..."
-	}
-	return s
 }
 
 // GetHost implements ledger.Ledger.
@@ -559,7 +552,7 @@ func (c *Client) HashAt(ctx context.Context, height uint64) (string, error) {
 		return "", err
 	}
 	if h.Height != height || h.Validate() != nil {
-		return "", ledger.Errorf(ledger.ErrUnavailable, nil, fmt.Sprintf("remote: filterd answered height %d with %q", height, clip(h.String())))
+		return "", ledger.Errorf(ledger.ErrUnavailable, nil, fmt.Sprintf("remote: filterd answered height %d with %q", height, filter.Clip(h.String())))
 	}
 	return h.Hash, nil
 }
