@@ -210,7 +210,13 @@ func skipValue(b []byte, i, depth int) (int, bool) {
 			if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
 				return i, false
 			}
-			if i, ok = skipValue(b, i+1, depth+1); !ok {
+			// A number, as each of Nova's weights, is read in place.
+			if i = skipSpace(b, i+1); i < len(b) && (b[i] >= '0' && b[i] <= '9' || b[i] == '-') {
+				i, ok = skipNumber(b, i)
+			} else {
+				i, ok = skipValue(b, i, depth+1)
+			}
+			if !ok {
 				return i, false
 			}
 			switch i = skipSpace(b, i); {
