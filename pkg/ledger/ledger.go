@@ -53,10 +53,14 @@ func Errorf(kind error, cause error, msg string) error {
 }
 
 // Writer identifies who wrote a record: an MSP (Fabric organisation; empty on
-// the embedded ledger) and an identity within it.
+// the embedded ledger) and an identity within it, with the role its
+// credential carried (package access; empty in records written before roles
+// were recorded). String, the form a regulation's owner takes, leaves the
+// role out.
 type Writer struct {
-	MSP string `json:"msp,omitempty"`
-	ID  string `json:"id"`
+	MSP  string `json:"msp,omitempty"`
+	ID   string `json:"id"`
+	Role string `json:"role,omitempty"`
 }
 
 func (w Writer) String() string {
