@@ -5,18 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
+	"os"
 	"time"
 
 	"go.uber.org/zap/zapcore"
 
 	"github.com/ledgerfence/ledgerfence/pkg/api"
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
+	conf "github.com/ledgerfence/ledgerfence/pkg/config"
 )
-
-// envPrefix prefixes the environment variable of every flag:
-// --admin-token is LEDGERFENCE_ADMIN_TOKEN.
-const envPrefix = "LEDGERFENCE_"
 
 // config is filterd's configuration, from flags and the environment.
 type config struct {
@@ -54,13 +51,8 @@ type config struct {
 	Fabric           fabricConfig
 }
 
-// envName is the environment variable of a flag.
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// parseConfig reads flags from args, and for every flag not given there its
-// environment variable. A flag given on the command line wins.
+// parseConfig reads the settings from args, the environment and the
+// --config file, with pkg/config's one precedence rule.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("filterd", flag.ContinueOnError)
@@ -97,32 +89,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.DecisionTimeout, "decision-timeout", api.DefaultDecisionTimeout, "longest wait for the ledger in one decision; past it the webhook fails closed (keep it below Nova's timeout)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
 	c.Fabric.flags(fs)
+	var file string
+	fs.StringVar(&file, conf.FileFlag, "", "YAML file of settings, keyed by flag name")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: filterd [flags]\n\nEvery flag can be set by its environment variable, %sNAME (--admin-token: %s).\n\n",
-			envPrefix, envName("admin-token"))
-		fs.PrintDefaults()
+		conf.Usage(fs, fs.Output(), "usage: filterd [flags]\n\n")
 	}
-	if err := fs.Parse(args); err != nil {
+	if _, err := conf.Load(fs, args, getenv, conf.Options{ReadFile: os.ReadFile}); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
-			return
-		}
-		if v := getenv(envName(f.Name)); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
-			}
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
-		return config{}, err
 	}
 	return c, c.validate()
 }

@@ -434,3 +434,22 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+// filterd reads a YAML file of settings too, below the environment and the
+// flags.
+func TestParseConfigFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "filterd.yaml")
+	if err := os.WriteFile(file, []byte("decision-timeout: 750ms\nmax-in-flight: 9\nlisten: 127.0.0.1:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseConfig([]string{"--config", file, "--listen", "127.0.0.1:3"}, env(map[string]string{"LEDGERFENCE_MAX_IN_FLIGHT": "7"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DecisionTimeout != 750*time.Millisecond || c.MaxInFlight != 7 || c.Listen != "127.0.0.1:3" {
+		t.Errorf("decision-timeout %v (file), max-in-flight %d (environment), listen %s (flag)", c.DecisionTimeout, c.MaxInFlight, c.Listen)
+	}
+	if _, err := parseConfig([]string{"--config", file + ".missing"}, env(nil), io.Discard); err == nil {
+		t.Error("a missing --config file was accepted")
+	}
+}

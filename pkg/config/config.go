@@ -1,0 +1,270 @@
+// Package config is the one configuration mechanism of ledgerfence's
+// commands (filterd, hostagent, ledgerctl): each setting is a flag of a
+// flag.FlagSet, and is also read from the environment variable
+// LEDGERFENCE_<NAME> (upper case, - as _) and from the key <name> of an
+// optional YAML file (--config FILE, or LEDGERFENCE_CONFIG).
+//
+// One precedence rule: a flag given on the command line wins over the
+// environment, which wins over the file, which wins over the default. A
+// list setting (a flag whose value implements Lister) given by a source
+// replaces what a lower one gave; within a source it takes repeated flags, a
+// comma-separated environment value, or a YAML list.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// EnvPrefix prefixes the environment variable of every setting.
+const EnvPrefix = "LEDGERFENCE_"
+
+// FileFlag is the flag (and the YAML file's environment variable, with
+// EnvPrefix) that names the configuration file.
+const FileFlag = "config"
+
+// Env is the environment variable of a flag: --admin-token is
+// LEDGERFENCE_ADMIN_TOKEN.
+func Env(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Lister is a flag value that holds a list: Reset empties it, so that a
+// source replaces a lower one's list; Set appends one item.
+type Lister interface {
+	flag.Value
+	Reset()
+}
+
+// List is a list flag over a slice: --x a --x b, LEDGERFENCE_X=a,b, or
+// x: [a, b]. The first value given replaces the slice's default.
+type List struct {
+	items   *[]string
+	touched bool
+}
+
+// NewList is a List over p, whose content is the default.
+func NewList(p *[]string) *List { return &List{items: p} }
+
+func (l *List) String() string {
+	if l == nil || l.items == nil {
+		return ""
+	}
+	return strings.Join(*l.items, ",")
+}
+
+// Set appends v's comma-separated items (after dropping the default).
+func (l *List) Set(v string) error {
+	if !l.touched {
+		l.Reset()
+	}
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l.items = append(*l.items, part)
+		}
+	}
+	return nil
+}
+
+// Reset empties the list.
+func (l *List) Reset() {
+	*l.items = nil
+	l.touched = true
+}
+
+// Options tune Load.
+type Options struct {
+	// Aliases are other names of a flag in the environment and the file
+	// (alias -> flag name), kept for configurations written before a
+	// rename.
+	Aliases map[string]string
+	// ReadFile reads the configuration file (os.ReadFile); nil: a file is
+	// refused.
+	ReadFile func(string) ([]byte, error)
+}
+
+// Load parses args into fs, then fills every flag not given on the command
+// line from the environment (getenv) or, failing that, the YAML file named
+// by --config (when fs has it) or LEDGERFENCE_CONFIG. It returns the
+// positional arguments and the file read ("" for none). Errors name the
+// source and the setting; flag.ErrHelp is returned as it is.
+func Load(fs *flag.FlagSet, args []string, getenv func(string) string, opts Options) (file string, err error) {
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return Apply(fs, given, getenv, opts)
+}
+
+// Apply is Load's second half, for a command that parsed its flags itself:
+// given names the flags set on the command line.
+func Apply(fs *flag.FlagSet, given map[string]bool, getenv func(string) string, opts Options) (file string, err error) {
+	names := map[string][]string{} // flag name -> names it is known by outside the command line
+	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = []string{f.Name} })
+	for alias, name := range opts.Aliases {
+		if _, ok := names[name]; ok {
+			names[name] = append(names[name], alias)
+		}
+	}
+	if f := fs.Lookup(FileFlag); f != nil {
+		file = f.Value.String()
+	}
+	if file == "" {
+		file = getenv(Env(FileFlag))
+	}
+	var fromFile map[string]any
+	if file != "" {
+		if opts.ReadFile == nil {
+			return file, fmt.Errorf("config file %s: this command reads no file", file)
+		}
+		data, err := opts.ReadFile(file)
+		if err != nil {
+			return file, fmt.Errorf("config file: %w", err)
+		}
+		if fromFile, err = parseYAML(data, names); err != nil {
+			return file, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	var errs []error
+	keys := make([]string, 0, len(names))
+	for name := range names {
+		keys = append(keys, name)
+	}
+	sort.Strings(keys)
+	for _, name := range keys {
+		if given[name] || name == FileFlag {
+			continue
+		}
+		f := fs.Lookup(name)
+		if v, src, ok := fromEnv(getenv, names[name]); ok {
+			if err := set(f, []string{v}); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", src, err))
+			}
+			continue
+		}
+		for _, n := range names[name] {
+			if raw, ok := fromFile[n]; ok {
+				vals, err := yamlValues(raw)
+				if err == nil {
+					err = set(f, vals)
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("config file %s: %s: %w", file, n, err))
+				}
+				break
+			}
+		}
+	}
+	return file, errors.Join(errs...)
+}
+
+func fromEnv(getenv func(string) string, names []string) (v, src string, ok bool) {
+	for _, n := range names {
+		if v := getenv(Env(n)); v != "" {
+			return v, Env(n), true
+		}
+	}
+	return "", "", false
+}
+
+// set gives f the values of one source, replacing a list.
+func set(f *flag.Flag, vals []string) error {
+	if l, ok := f.Value.(Lister); ok {
+		l.Reset()
+	} else if len(vals) != 1 {
+		return errors.New("takes one value, not a list")
+	}
+	for _, v := range vals {
+		if err := f.Value.Set(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseYAML reads a mapping whose keys are settings' names.
+func parseYAML(data []byte, names map[string][]string) (map[string]any, error) {
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, ns := range names {
+		for _, n := range ns {
+			known[n] = true
+		}
+	}
+	var unknown []string
+	for k := range m {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("unknown setting %s", strings.Join(unknown, ", "))
+	}
+	return m, nil
+}
+
+// yamlValues turns a YAML value into flag values.
+func yamlValues(raw any) ([]string, error) {
+	switch v := raw.(type) {
+	case nil:
+		return nil, errors.New("has no value")
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, item := range v {
+			s, err := scalar(item)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	s, err := scalar(raw)
+	return []string{s}, err
+}
+
+func scalar(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	}
+	return "", fmt.Errorf("%v is not a string, number or boolean", v)
+}
+
+// Usage writes fs's flags, each with its environment variable, after
+// intro.
+func Usage(fs *flag.FlagSet, w io.Writer, intro string) {
+	fmt.Fprint(w, intro)
+	fmt.Fprintf(w, "Every flag can also be set by its environment variable (%s<NAME>) or in a YAML file (--%s FILE, or %s) under its name; a flag given wins over the environment, which wins over the file.\n\n",
+		EnvPrefix, FileFlag, Env(FileFlag))
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if name != "" {
+			fmt.Fprintf(w, " %s", name)
+		}
+		fmt.Fprintf(w, "  [%s]\n    \t%s", Env(f.Name), strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
