@@ -1,7 +1,9 @@
 // Package chaincode is ledgerfence's Fabric contract: hosts and regulations,
 // batched and paged reads, a read-only check that decides with pkg/filter,
 // the history of a record, one chaincode event per write, and the access
-// rules of DESIGN.md "Ledger contract".
+// rules of DESIGN.md "Ledger contract", which package access holds for the
+// chaincode and the embedded ledger alike. A record keeps its writer's MSP,
+// identity and role.
 //
 // Transactions take and return strings: their arguments are names or JSON,
 // their results pkg/ledger's records (and pkg/ledger/fabric/wire's result types) in
@@ -25,6 +27,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric/wire"
 )
 
@@ -112,8 +115,8 @@ func (c *Contract) PutHost(ctx Ctx, hostJSON string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := mayWriteHost(who, h.Name, old, found); err != nil {
-		return "", err
+	if err := access.MayWriteHost(who, h.Name, old, found); err != nil {
+		return "", forbidden(err)
 	}
 	if found && old.Host.Equal(h) {
 		return result(wire.PutHostResult{Record: old, Changed: false})
@@ -122,7 +125,7 @@ func (c *Contract) PutHost(ctx Ctx, hostJSON string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rec := ledger.HostRecord{Host: h, Writer: who.writer(), TxID: txID, UpdatedAt: at}
+	rec := ledger.HostRecord{Host: h, Writer: who.Writer(), TxID: txID, UpdatedAt: at}
 	if err := st.putHost(rec); err != nil {
 		return "", err
 	}
@@ -208,8 +211,8 @@ func (c *Contract) PutRegulation(ctx Ctx, subject, body string) (string, error) 
 		return "", err
 	}
 	live := found && !old.Deleted
-	if err := mayWriteRegulation(who, subj, old.RegulationRecord, live, "change"); err != nil {
-		return "", err
+	if err := access.MayWriteRegulation(who, subj, old.RegulationRecord, live); err != nil {
+		return "", forbidden(err)
 	}
 	if live && slices.Equal(old.Allow, rules) {
 		return result(wire.PutRegulationResult{Record: old.RegulationRecord, Changed: false})
@@ -218,14 +221,14 @@ func (c *Contract) PutRegulation(ctx Ctx, subject, body string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	reg := filter.Regulation{Subject: subj, Allow: rules, Owner: who.writer().String(), Version: 1}
+	reg := filter.Regulation{Subject: subj, Allow: rules, Owner: who.String(), Version: 1}
 	if found {
 		reg.Version = old.Version + 1
 	}
 	if live {
 		reg.Owner = old.Owner
 	}
-	rec := ledger.RegulationRecord{Regulation: reg, Writer: who.writer(), TxID: txID, UpdatedAt: at}
+	rec := ledger.RegulationRecord{Regulation: reg, Writer: who.Writer(), TxID: txID, UpdatedAt: at}
 	if err := st.putRegulation(storedRegulation{RegulationRecord: rec}); err != nil {
 		return "", err
 	}
@@ -273,8 +276,8 @@ func (c *Contract) DeleteRegulation(ctx Ctx, subject string) error {
 	if !found || old.Deleted {
 		return refuse(wire.CodeNotFound, "no regulation for %s", subj)
 	}
-	if err := mayWriteRegulation(who, subj, old.RegulationRecord, true, "delete"); err != nil {
-		return err
+	if err := access.MayDeleteRegulation(who, subj, old.RegulationRecord); err != nil {
+		return forbidden(err)
 	}
 	txID, at, err := st.tx()
 	if err != nil {
@@ -283,7 +286,7 @@ func (c *Contract) DeleteRegulation(ctx Ctx, subject string) error {
 	tomb := old
 	tomb.Deleted = true
 	tomb.Version++
-	tomb.Writer = who.writer()
+	tomb.Writer = who.Writer()
 	tomb.TxID = txID
 	tomb.UpdatedAt = at
 	if err := st.putRegulation(tomb); err != nil {

@@ -119,7 +119,7 @@ func TestPutHostAccess(t *testing.T) {
 	}{
 		{name: "agent writes its own host", as: agentHM1, host: hm1},
 		{name: "agent writes another host", as: agentHM1, host: hm2, code: wire.CodeForbid, words: []string{"own host", "hm1", "hm2"}},
-		{name: "agent without host attribute", as: agentBare, host: hm1, code: wire.CodeForbid, words: []string{wire.AttrHost}},
+		{name: "agent without host attribute", as: agentBare, host: hm1, code: wire.CodeForbid, words: []string{"name its host"}},
 		{name: "identity without role", as: noRole, host: hm1, code: wire.CodeForbid, words: []string{"role is none"}},
 		{name: "vm manager writes a host", as: alice, host: hm1, code: wire.CodeForbid, words: []string{"role is vmmanager"}},
 		{name: "host admin writes any host of its MSP", as: hostAdmin1, host: hm2},
@@ -160,7 +160,7 @@ func TestPutHostAccess(t *testing.T) {
 			if !res.Changed || len(writes) != 1 || writes[0] != "host/"+tc.host.Name || ev == nil {
 				t.Fatalf("changed=%v writes=%v event=%v", res.Changed, writes, ev)
 			}
-			if res.Record.Writer.MSP != tc.as.msp || !strings.Contains(res.Record.Writer.ID, "CN="+tc.as.cn) {
+			if res.Record.Writer.MSP != tc.as.msp || !strings.Contains(res.Record.Writer.ID, "CN="+tc.as.cn) || res.Record.Writer.Role != tc.as.attrs[wire.AttrRole] {
 				t.Errorf("writer = %+v", res.Record.Writer)
 			}
 		})
@@ -246,7 +246,7 @@ func TestRegulationAccess(t *testing.T) {
 			if !res.Changed || !strings.HasPrefix(res.Record.Owner, tc.owner.msp+"/x509::CN="+tc.owner.cn+",") {
 				t.Errorf("record %+v", res.Record)
 			}
-			if res.Record.Writer.MSP != tc.as.msp {
+			if res.Record.Writer.MSP != tc.as.msp || res.Record.Writer.Role != tc.as.attrs[wire.AttrRole] {
 				t.Errorf("writer %+v", res.Record.Writer)
 			}
 		})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
 )
 
 // Transaction names.
@@ -34,17 +35,12 @@ const (
 	AttrHost = "ledgerfence.host"
 )
 
-// Roles, the values of AttrRole.
+// Roles, the values of AttrRole: package access's, which holds the rules.
 const (
-	// RoleHostAgent may write only the host named by AttrHost.
-	RoleHostAgent = "hostagent"
-	// RoleHostAdmin may write any host of its organisation (MSP).
-	RoleHostAdmin = "hostadmin"
-	// RoleVMManager may create regulations and change those it owns.
-	RoleVMManager = "vmmanager"
-	// RolePolicyAdmin may create regulations and change or delete any
-	// regulation owned by an identity of its organisation.
-	RolePolicyAdmin = "policyadmin"
+	RoleHostAgent   = access.RoleHostAgent
+	RoleHostAdmin   = access.RoleHostAdmin
+	RoleVMManager   = access.RoleVMManager
+	RolePolicyAdmin = access.RolePolicyAdmin
 )
 
 // Limits on the size of one request.
