@@ -2,7 +2,8 @@
 // commands (filterd, hostagent, ledgerctl): each setting is a flag of a
 // flag.FlagSet, and is also read from the environment variable
 // LEDGERFENCE_<NAME> (upper case, - as _) and from the key <name> of an
-// optional YAML file (--config FILE, or LEDGERFENCE_CONFIG).
+// optional YAML file (--config FILE, or LEDGERFENCE_CONFIG; _ may stand for
+// - in its keys).
 //
 // One precedence rule: a flag given on the command line wins over the
 // environment, which wins over the file, which wins over the default. A
@@ -19,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -96,6 +98,7 @@ type Options struct {
 // positional arguments and the file read ("" for none). Errors name the
 // source and the setting; flag.ErrHelp is returned as it is.
 func Load(fs *flag.FlagSet, args []string, getenv func(string) string, opts Options) (file string, err error) {
+	Describe(fs)
 	if err := fs.Parse(args); err != nil {
 		return "", err
 	}
@@ -107,6 +110,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, opts Opti
 // Apply is Load's second half, for a command that parsed its flags itself:
 // given names the flags set on the command line.
 func Apply(fs *flag.FlagSet, given map[string]bool, getenv func(string) string, opts Options) (file string, err error) {
+	Describe(fs)
 	names := map[string][]string{} // flag name -> names it is known by outside the command line
 	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = []string{f.Name} })
 	for alias, name := range opts.Aliases {
@@ -180,7 +184,7 @@ func set(f *flag.Flag, vals []string) error {
 	if l, ok := f.Value.(Lister); ok {
 		l.Reset()
 	} else if len(vals) != 1 {
-		return errors.New("takes one value, not a list")
+		return errors.New("want a single value, not a list")
 	}
 	for _, v := range vals {
 		if err := f.Value.Set(v); err != nil {
@@ -190,11 +194,58 @@ func set(f *flag.Flag, vals []string) error {
 	return nil
 }
 
+// Describe makes fs's durations, booleans and numbers say what a value
+// must look like when one is wrong, whatever its source; a duration must
+// not be negative. Load and Apply call it.
+func Describe(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, done := f.Value.(described); done {
+			return
+		}
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		switch g.Get().(type) {
+		case time.Duration:
+			f.Value = described{g, "a duration like 30s or 5m, not negative", true}
+		case bool:
+			f.Value = describedBool{described{g, "true or false", false}}
+		case int, int64, uint, uint64:
+			f.Value = described{g, "a whole number", false}
+		}
+	})
+}
+
+type described struct {
+	flag.Getter
+	want        string
+	notNegative bool
+}
+
+func (d described) Set(v string) error {
+	if err := d.Getter.Set(v); err != nil {
+		return fmt.Errorf("%q is not %s", v, d.want)
+	}
+	if dur, ok := d.Get().(time.Duration); ok && d.notNegative && dur < 0 {
+		return fmt.Errorf("%q is not %s", v, d.want)
+	}
+	return nil
+}
+
+type describedBool struct{ described }
+
+func (describedBool) IsBoolFlag() bool { return true }
+
 // parseYAML reads a mapping whose keys are settings' names.
 func parseYAML(data []byte, names map[string][]string) (map[string]any, error) {
-	var m map[string]any
-	if err := yaml.Unmarshal(data, &m); err != nil {
-		return nil, err
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("not YAML: %w", err)
+	}
+	m := make(map[string]any, len(raw))
+	for k, v := range raw { // fabric_peer is fabric-peer
+		m[strings.ReplaceAll(k, "_", "-")] = v
 	}
 	known := map[string]bool{}
 	for _, ns := range names {
@@ -210,7 +261,7 @@ func parseYAML(data []byte, names map[string][]string) (map[string]any, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return nil, fmt.Errorf("unknown setting %s", strings.Join(unknown, ", "))
+		return nil, fmt.Errorf("unknown key %q", strings.Join(unknown, ", "))
 	}
 	return m, nil
 }

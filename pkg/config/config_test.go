@@ -86,7 +86,10 @@ func TestBadInputNamesItsSource(t *testing.T) {
 		want string
 	}{
 		{"bad environment value", nil, map[string]string{"LEDGERFENCE_DECISION_TIMEOUT": "soon"}, "", "LEDGERFENCE_DECISION_TIMEOUT"},
-		{"unknown key", []string{"--config", "f.yaml"}, nil, "listne: x\n", "unknown setting listne"},
+		{"unknown key", []string{"--config", "f.yaml"}, nil, "listne: x\n", `unknown key "listne"`},
+		{"bad flag value", []string{"--decision-timeout", "soon"}, nil, "", "not a duration"},
+		{"negative duration", nil, map[string]string{"LEDGERFENCE_DECISION_TIMEOUT": "-1s"}, "", "LEDGERFENCE_DECISION_TIMEOUT"},
+		{"bad boolean", nil, map[string]string{"LEDGERFENCE_ONCE": "yes please"}, "", "not true or false"},
 		{"bad file value", []string{"--config", "f.yaml"}, nil, "decision-timeout: [1s, 2s]\n", "decision-timeout"},
 		{"not YAML", []string{"--config", "f.yaml"}, nil, "listen: [\n", "config file f.yaml"},
 		{"missing file", []string{"--config", "nope.yaml"}, nil, "", "config file"},

@@ -10,12 +10,10 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/ledgerfence/ledgerfence/pkg/config"
 )
 
 // Defaults. One place for each.
@@ -97,200 +95,77 @@ func Defaults() Config {
 	}
 }
 
-// setting is one option, known by the same name as a flag (--name), an
-// environment variable (LEDGERFENCE_NAME, with - as _) and a YAML key.
-type setting struct {
-	name    string
-	aliases []string // extra YAML keys and environment names
-	usage   string
-	list    bool // repeatable flag, YAML list, comma-separated in env
-	isBool  bool
-	set     func(c *Config, v string) error
-	add     func(c *Config, v string) // for lists
-	reset   func(c *Config)           // for lists, before a source sets them
+// aliases are older names of settings, in the environment and the file.
+var aliases = map[string]string{"organizations": "organization"}
+
+// flags defines every setting of c as a flag of fs, each also read from
+// the environment and the file (pkg/config).
+func (c *Config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ConfigFile, config.FileFlag, "", "YAML configuration file (keys are the flag names)")
+	fs.StringVar(&c.Host, "host", c.Host, "the compute host's name as Nova knows it (default: nova.conf [DEFAULT] host, else the hostname)")
+	fs.StringVar(&c.Country, "country", c.Country, "ISO 3166-1 alpha-2 country the host is in")
+	fs.Var(config.NewList(&c.Organizations), "organization", "an organisation operating the host (repeatable, or comma-separated)")
+	fs.StringVar(&c.Region, "region", c.Region, "optional region label (Nova region, data centre)")
+	fs.StringVar(&c.Ledger, "ledger", c.Ledger, "the ledger: the URL of a filterd (http://host:port), or fabric")
+	fs.StringVar(&c.Token, "token", c.Token, "bearer token for a filterd's write API")
+	fs.StringVar(&c.HeadState, "head-state", c.HeadState, "file remembering the last signed head of the filterd's ledger, to refuse a ledger that forked or went back (default: $STATE_DIRECTORY/head.json under systemd; none: kept only while the agent runs)")
+	fs.StringVar(&c.HeadKey, "head-key", c.HeadKey, "public key of the filterd's head signer: base64, PEM or a file (default: the key of the first head seen)")
+	fs.StringVar(&c.Fabric.Peer, "fabric-peer", c.Fabric.Peer, "Fabric gateway peer endpoint host:port (with --ledger fabric)")
+	fs.StringVar(&c.Fabric.TLSCA, "fabric-tls-ca", c.Fabric.TLSCA, "PEM file of the Fabric peer's TLS CA")
+	fs.StringVar(&c.Fabric.ServerName, "fabric-server-name", c.Fabric.ServerName, "TLS server name of the Fabric peer")
+	fs.StringVar(&c.Fabric.MSPID, "fabric-msp-id", c.Fabric.MSPID, "MSP id of the agent's Fabric identity")
+	fs.StringVar(&c.Fabric.Cert, "fabric-cert", c.Fabric.Cert, "PEM file of the agent's Fabric enrolment certificate")
+	fs.StringVar(&c.Fabric.Key, "fabric-key", c.Fabric.Key, "PEM file of the agent's Fabric private key")
+	fs.StringVar(&c.Fabric.Channel, "fabric-channel", c.Fabric.Channel, "Fabric channel (default: the backend's)")
+	fs.StringVar(&c.Fabric.Chaincode, "fabric-chaincode", c.Fabric.Chaincode, "Fabric chaincode name (default: the backend's)")
+	fs.BoolVar(&c.Once, "once", c.Once, "register (or confirm the record) and exit: 0 when registered")
+	fs.DurationVar(&c.Interval, "interval", c.Interval, "daemon: how often to re-assert the record and sweep")
+	fs.DurationVar(&c.Deadline, "deadline", c.Deadline, "give up registering after this long while the ledger is unavailable (0: never)")
+	fs.DurationVar(&c.AttemptTimeout, "attempt-timeout", c.AttemptTimeout, "timeout of one ledger call")
+	fs.Var(&novaConfs{List: config.NewList(&c.NovaConfs), set: &c.NovaConfsSet}, "nova-conf", "nova.conf file to read [DEFAULT] host from (repeatable; a later file wins)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "address for /metrics and /healthz (daemon), e.g. 127.0.0.1:9465; empty: none")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "NATS server URL for violation events (daemon); empty: none")
+	fs.BoolVar(&c.NoSweep, "no-sweep", c.NoSweep, "daemon: only re-assert the record, do not sweep")
+	fs.BoolVar(&c.DenyUnregulated, "deny-unregulated", c.DenyUnregulated, "sweep: treat VMs without a regulation as violations (as filterd's option of that name)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
 }
 
-func str(p func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error { *p(c) = v; return nil }
+// novaConfs is --nova-conf, which also records that it was given.
+type novaConfs struct {
+	*config.List
+	set *bool
 }
 
-func dur(name string, p func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return fmt.Errorf("%s: %q is not a duration like 30s or 5m", name, v)
-		}
-		*p(c) = d
-		return nil
-	}
-}
-
-func boolean(name string, p func(*Config) *bool) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("%s: %q is not true or false", name, v)
-		}
-		*p(c) = b
-		return nil
-	}
-}
-
-var settings = []setting{
-	{name: "host", usage: "the compute host's name as Nova knows it (default: nova.conf [DEFAULT] host, else the hostname)",
-		set: str(func(c *Config) *string { return &c.Host })},
-	{name: "country", usage: "ISO 3166-1 alpha-2 country the host is in",
-		set: str(func(c *Config) *string { return &c.Country })},
-	{name: "organization", aliases: []string{"organizations"}, list: true,
-		usage: "an organisation operating the host (repeatable, or comma-separated)",
-		add:   func(c *Config, v string) { c.Organizations = append(c.Organizations, v) },
-		reset: func(c *Config) { c.Organizations = nil }},
-	{name: "region", usage: "optional region label (Nova region, data centre)",
-		set: str(func(c *Config) *string { return &c.Region })},
-	{name: "ledger", usage: "the ledger: the URL of a filterd (http://host:port), or fabric",
-		set: str(func(c *Config) *string { return &c.Ledger })},
-	{name: "token", usage: "bearer token for a filterd's write API",
-		set: str(func(c *Config) *string { return &c.Token })},
-	{name: "head-state", usage: "file remembering the last signed head of the filterd's ledger, to refuse a ledger that forked or went back (default: $STATE_DIRECTORY/head.json under systemd; none: kept only while the agent runs)",
-		set: str(func(c *Config) *string { return &c.HeadState })},
-	{name: "head-key", usage: "public key of the filterd's head signer: base64, PEM or a file (default: the key of the first head seen)",
-		set: str(func(c *Config) *string { return &c.HeadKey })},
-	{name: "fabric-peer", usage: "Fabric gateway peer endpoint host:port (with --ledger fabric)",
-		set: str(func(c *Config) *string { return &c.Fabric.Peer })},
-	{name: "fabric-tls-ca", usage: "PEM file of the Fabric peer's TLS CA",
-		set: str(func(c *Config) *string { return &c.Fabric.TLSCA })},
-	{name: "fabric-server-name", usage: "TLS server name of the Fabric peer",
-		set: str(func(c *Config) *string { return &c.Fabric.ServerName })},
-	{name: "fabric-msp-id", usage: "MSP id of the agent's Fabric identity",
-		set: str(func(c *Config) *string { return &c.Fabric.MSPID })},
-	{name: "fabric-cert", usage: "PEM file of the agent's Fabric enrolment certificate",
-		set: str(func(c *Config) *string { return &c.Fabric.Cert })},
-	{name: "fabric-key", usage: "PEM file of the agent's Fabric private key",
-		set: str(func(c *Config) *string { return &c.Fabric.Key })},
-	{name: "fabric-channel", usage: "Fabric channel (default: the backend's)",
-		set: str(func(c *Config) *string { return &c.Fabric.Channel })},
-	{name: "fabric-chaincode", usage: "Fabric chaincode name (default: the backend's)",
-		set: str(func(c *Config) *string { return &c.Fabric.Chaincode })},
-	{name: "once", isBool: true, usage: "register (or confirm the record) and exit: 0 when registered",
-		set: boolean("once", func(c *Config) *bool { return &c.Once })},
-	{name: "interval", usage: "daemon: how often to re-assert the record and sweep",
-		set: dur("interval", func(c *Config) *time.Duration { return &c.Interval })},
-	{name: "deadline", usage: "give up registering after this long while the ledger is unavailable (0: never)",
-		set: dur("deadline", func(c *Config) *time.Duration { return &c.Deadline })},
-	{name: "attempt-timeout", usage: "timeout of one ledger call",
-		set: dur("attempt-timeout", func(c *Config) *time.Duration { return &c.AttemptTimeout })},
-	{name: "nova-conf", list: true, usage: "nova.conf file to read [DEFAULT] host from (repeatable; a later file wins)",
-		add:   func(c *Config, v string) { c.NovaConfs = append(c.NovaConfs, v); c.NovaConfsSet = true },
-		reset: func(c *Config) { c.NovaConfs = nil }},
-	{name: "metrics-listen", usage: "address for /metrics and /healthz (daemon), e.g. 127.0.0.1:9465; empty: none",
-		set: str(func(c *Config) *string { return &c.MetricsListen })},
-	{name: "nats", usage: "NATS server URL for violation events (daemon); empty: none",
-		set: str(func(c *Config) *string { return &c.NATS })},
-	{name: "no-sweep", isBool: true, usage: "daemon: only re-assert the record, do not sweep",
-		set: boolean("no-sweep", func(c *Config) *bool { return &c.NoSweep })},
-	{name: "deny-unregulated", isBool: true, usage: "sweep: treat VMs without a regulation as violations (as filterd's option of that name)",
-		set: boolean("deny-unregulated", func(c *Config) *bool { return &c.DenyUnregulated })},
-	{name: "log-level", usage: "debug, info, warn or error",
-		set: str(func(c *Config) *string { return &c.LogLevel })},
-	{name: "log-format", usage: "json or console",
-		set: str(func(c *Config) *string { return &c.LogFormat })},
-}
-
-func envName(name string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-func (s *setting) apply(c *Config, v string) error {
-	if s.list {
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				s.add(c, part)
-			}
-		}
-		return nil
-	}
-	return s.set(c, v)
-}
+func (n *novaConfs) Set(v string) error { *n.set = true; return n.List.Set(v) }
+func (n *novaConfs) Reset()             { *n.set = true; n.List.Reset() }
 
 // Load builds the configuration from, in increasing precedence, the
 // defaults, a YAML file (--config or LEDGERFENCE_CONFIG), the environment
-// (LEDGERFENCE_HOST, LEDGERFENCE_ORGANIZATIONS=A,B, ...) and the flags.
-// A list given by a higher source replaces the lower one's. readFile is
-// os.ReadFile in a program. Errors match ErrUsage; flag.ErrHelp is returned
-// as it is after the usage is written to out.
+// (LEDGERFENCE_HOST, LEDGERFENCE_ORGANIZATION=A,B, ...) and the flags, as
+// every command does (pkg/config). A list given by a higher source replaces
+// the lower one's. readFile is os.ReadFile in a program. Errors match
+// ErrUsage; flag.ErrHelp is returned as it is after the usage is written
+// to out.
 func Load(args []string, getenv func(string) string, readFile func(string) ([]byte, error), out io.Writer) (Config, error) {
 	c := Defaults()
 	fs := flag.NewFlagSet("hostagent", flag.ContinueOnError)
 	fs.SetOutput(out)
-	var configFile string
-	fs.StringVar(&configFile, "config", "", "YAML configuration file (keys are the flag names)")
-	flagVals := make(map[string]*[]string)
-	for i := range settings {
-		s := &settings[i]
-		vals := new([]string)
-		flagVals[s.name] = vals
-		usage := s.usage + " [" + envName(s.name) + "]"
-		fs.Func(s.name, usage, func(v string) error { *vals = append(*vals, v); return nil })
-		if s.isBool {
-			boolFlag(fs, s.name)
-		}
+	c.flags(fs)
+	fs.Usage = func() { config.Usage(fs, out, "usage: hostagent [flags]\n\n") }
+	file, err := config.Load(fs, args, getenv, config.Options{Aliases: aliases, ReadFile: readFile})
+	if errors.Is(err, flag.ErrHelp) {
+		return c, err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
+	if err != nil {
 		return c, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
-
-	// The file.
-	if configFile == "" {
-		configFile = getenv(EnvPrefix + "CONFIG")
-	}
-	c.ConfigFile = configFile
-	if configFile != "" {
-		data, err := readFile(configFile)
-		if err != nil {
-			return c, fmt.Errorf("%w: config file: %v", ErrUsage, err)
-		}
-		if err := applyYAML(&c, data); err != nil {
-			return c, fmt.Errorf("%w: config file %s: %v", ErrUsage, configFile, err)
-		}
-	}
-	// The environment.
-	for i := range settings {
-		s := &settings[i]
-		for _, name := range append([]string{s.name}, s.aliases...) {
-			v := getenv(envName(name))
-			if v == "" {
-				continue
-			}
-			if s.list {
-				s.reset(&c)
-			}
-			if err := s.apply(&c, v); err != nil {
-				return c, fmt.Errorf("%w: %s: %v", ErrUsage, envName(name), err)
-			}
-			break
-		}
-	}
-	// The flags.
-	for i := range settings {
-		s := &settings[i]
-		vals := *flagVals[s.name]
-		if len(vals) == 0 {
-			continue
-		}
-		if s.list {
-			s.reset(&c)
-		}
-		for _, v := range vals {
-			if err := s.apply(&c, v); err != nil {
-				return c, fmt.Errorf("%w: --%v", ErrUsage, err)
-			}
-		}
+	c.ConfigFile = file
+	if c.Interval < 0 || c.Deadline < 0 || c.AttemptTimeout < 0 {
+		return c, fmt.Errorf("%w: --interval, --deadline and --attempt-timeout may not be negative", ErrUsage)
 	}
 	if c.HeadState == "" {
 		// systemd's StateDirectory= (one or more directories, colon-separated).
@@ -302,85 +177,6 @@ func Load(args []string, getenv func(string) string, readFile func(string) ([]by
 		return c, err
 	}
 	return c, nil
-}
-
-// boolFlag marks a Func flag as boolean so that "--once" needs no value.
-func boolFlag(fs *flag.FlagSet, name string) {
-	f := fs.Lookup(name)
-	f.Value = boolValue{f.Value}
-	f.DefValue = "false"
-}
-
-type boolValue struct{ flag.Value }
-
-func (boolValue) IsBoolFlag() bool { return true }
-
-// String is called by flag.PrintDefaults on a zero boolValue too.
-func (b boolValue) String() string {
-	if b.Value == nil {
-		return "false"
-	}
-	return b.Value.String()
-}
-
-func applyYAML(c *Config, data []byte) error {
-	var doc map[string]yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("not YAML: %v", err)
-	}
-	keys := make([]string, 0, len(doc))
-	for k := range doc {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		s := lookupSetting(k)
-		if s == nil {
-			return fmt.Errorf("unknown key %q", k)
-		}
-		node := doc[k]
-		if s.list {
-			s.reset(c)
-			var items []string
-			if node.Kind == yaml.SequenceNode {
-				if err := node.Decode(&items); err != nil {
-					return fmt.Errorf("%s: want a list of strings", k)
-				}
-			} else if node.Kind == yaml.ScalarNode {
-				items = []string{node.Value}
-			} else {
-				return fmt.Errorf("%s: want a list of strings", k)
-			}
-			for _, it := range items {
-				if err := s.apply(c, it); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if node.Kind != yaml.ScalarNode {
-			return fmt.Errorf("%s: want a single value", k)
-		}
-		if err := s.apply(c, node.Value); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func lookupSetting(key string) *setting {
-	key = strings.ReplaceAll(key, "_", "-")
-	for i := range settings {
-		if settings[i].name == key {
-			return &settings[i]
-		}
-		for _, a := range settings[i].aliases {
-			if a == key {
-				return &settings[i]
-			}
-		}
-	}
-	return nil
 }
 
 // Validate checks what does not depend on the host's facts (those are
