@@ -57,6 +57,13 @@ const (
 	RoleRecorder = "recorder"
 )
 
+// RoleOperator is the role recorded for the operator's own writes on the
+// embedded ledger (filterd's admin token, ledgerctl on the ledger's file),
+// which the embedded ledger makes without asking the rules. No credential of
+// a writer carries it, and the rules refuse it like any role they do not
+// know.
+const RoleOperator = "operator"
+
 // Roles lists every role the rules know, in the order above.
 func Roles() []string {
 	return []string{RoleHostAgent, RoleHostAdmin, RoleVMManager, RolePolicyAdmin, RoleAttestor, RoleRecorder}

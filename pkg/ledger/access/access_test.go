@@ -85,6 +85,7 @@ func TestMayWriteHost(t *testing.T) {
 		{name: "recorder", who: recorder, host: "hm1", words: []string{"role is recorder"}},
 		{name: "no role", who: noRole, host: "hm1", words: []string{"role is none"}},
 		{name: "unknown role", who: oddRole, host: "hm1", words: []string{"role is admin"}},
+		{name: "operator role on a credential", who: Identity{MSP: "Org1MSP", ID: "x509::CN=op", Role: RoleOperator}, host: "hm1", words: []string{"role is operator"}},
 		{name: "no name", who: Identity{MSP: "Org1MSP", Role: RoleHostAdmin}, host: "hm1", words: []string{"names no identity"}},
 		{name: "embedded agent, its host", who: eAgent, host: "hm1", by: &eAgent, allowed: true},
 		{name: "embedded agent, another host", who: eAgent, host: "hm2", words: []string{"hm1", "hm2"}},
@@ -167,7 +168,7 @@ func TestIdentity(t *testing.T) {
 			t.Errorf("role %s unknown", r)
 		}
 	}
-	if KnownRole("") || KnownRole("admin") || len(Roles()) != 6 {
+	if KnownRole("") || KnownRole("admin") || KnownRole(RoleOperator) || len(Roles()) != 6 {
 		t.Errorf("roles %v", Roles())
 	}
 }

@@ -44,8 +44,9 @@ var zeroHash = hex.EncodeToString(make([]byte, sha256.Size))
 // hash returns the SHA-256 of the canonical encoding of e: the domain, the
 // sequence number (8 bytes, big endian), the previous hash (32 bytes), then
 // kind, key, op, value, writer MSP, writer ID and the time (RFC 3339, UTC,
-// nanoseconds), each preceded by its length as a uvarint. TxID is not part of
-// it: it is the hash.
+// nanoseconds), then the writer's role when it has one, each preceded by its
+// length as a uvarint (so an entry without a role hashes as entries did
+// before roles were recorded). TxID is not part of it: it is the hash.
 func (e *entry) hash() ([sha256.Size]byte, error) {
 	prev, err := hex.DecodeString(e.Prev)
 	if err != nil || len(prev) != sha256.Size {
@@ -62,6 +63,9 @@ func (e *entry) hash() ([sha256.Size]byte, error) {
 	buf = appendField(buf, []byte(e.Writer.MSP))
 	buf = appendField(buf, []byte(e.Writer.ID))
 	buf = appendField(buf, []byte(e.Time.UTC().Format(time.RFC3339Nano)))
+	if e.Writer.Role != "" {
+		buf = appendField(buf, []byte(e.Writer.Role))
+	}
 	return sha256.Sum256(buf), nil
 }
 

@@ -30,10 +30,13 @@
 // with ledger.ErrUnavailable from then on. OpenReadOnly opens the file
 // without ever writing to it, for Verify.
 //
-// Writers are named by ledger.WithWriter on the context (a writer with ID
-// DefaultWriterID when none is given). The embedded ledger trusts its caller
-// to have authenticated them (filterd checks a bearer token); it never
-// returns ledger.ErrForbidden.
+// Writers: a write whose context carries an identity (access.WithIdentity:
+// filterd sets the holder of a writer token) is checked by package access's
+// rules, the chaincode's, and refused with ledger.ErrForbidden as the
+// chaincode refuses it; its record keeps the identity's ID and role. A write
+// without one is the operator's (filterd's admin token, ledgerctl on the file
+// itself): no rule applies, and the writer recorded is the one named by
+// ledger.WithWriter, or one with ID DefaultWriterID.
 //
 // Regulations: the writer of the first put becomes the owner and Version
 // counts the puts from 1. A regulation that is deleted and put again is a new

@@ -9,15 +9,21 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
-// writer is the writer named by ctx, or the default one.
-func writer(ctx context.Context) ledger.Writer {
-	if w, ok := ledger.WriterFrom(ctx); ok && w.ID != "" {
-		return w
+// author is who makes a write with ctx: an identity set by
+// access.WithIdentity, to which the access rules apply (checked true), else
+// the operator's writer named by ledger.WithWriter, or the default one.
+func author(ctx context.Context) (w ledger.Writer, who access.Identity, checked bool) {
+	if who, ok := access.IdentityFrom(ctx); ok {
+		return who.Writer(), who, true
 	}
-	return ledger.Writer{ID: DefaultWriterID}
+	if w, ok := ledger.WriterFrom(ctx); ok && w.ID != "" {
+		return w, access.Identity{}, false
+	}
+	return ledger.Writer{ID: DefaultWriterID}, access.Identity{}, false
 }
 
 // update runs fn in a write transaction, synced to disk on commit, and
@@ -67,7 +73,8 @@ func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error
 
 // PutHost validates and normalises h with filter.NormalizeHost and stores
 // it. A record equal to the stored one is not written again: changed is false
-// and the stored record is returned. Errors: ErrInvalid, ErrUnavailable.
+// and the stored record is returned. Errors: ErrInvalid, ErrForbidden (the
+// identity on ctx may not write it), ErrUnavailable.
 func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRecord, changed bool, err error) {
 	if err := l.ready(ctx); err != nil {
 		return ledger.HostRecord{}, false, err
@@ -76,11 +83,16 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 	if err != nil {
 		return ledger.HostRecord{}, false, invalid(err)
 	}
-	w := writer(ctx)
+	w, who, checked := author(ctx)
 	err = l.update(ctx, func(tx *bolt.Tx) (*entry, error) {
 		cur, ok, err := getHost(tx, host.Name)
 		if err != nil {
 			return nil, err
+		}
+		if checked {
+			if err := access.MayWriteHost(who, host.Name, cur, ok); err != nil {
+				return nil, err
+			}
 		}
 		if ok && cur.Host.Equal(host) {
 			rec, changed = cur, false
@@ -108,7 +120,8 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 // (filter.NormalizeRules) and stores them. The writer of the first put
 // becomes the owner; later puts keep the owner and increment the version.
 // Rules equal to the stored ones are not written again: changed is false and
-// the stored record is returned. Errors: ErrInvalid, ErrUnavailable.
+// the stored record is returned. Errors: ErrInvalid, ErrForbidden,
+// ErrUnavailable.
 func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, rules []filter.Rule) (rec ledger.RegulationRecord, changed bool, err error) {
 	if err := l.ready(ctx); err != nil {
 		return ledger.RegulationRecord{}, false, err
@@ -121,11 +134,16 @@ func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, rule
 	if err != nil {
 		return ledger.RegulationRecord{}, false, invalid(err)
 	}
-	w := writer(ctx)
+	w, who, checked := author(ctx)
 	err = l.update(ctx, func(tx *bolt.Tx) (*entry, error) {
 		cur, ok, err := getRegulation(tx, subj)
 		if err != nil {
 			return nil, err
+		}
+		if checked {
+			if err := access.MayWriteRegulation(who, subj, cur, ok); err != nil {
+				return nil, err
+			}
 		}
 		if ok && slices.Equal(cur.Allow, allow) {
 			rec, changed = cur, false
@@ -160,7 +178,7 @@ func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, rule
 }
 
 // DeleteRegulation removes the regulation of subject. Errors: ErrInvalid,
-// ErrNotFound, ErrUnavailable.
+// ErrNotFound, ErrForbidden, ErrUnavailable.
 func (l *Ledger) DeleteRegulation(ctx context.Context, subject filter.Subject) error {
 	if err := l.ready(ctx); err != nil {
 		return err
@@ -169,12 +187,19 @@ func (l *Ledger) DeleteRegulation(ctx context.Context, subject filter.Subject) e
 	if err != nil {
 		return invalid(err)
 	}
-	w := writer(ctx)
+	w, who, checked := author(ctx)
 	return l.update(ctx, func(tx *bolt.Tx) (*entry, error) {
-		if _, ok, err := getRegulation(tx, subj); err != nil {
+		cur, ok, err := getRegulation(tx, subj)
+		if err != nil {
 			return nil, err
-		} else if !ok {
+		}
+		if !ok {
 			return nil, regulationNotFound(subj)
+		}
+		if checked {
+			if err := access.MayDeleteRegulation(who, subj, cur); err != nil {
+				return nil, err
+			}
 		}
 		return appendEntry(tx, ledger.KindRegulation, string(subj), ledger.OpDelete, nil, w, l.clock())
 	})
