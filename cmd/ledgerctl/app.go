@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/config"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
@@ -105,34 +107,66 @@ type common struct {
 	ledgerOpts
 	output  string
 	timeout time.Duration
+	file    string
 }
 
 func (a *app) commonFlags(fs *flag.FlagSet) *common {
 	c := &common{}
-	env := func(k, def string) string {
-		if v := a.getenv("LEDGERFENCE_" + k); v != "" {
-			return v
-		}
-		return def
-	}
-	fs.StringVar(&c.Ledger, "ledger", env("LEDGER", ""), "the ledger: a filterd URL, fabric, or embedded (with --data) [LEDGERFENCE_LEDGER]")
-	fs.StringVar(&c.Token, "token", env("TOKEN", ""), "bearer token for a filterd's write API [LEDGERFENCE_TOKEN]")
-	fs.StringVar(&c.Data, "data", env("DATA", ""), "directory of an embedded ledger [LEDGERFENCE_DATA]")
-	fs.StringVar(&c.Writer, "as", env("WRITER", a.getenv("USER")), "writer identity recorded by an embedded ledger [LEDGERFENCE_WRITER]")
-	fs.StringVar(&c.Fabric.Peer, "fabric-peer", env("FABRIC_PEER", ""), "Fabric gateway peer host:port")
-	fs.StringVar(&c.Fabric.TLSCA, "fabric-tls-ca", env("FABRIC_TLS_CA", ""), "PEM file of the peer's TLS CA")
-	fs.StringVar(&c.Fabric.ServerName, "fabric-server-name", env("FABRIC_SERVER_NAME", ""), "TLS server name of the peer")
-	fs.StringVar(&c.Fabric.MSPID, "fabric-msp-id", env("FABRIC_MSP_ID", ""), "MSP id of your Fabric identity")
-	fs.StringVar(&c.Fabric.Cert, "fabric-cert", env("FABRIC_CERT", ""), "PEM file of your Fabric certificate")
-	fs.StringVar(&c.Fabric.Key, "fabric-key", env("FABRIC_KEY", ""), "PEM file of your Fabric private key")
-	fs.StringVar(&c.Fabric.Channel, "fabric-channel", env("FABRIC_CHANNEL", ""), "Fabric channel")
-	fs.StringVar(&c.Fabric.Chaincode, "fabric-chaincode", env("FABRIC_CHAINCODE", ""), "Fabric chaincode")
-	fs.StringVar(&c.HeadState, "head-state", env("HEAD_STATE", ""), "file remembering the last signed head of the filterd at --ledger URL; none: not kept (default: one per URL under $XDG_STATE_HOME/ledgerfence/heads) [LEDGERFENCE_HEAD_STATE]")
-	fs.StringVar(&c.HeadKey, "head-key", env("HEAD_KEY", ""), "public key of the ledger's head signer: base64, PEM or a file (default: the key of the first head seen; for verify, DIR/"+head.PublicKeyFile+") [LEDGERFENCE_HEAD_KEY]")
-	fs.StringVar(&c.output, "o", env("OUTPUT", "table"), "output: table or json")
-	fs.StringVar(&c.output, "output", env("OUTPUT", "table"), "output: table or json")
+	fs.StringVar(&c.Ledger, "ledger", "", "the ledger: a filterd URL, fabric, or embedded (with --data)")
+	fs.StringVar(&c.Token, "token", "", "bearer token for a filterd's write API")
+	fs.StringVar(&c.Data, "data", "", "directory of an embedded ledger")
+	fs.StringVar(&c.Writer, "as", a.getenv("USER"), "writer identity recorded by an embedded ledger (also LEDGERFENCE_WRITER)")
+	fs.StringVar(&c.Fabric.Peer, "fabric-peer", "", "Fabric gateway peer host:port")
+	fs.StringVar(&c.Fabric.TLSCA, "fabric-tls-ca", "", "PEM file of the peer's TLS CA")
+	fs.StringVar(&c.Fabric.ServerName, "fabric-server-name", "", "TLS server name of the peer")
+	fs.StringVar(&c.Fabric.MSPID, "fabric-msp-id", "", "MSP id of your Fabric identity")
+	fs.StringVar(&c.Fabric.Cert, "fabric-cert", "", "PEM file of your Fabric certificate")
+	fs.StringVar(&c.Fabric.Key, "fabric-key", "", "PEM file of your Fabric private key")
+	fs.StringVar(&c.Fabric.Channel, "fabric-channel", "", "Fabric channel")
+	fs.StringVar(&c.Fabric.Chaincode, "fabric-chaincode", "", "Fabric chaincode")
+	fs.StringVar(&c.HeadState, "head-state", "", "file remembering the last signed head of the filterd at --ledger URL; none: not kept (default: one per URL under $XDG_STATE_HOME/ledgerfence/heads)")
+	fs.StringVar(&c.HeadKey, "head-key", "", "public key of the ledger's head signer: base64, PEM or a file (default: the key of the first head seen; for verify, DIR/"+head.PublicKeyFile+")")
+	fs.StringVar(&c.output, "o", "table", "output: table or json (as --output)")
+	fs.StringVar(&c.output, "output", "table", "output: table or json")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "timeout of each ledger or OpenStack call (migrate --wait follows longer)")
+	fs.StringVar(&c.file, config.FileFlag, "", "YAML file of settings, keyed by flag name")
 	return c
+}
+
+// settingAliases are other names of ledgerctl's settings in the
+// environment and the file.
+var settingAliases = map[string]string{"writer": "as"}
+
+// isSetting tells ledgerctl's settings (the flags every command takes,
+// read from the environment and the file too) from a command's operands
+// (--vm, --host, ...: the command line only).
+func isSetting(name string) bool {
+	switch name {
+	case "ledger", "token", "data", "as", "fabric-peer", "fabric-tls-ca", "fabric-server-name", "fabric-msp-id",
+		"fabric-cert", "fabric-key", "fabric-channel", "fabric-chaincode", "head-state", "head-key", "output", "timeout":
+		return true
+	}
+	return false
+}
+
+// parse parses flags and positional arguments in any order, then fills
+// every flag not given from the environment or the --config file
+// (pkg/config's one precedence rule).
+func (a *app) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	config.Describe(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["o"] { // -o and --output are one setting, read as output
+		given["output"] = true
+	}
+	if _, err := config.Apply(fs, given, a.getenv, config.Options{Aliases: settingAliases, ReadFile: os.ReadFile, Settings: isSetting}); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return pos, nil
 }
 
 // parse parses flags and positional arguments in any order.

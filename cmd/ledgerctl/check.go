@@ -64,7 +64,7 @@ func (a *app) check(ctx context.Context, args []string) error {
 	var hosts listFlag
 	fs.Var(&hosts, "host", "a host to check (repeatable; default: every host in the ledger)")
 	deny := denyUnregulatedFlag(fs)
-	pos, err := parse(fs, args)
+	pos, err := a.parse(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}

@@ -17,7 +17,7 @@ func (a *app) host(ctx context.Context, args []string) error {
 	verb, args := args[0], args[1:]
 	fs := a.newFlags("host " + verb)
 	c := a.commonFlags(fs)
-	pos, err := parse(fs, args)
+	pos, err := a.parse(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}

@@ -432,3 +432,36 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("tampered file: exit %d: %s %s", code, out, errs)
 	}
 }
+
+// ledgerctl's settings come from flags, the environment and a --config
+// file, in that order; a command's operands from the command line only.
+func TestSettingsPrecedence(t *testing.T) {
+	h := newHarness(t)
+	h.seed(table4Hosts...)
+	if code, _, errs := h.run("regulation", "set", "vm:"+vm1, "--countries", "JP,GB", "--organizations", "CompanyA,CompanyB"); code != 0 {
+		t.Fatal(errs)
+	}
+	file := filepath.Join(t.TempDir(), "ledgerctl.yaml")
+	if err := os.WriteFile(file, []byte("ledger: embedded\ndata: "+h.dir+"\noutput: json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.env = map[string]string{"LEDGERFENCE_CONFIG": file, "USER": "alice", "LEDGERFENCE_HOST": "jp-1"}
+	// The file's output (json) and ledger; LEDGERFENCE_HOST is not --host.
+	code, out, errs := h.run("check", "--vm", vm1)
+	var res decide.Report
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Verdicts) != len(table4Hosts) {
+		t.Fatalf("exit %d, %d verdicts (%v): %s %s", code, len(res.Verdicts), err, out, errs)
+	}
+	// The environment over the file, the flag over both.
+	h.env["LEDGERFENCE_OUTPUT"] = "table"
+	if _, out, _ := h.run("check", "--vm", vm1, "--host", "jp-1"); !strings.Contains(out, "VERDICT") {
+		t.Errorf("LEDGERFENCE_OUTPUT=table over the file's json: %s", out)
+	}
+	if _, out, _ := h.run("check", "--vm", vm1, "--host", "jp-1", "-o", "json"); !strings.HasPrefix(strings.TrimSpace(out), "{") {
+		t.Errorf("-o json over LEDGERFENCE_OUTPUT=table: %s", out)
+	}
+	h.env["LEDGERFENCE_TIMEOUT"] = "soon"
+	if code, _, errs := h.run("check", "--vm", vm1); code != exitUsage || !strings.Contains(errs, "not a duration") {
+		t.Errorf("a bad LEDGERFENCE_TIMEOUT: exit %d, %s", code, errs)
+	}
+}

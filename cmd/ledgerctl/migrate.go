@@ -38,7 +38,7 @@ func (a *app) migrate(ctx context.Context, args []string) error {
 	wait := fs.Bool("wait", false, "follow the migration to its end")
 	deny := denyUnregulatedFlag(fs)
 	waitTimeout := fs.Duration("wait-timeout", 30*time.Minute, "give up following after this long")
-	pos, err := parse(fs, args)
+	pos, err := a.parse(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}

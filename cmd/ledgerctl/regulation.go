@@ -31,7 +31,7 @@ func (a *app) regulation(ctx context.Context, args []string) error {
 		fs.Var(&orgs, "organizations", "allowed organisations, comma-separated")
 		fs.StringVar(&file, "file", "", "a regulation JSON file in any of the three forms (- for standard input)")
 	}
-	pos, err := parse(fs, args)
+	pos, err := a.parse(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}

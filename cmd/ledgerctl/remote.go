@@ -94,7 +94,7 @@ func defaultHeadState(getenv func(string) string, ledgerURL string) string {
 func (a *app) head(ctx context.Context, args []string) error {
 	fs := a.newFlags("head")
 	c := a.commonFlags(fs)
-	pos, err := parse(fs, args)
+	pos, err := a.parse(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}

@@ -74,7 +74,7 @@ func (a *app) verify(ctx context.Context, args []string) error {
 	fs := a.newFlags("verify")
 	c := a.commonFlags(fs)
 	exp := a.expectFlags(fs, c)
-	pos, err := parse(fs, args)
+	pos, err := a.parse(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}
@@ -133,7 +133,7 @@ func (a *app) adopt(ctx context.Context, args []string) error {
 	fs := a.newFlags("adopt")
 	c := a.commonFlags(fs)
 	exp := a.expectFlags(fs, c)
-	pos, err := parse(fs, args)
+	pos, err := a.parse(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}

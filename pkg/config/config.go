@@ -90,6 +90,10 @@ type Options struct {
 	// ReadFile reads the configuration file (os.ReadFile); nil: a file is
 	// refused.
 	ReadFile func(string) ([]byte, error)
+	// Settings, when set, names the flags that are settings, read from the
+	// environment and the file; the others (a command's operands) are
+	// taken from the command line only.
+	Settings func(name string) bool
 }
 
 // Load parses args into fs, then fills every flag not given on the command
@@ -112,7 +116,11 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, opts Opti
 func Apply(fs *flag.FlagSet, given map[string]bool, getenv func(string) string, opts Options) (file string, err error) {
 	Describe(fs)
 	names := map[string][]string{} // flag name -> names it is known by outside the command line
-	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = []string{f.Name} })
+	fs.VisitAll(func(f *flag.Flag) {
+		if opts.Settings == nil || opts.Settings(f.Name) {
+			names[f.Name] = []string{f.Name}
+		}
+	})
 	for alias, name := range opts.Aliases {
 		if _, ok := names[name]; ok {
 			names[name] = append(names[name], alias)
