@@ -139,7 +139,7 @@ func TestUnusableFileRefusesEveryToken(t *testing.T) {
 	}
 	good, _ := os.ReadFile(path)
 	for _, tc := range []struct {
-		name   string
+		name  string
 		spoil func()
 	}{
 		{"not JSON", func() { os.WriteFile(path+".new", []byte("{"), 0o600); os.Rename(path+".new", path) }},
