@@ -17,9 +17,14 @@
 // GET /v1/decisions?limit=N (the most recent decisions, newest first).
 //
 // REST errors are {"error": "..."} with a 4xx or 5xx status; their text never
-// holds internal detail. Writes need the admin bearer token and a backend
-// that accepts writes through filterd (the embedded ledger); reads are open
-// unless a read token is configured.
+// holds internal detail. Writes need a backend that accepts writes through
+// filterd (the embedded ledger) and a bearer token: a writer token (package
+// tokens), whose identity and role the ledger records and checks with
+// package access's rules, or the operator's admin token, which no rule
+// checks. The writer recorded comes from the token alone: a client cannot
+// name it (an X-Ledgerfence-Writer header is ignored). Reads are open unless a
+// read token is configured; then the read token, the admin token or a writer
+// token is needed.
 package api
 
 import (
@@ -42,6 +47,8 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/tokens"
 	"github.com/ledgerfence/ledgerfence/pkg/nova"
 )
 
@@ -52,9 +59,6 @@ const (
 	// HeaderChanged says whether a write changed the ledger ("true") or was
 	// a no-op ("false").
 	HeaderChanged = "X-Ledgerfence-Changed"
-	// HeaderWriter names the writer of a REST write, for the ledger's
-	// records (the admin token authenticates; this only names).
-	HeaderWriter = "X-Ledgerfence-Writer"
 )
 
 // Defaults of Config.
@@ -97,7 +101,8 @@ const (
 	// that filterd fails closed before Nova gives up on it (SAP's Nova then
 	// takes every host).
 	DefaultDecisionTimeout = 2 * time.Second
-	// DefaultWriter names REST writes that do not name their writer.
+	// DefaultWriter is the writer recorded for writes made with the admin
+	// token (role access.RoleOperator).
 	DefaultWriter = "filterd-admin"
 	// DefaultHeartbeat is the idle interval after which GET /v1/events
 	// writes an empty line, so that clients can tell a quiet stream from a
@@ -111,9 +116,16 @@ const (
 type Config struct {
 	// DenyUnregulated denies every host to a VM no regulation applies to.
 	DenyUnregulated bool
-	// AdminToken authorises writes; with none, writes are refused.
+	// AdminToken is the operator's token: its writes are recorded as
+	// DefaultWriter and checked by no rule. Host agents and VM managers
+	// hold writer tokens (Writers) instead.
 	AdminToken string
-	// ReadToken, when set, is required (or the admin token) for reads.
+	// Writers, when set, authenticates writer tokens: their writes are made
+	// by the token's identity (access.WithIdentity), which the ledger checks
+	// and records. With neither AdminToken nor Writers, writes are refused.
+	Writers Writers
+	// ReadToken, when set, is required (or the admin token, or a writer
+	// token) for reads.
 	ReadToken string
 	// WebhookToken, when set, is required for the webhook.
 	WebhookToken string
@@ -222,6 +234,13 @@ type Resolver interface {
 	Stale() bool
 	// Height is the ledger height of the cache's view.
 	Height() uint64
+}
+
+// Writers authenticates writer tokens; *tokens.Store is one. Its errors:
+// tokens.ErrUnknown, tokens.ErrRevoked, tokens.ErrFile (no token can be
+// checked).
+type Writers interface {
+	Authenticate(token string) (access.Identity, error)
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -402,21 +421,29 @@ func unauthorized(w http.ResponseWriter, msg string) {
 	writeError(w, http.StatusUnauthorized, msg)
 }
 
-// read requires the read token (or the admin token) when one is configured.
+// read requires the read token, the admin token or a writer token when a
+// read token is configured.
 func (s *Server) read(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.ReadToken != "" {
 			tok, ok := bearer(r)
-			if !ok || !(tokenIs(tok, s.cfg.ReadToken) || tokenIs(tok, s.cfg.AdminToken)) {
+			if !ok {
 				unauthorized(w, "reads need Authorization: Bearer <read token>")
 				return
+			}
+			if !tokenIs(tok, s.cfg.ReadToken) && !tokenIs(tok, s.cfg.AdminToken) {
+				if _, ok := s.writerToken(w, r, tok, "reads need Authorization: Bearer <read token>"); !ok {
+					return
+				}
 			}
 		}
 		h(w, r)
 	}
 }
 
-// write requires a writable backend and the admin token.
+// write requires a writable backend and a writer token or the admin token,
+// and makes the write's context name its writer: the token's identity, or
+// the operator for the admin token.
 func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.cfg.Writable {
@@ -424,17 +451,53 @@ func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 				" ledger, which filterd does not write to: writers sign their own transactions (hostagent, ledgerctl)")
 			return
 		}
-		if s.cfg.AdminToken == "" {
-			writeError(w, http.StatusForbidden, "writes are disabled: filterd has no admin token (--admin-token or LEDGERFENCE_ADMIN_TOKEN)")
+		if s.cfg.AdminToken == "" && s.cfg.Writers == nil {
+			writeError(w, http.StatusForbidden, "writes are disabled: filterd has neither writer tokens nor an admin token")
 			return
 		}
+		const need = "writes need Authorization: Bearer <token>, a writer token (ledgerctl token issue)"
 		tok, ok := bearer(r)
-		if !ok || !tokenIs(tok, s.cfg.AdminToken) {
-			unauthorized(w, "writes need Authorization: Bearer <admin token>")
+		if !ok {
+			unauthorized(w, need)
 			return
 		}
-		h(w, r)
+		ctx := r.Context()
+		if tokenIs(tok, s.cfg.AdminToken) {
+			ctx = ledger.WithWriter(ctx, ledger.Writer{ID: DefaultWriter, Role: access.RoleOperator})
+		} else {
+			who, ok := s.writerToken(w, r, tok, need)
+			if !ok {
+				return
+			}
+			ctx = access.WithIdentity(ctx, who)
+		}
+		h(w, r.WithContext(ctx))
 	}
+}
+
+// writerToken authenticates a writer token, answering the request when it
+// is refused: 401 for a token unknown or revoked, 503 when the tokens file
+// cannot be used. The token itself is never logged.
+func (s *Server) writerToken(w http.ResponseWriter, r *http.Request, tok, need string) (access.Identity, bool) {
+	if s.cfg.Writers == nil {
+		unauthorized(w, need)
+		return access.Identity{}, false
+	}
+	who, err := s.cfg.Writers.Authenticate(tok)
+	switch {
+	case err == nil:
+		return who, true
+	case errors.Is(err, tokens.ErrRevoked):
+		s.log.Warn("a revoked writer token was presented", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.String("remote", r.RemoteAddr), zap.Error(err))
+		unauthorized(w, "this token was revoked")
+	case errors.Is(err, tokens.ErrUnknown):
+		unauthorized(w, need)
+	default:
+		s.log.Error("writer tokens cannot be checked; no writer token is accepted", zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, "writer tokens cannot be checked now; retry later")
+	}
+	return access.Identity{}, false
 }
 
 // errorBody is every error's JSON.
@@ -472,6 +535,9 @@ func (s *Server) ledgerError(w http.ResponseWriter, r *http.Request, err error) 
 		status = http.StatusBadRequest
 	case errors.Is(err, ledger.ErrForbidden):
 		status = http.StatusForbidden
+		wr := writerOf(r.Context())
+		s.log.Warn("ledger write refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.String("writer", wr.String()), zap.String("role", wr.Role), zap.Error(err))
 	case errors.Is(err, ledger.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		s.log.Warn("ledger unavailable", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		writeError(w, http.StatusServiceUnavailable, "the ledger could not answer; retry later")

@@ -15,6 +15,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
 )
 
 // Limits of the REST API.
@@ -27,23 +28,14 @@ const (
 	maxLookupKeys = 100_000
 )
 
-// writerOf names the writer of a REST write: X-Ledgerfence-Writer, which
-// may hold [A-Za-z0-9._@:/-]{1,128}, else DefaultWriter.
-func writerOf(r *http.Request) (ledger.Writer, bool) {
-	name := r.Header.Get(HeaderWriter)
-	if name == "" {
-		return ledger.Writer{ID: DefaultWriter}, true
+// writerOf is the writer of the writes made with ctx: the writer token's
+// identity, or the operator's writer of the admin token.
+func writerOf(ctx context.Context) ledger.Writer {
+	if who, ok := access.IdentityFrom(ctx); ok {
+		return who.Writer()
 	}
-	if len(name) > 128 {
-		return ledger.Writer{}, false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || bytes.IndexByte([]byte("._@:/-"), c) >= 0) {
-			return ledger.Writer{}, false
-		}
-	}
-	return ledger.Writer{ID: name}, true
+	w, _ := ledger.WriterFrom(ctx)
+	return w
 }
 
 // mergeCancel returns a context of a that also ends when b ends.
@@ -87,19 +79,10 @@ func jsonMessage(err error) string {
 	return err.Error()
 }
 
-func (s *Server) writeContext(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	wr, ok := writerOf(r)
-	if !ok {
-		writeError(w, http.StatusBadRequest, HeaderWriter+" must match [A-Za-z0-9._@:/-]{1,128}")
-		return nil, false
-	}
-	return r.WithContext(ledger.WithWriter(r.Context(), wr)), true
-}
-
 func (s *Server) logWrite(r *http.Request, kind ledger.Kind, key string, op ledger.Op, tx string, changed bool) {
-	wr, _ := ledger.WriterFrom(r.Context())
+	wr := writerOf(r.Context())
 	s.log.Info("ledger write", zap.String("kind", string(kind)), zap.String("key", key), zap.String("op", string(op)),
-		zap.String("writer", wr.String()), zap.String("tx_id", tx), zap.Bool("changed", changed))
+		zap.String("writer", wr.String()), zap.String("role", wr.Role), zap.String("tx_id", tx), zap.Bool("changed", changed))
 }
 
 func setChanged(w http.ResponseWriter, changed bool) {
@@ -127,10 +110,6 @@ func (s *Server) putHost(w http.ResponseWriter, r *http.Request) {
 	h, err := filter.NormalizeHost(filter.Host{Name: name, Country: in.Country, Organizations: in.Organizations, Region: in.Region})
 	if err != nil {
 		validationError(w, err)
-		return
-	}
-	r, ok := s.writeContext(w, r)
-	if !ok {
 		return
 	}
 	rec, changed, err := s.ledger.PutHost(r.Context(), h)
@@ -216,10 +195,6 @@ func (s *Server) putRegulation(w http.ResponseWriter, r *http.Request) {
 		validationError(w, err)
 		return
 	}
-	r, ok = s.writeContext(w, r)
-	if !ok {
-		return
-	}
 	rec, changed, err := s.ledger.PutRegulation(r.Context(), sub, rules)
 	if err != nil {
 		s.ledgerError(w, r, err)
@@ -246,10 +221,6 @@ func (s *Server) getRegulation(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteRegulation(w http.ResponseWriter, r *http.Request) {
 	sub, ok := subject(w, r)
-	if !ok {
-		return
-	}
-	r, ok = s.writeContext(w, r)
 	if !ok {
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
 	"github.com/ledgerfence/ledgerfence/pkg/nova"
 )
 
@@ -46,7 +47,7 @@ func TestHosts(t *testing.T) {
 	}
 	got := decodeInto[ledger.HostRecord](t, rec.Body.Bytes())
 	want := filter.Host{Name: "hm1", Country: "JP", Organizations: []string{"CompanyA", "CompanyB"}, Region: "r1"}
-	if !got.Host.Equal(want) || got.TxID == "" || got.Writer.ID != DefaultWriter {
+	if !got.Host.Equal(want) || got.TxID == "" || got.Writer != (ledger.Writer{ID: DefaultWriter, Role: access.RoleOperator}) {
 		t.Errorf("stored %+v, want %+v by %s", got, want, DefaultWriter)
 	}
 	// The same facts again: a no-op.
@@ -64,10 +65,11 @@ func TestHosts(t *testing.T) {
 	for _, n := range []string{"hm2", "hm3", "hm4"} {
 		e.putHost(n, "GB", "CompanyC")
 	}
+	// A client cannot name its writer: the header is ignored.
 	req := httptestRequest(http.MethodPut, "/v1/hosts/hm5", `{"country": "GB", "organizations": ["CompanyB"]}`)
-	req.Header.Set(HeaderWriter, "hostagent/hm5")
+	req.Header.Set("X-Ledgerfence-Writer", "hostagent/hm5")
 	rec = e.serve(req)
-	if rec.Code != http.StatusOK || decodeInto[ledger.HostRecord](t, rec.Body.Bytes()).Writer.ID != "hostagent/hm5" {
+	if rec.Code != http.StatusOK || decodeInto[ledger.HostRecord](t, rec.Body.Bytes()).Writer.ID != DefaultWriter {
 		t.Errorf("write naming its writer: %d %s", rec.Code, rec.Body)
 	}
 	page := decodeInto[ledger.HostPage](t, e.must(http.StatusOK, http.MethodGet, "/v1/hosts?limit=2", "", nil).Body.Bytes())
@@ -159,10 +161,10 @@ func TestRESTBadInput(t *testing.T) {
 		{name: "VM subject that is not a UUID", method: "PUT", path: "/v1/regulations/vm:vm1", token: adminToken, body: `{"allow": ["JP.CompanyA"]}`, status: 400, msg: "subject"},
 		{name: "unknown subject form on read", method: "GET", path: "/v1/regulations/tenant:x", status: 400, msg: "subject"},
 		{name: "unknown subject form on delete", method: "DELETE", path: "/v1/regulations/tenant:x", token: adminToken, status: 400, msg: "subject"},
-		{name: "host write without a token", method: "PUT", path: "/v1/hosts/hm9", body: `{"country": "JP", "organizations": ["CompanyA"]}`, status: 401, msg: "admin token"},
-		{name: "host write with a wrong token", method: "PUT", path: "/v1/hosts/hm9", token: "guess", body: `{"country": "JP", "organizations": ["CompanyA"]}`, status: 401, msg: "admin token"},
-		{name: "regulation write without a token", method: "PUT", path: "/v1/regulations/vm:" + vm1UUID, body: `{"allow": ["JP.CompanyA"]}`, status: 401, msg: "admin token"},
-		{name: "delete without a token", method: "DELETE", path: "/v1/regulations/vm:" + vm1UUID, status: 401, msg: "admin token"},
+		{name: "host write without a token", method: "PUT", path: "/v1/hosts/hm9", body: `{"country": "JP", "organizations": ["CompanyA"]}`, status: 401, msg: "writer token"},
+		{name: "host write with a wrong token", method: "PUT", path: "/v1/hosts/hm9", token: "guess", body: `{"country": "JP", "organizations": ["CompanyA"]}`, status: 401, msg: "writer token"},
+		{name: "regulation write without a token", method: "PUT", path: "/v1/regulations/vm:" + vm1UUID, body: `{"allow": ["JP.CompanyA"]}`, status: 401, msg: "writer token"},
+		{name: "delete without a token", method: "DELETE", path: "/v1/regulations/vm:" + vm1UUID, status: 401, msg: "writer token"},
 		{name: "wrong method", method: "POST", path: "/v1/hosts/hm1", token: adminToken, body: `{}`, status: 405, msg: "GET or PUT"},
 		{name: "unknown endpoint", method: "GET", path: "/v1/nothing", status: 404, msg: "no such endpoint"},
 		{name: "check without a VM or project", method: "POST", path: "/v1/check", body: `{"hosts": ["hm1"]}`, status: 400, msg: "instance_uuid"},
@@ -235,11 +237,11 @@ func TestWritesRefused(t *testing.T) {
 			t.Errorf("ledger info = %+v", info)
 		}
 	})
-	t.Run("no admin token configured", func(t *testing.T) {
+	t.Run("neither writer tokens nor an admin token", func(t *testing.T) {
 		e := newEnv(t, Config{})
 		e.srv.cfg.AdminToken = ""
 		rec := e.must(http.StatusForbidden, http.MethodPut, "/v1/hosts/hm1", "", []byte(`{"country": "JP", "organizations": ["CompanyA"]}`))
-		if msg := errorText(t, rec.Body.Bytes()); !strings.Contains(msg, "--admin-token") {
+		if msg := errorText(t, rec.Body.Bytes()); !strings.Contains(msg, "neither writer tokens nor an admin token") {
 			t.Errorf("error %q does not say how to enable writes", msg)
 		}
 	})
