@@ -12,9 +12,13 @@
 // a broken connection, a deadline and an answer that cannot be read to
 // ErrUnavailable. The message is filterd's {"error": "..."} text.
 //
-// Writes name their writer with ledger.WithWriter on the context: it is sent
-// as the X-Ledgerfence-Writer header and recorded by filterd (the token
-// authenticates; the name only names).
+// Writes are made by the holder of the token: filterd records the identity
+// and role of the writer token (ledgerctl token issue) and applies package
+// access's rules to it; a client cannot name another writer. A token is
+// sent over plain http only to a loopback address (127.0.0.0/8, ::1,
+// localhost): New refuses an http:// URL of any other host when a token is
+// given, so use https there. Redirects are not followed, so that the token
+// never goes anywhere but the URL given.
 //
 // SignedHead and HashAt read filterd's signed heads (GET /v1/ledger/head),
 // for a head.Witness.
@@ -60,11 +64,8 @@ const (
 	maxLine   = 8 << 20
 )
 
-// Headers shared with filterd (package api).
-const (
-	headerChanged = "X-Ledgerfence-Changed"
-	headerWriter  = "X-Ledgerfence-Writer"
-)
+// headerChanged is filterd's answer to a write (package api).
+const headerChanged = "X-Ledgerfence-Changed"
 
 // Client is a ledger.Ledger over a filterd's REST API. It is safe for
 // concurrent use.
@@ -93,12 +94,14 @@ type options struct {
 	watchIdle time.Duration
 }
 
-// WithToken sets the bearer token sent with every request (filterd's admin
-// token for writes, its read token for reads when it requires one).
+// WithToken sets the bearer token sent with every request: a writer token
+// (ledgerctl token issue), which also reads, or a read token for a client
+// that only reads where filterd requires one.
 func WithToken(token string) Option { return func(o *options) { o.token = token } }
 
 // WithHTTPClient sets the HTTP client. Its Timeout should be zero: it would
-// cut event streams; per-call deadlines come from WithTimeout.
+// cut event streams; per-call deadlines come from WithTimeout. The client is
+// used as a copy that follows no redirect.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) {
 		if hc != nil {
@@ -132,18 +135,27 @@ func WithWatchIdleTimeout(d time.Duration) Option {
 }
 
 // New returns a client of the filterd at baseURL (http or https, with no
-// path, or the path filterd is served under).
+// path, or the path filterd is served under). Errors: ErrInvalid for a URL
+// that is not one, or an http:// URL of a host that is not a loopback address
+// when a token is given (use https).
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, ledger.Errorf(ledger.ErrInvalid, err, "remote: "+strconv.Quote(baseURL)+" is not an http(s) URL")
+		return nil, ledger.Errorf(ledger.ErrInvalid, err, "remote: "+strconv.Quote(filter.Clip(baseURL))+" is not an http(s) URL")
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	o := options{timeout: DefaultTimeout, watchIdle: DefaultWatchIdle}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.hc == nil {
+	if o.token != "" && u.Scheme == "http" && !loopback(u.Hostname()) {
+		return nil, ledger.Errorf(ledger.ErrInvalid, nil, "remote: refusing to send a token over plain http to "+filter.Clip(u.Host)+
+			": a token goes over http only to a loopback address (127.0.0.1, ::1, localhost); use https://"+filter.Clip(u.Host))
+	}
+	if o.hc != nil {
+		hc := *o.hc
+		o.hc = &hc
+	} else {
 		o.hc = &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -155,6 +167,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 			ForceAttemptHTTP2:     true,
 		}}
 	}
+	o.hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c := &Client{base: u, hc: o.hc, token: o.token, timeout: o.timeout, watchIdle: o.watchIdle}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
@@ -240,10 +253,17 @@ func (c *Client) newRequest(ctx context.Context, method, u string, body io.Reade
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if w, ok := ledger.WriterFrom(ctx); ok && w.ID != "" {
-		req.Header.Set(headerWriter, w.String())
-	}
 	return req, nil
+}
+
+// loopback reports whether host (a URL's host name) is a loopback address,
+// or localhost.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func unreachable(err error) error {
