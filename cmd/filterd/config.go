@@ -13,13 +13,13 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/api"
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	conf "github.com/ledgerfence/ledgerfence/pkg/config"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 )
 
 // config is filterd's configuration, from flags and the environment.
 type config struct {
-	Listen           string
-	Data             string
-	Ledger           string
+	Listen string
+	backend.Settings
 	AdminToken       string
 	ReadToken        string
 	WebhookToken     string
@@ -48,7 +48,11 @@ type config struct {
 	ReceiveBuffer    int
 	DecisionTimeout  time.Duration
 	ShutdownTimeout  time.Duration
-	Fabric           fabricConfig
+	// FabricCheckpoint and FabricTimeout are filterd's own Fabric
+	// settings: where it records its position in the event stream, and
+	// its longest wait for one read.
+	FabricCheckpoint string
+	FabricTimeout    time.Duration
 }
 
 // parseConfig reads the settings from args, the environment and the
@@ -58,8 +62,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("filterd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Listen, "listen", ":8787", "address to serve the webhook, the REST API, /metrics and health on")
-	fs.StringVar(&c.Data, "data", "/var/lib/ledgerfence", "directory of the embedded ledger")
-	fs.StringVar(&c.Ledger, "ledger", backendEmbedded, "ledger backend: embedded or fabric")
+	c.Data = "/var/lib/ledgerfence"
+	c.Settings.Flags(fs, backend.Embedded, backend.Embedded, backend.Fabric)
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token of REST writes (none: writes are refused)")
 	fs.StringVar(&c.ReadToken, "read-token", "", "bearer token of REST reads (none: reads are open)")
 	fs.StringVar(&c.WebhookToken, "webhook-token", "", "bearer token Nova must send to the webhook (none: open)")
@@ -88,7 +92,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.ReceiveBuffer, "receive-buffer", api.DefaultReceiveBuffer, "socket receive buffer of each connection, in bytes, so that a large webhook request arrives in one go (0: the kernel's, grown as it sees fit)")
 	fs.DurationVar(&c.DecisionTimeout, "decision-timeout", api.DefaultDecisionTimeout, "longest wait for the ledger in one decision; past it the webhook fails closed (keep it below Nova's timeout)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
-	c.Fabric.flags(fs)
+	fabricFlags(&c, fs)
 	var file string
 	fs.StringVar(&file, conf.FileFlag, "", "YAML file of settings, keyed by flag name")
 	fs.Usage = func() {
@@ -152,8 +156,9 @@ func (c *config) validate() error {
 	if c.ReadToken != "" && c.ReadToken == c.AdminToken {
 		errs = append(errs, errors.New("--read-token must differ from --admin-token"))
 	}
-	if c.Ledger == backendFabric {
-		errs = append(errs, c.Fabric.validate())
+	errs = append(errs, c.Settings.Validate(backend.Embedded, backend.Fabric))
+	if c.Kind() == backend.Fabric && c.FabricTimeout <= 0 {
+		errs = append(errs, errors.New("--fabric-timeout must be positive"))
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric"
 )
 
@@ -21,17 +22,17 @@ func TestParseFabricConfig(t *testing.T) {
 		name    string
 		args    []string
 		env     map[string]string
-		check   func(t *testing.T, c fabricConfig)
+		check   func(t *testing.T, c config)
 		wantErr []string
 	}{
 		{
 			name: "flags and defaults",
 			args: full,
-			check: func(t *testing.T, c fabricConfig) {
-				want := fabricConfig{Peer: "127.0.0.1:7051", TLSCA: "ca.pem", MSPID: "Org1MSP", Cert: "cert.pem", Key: "key.pem",
-					Channel: fabric.DefaultChannel, Chaincode: fabric.DefaultChaincode, Timeout: fabric.DefaultEvaluateTimeout}
-				if c != want {
-					t.Errorf("got %+v, want %+v", c, want)
+			check: func(t *testing.T, c config) {
+				want := backend.FabricSettings{Peer: "127.0.0.1:7051", TLSCA: "ca.pem", MSPID: "Org1MSP", Cert: "cert.pem", Key: "key.pem",
+					Channel: fabric.DefaultChannel, Chaincode: fabric.DefaultChaincode}
+				if c.Fabric != want || c.FabricTimeout != fabric.DefaultEvaluateTimeout || c.FabricCheckpoint != "" {
+					t.Errorf("got %+v %v %q, want %+v", c.Fabric, c.FabricTimeout, c.FabricCheckpoint, want)
 				}
 			},
 		},
@@ -43,11 +44,11 @@ func TestParseFabricConfig(t *testing.T) {
 				"LEDGERFENCE_FABRIC_KEY": "k", "LEDGERFENCE_FABRIC_CHANNEL": "ch", "LEDGERFENCE_FABRIC_CHAINCODE": "cc",
 				"LEDGERFENCE_FABRIC_CHECKPOINT": "/cp", "LEDGERFENCE_FABRIC_TIMEOUT": "750ms",
 			},
-			check: func(t *testing.T, c fabricConfig) {
-				want := fabricConfig{Peer: "p:1", TLSCA: "t", ServerName: "peer0", MSPID: "M", Cert: "c", Key: "k",
-					Channel: "ch", Chaincode: "cc", Checkpoint: "/cp", Timeout: 750 * time.Millisecond}
-				if c != want {
-					t.Errorf("got %+v, want %+v", c, want)
+			check: func(t *testing.T, c config) {
+				want := backend.FabricSettings{Peer: "p:1", TLSCA: "t", ServerName: "peer0", MSPID: "M", Cert: "c", Key: "k",
+					Channel: "ch", Chaincode: "cc"}
+				if c.Fabric != want || c.FabricCheckpoint != "/cp" || c.FabricTimeout != 750*time.Millisecond {
+					t.Errorf("got %+v %q %v, want %+v", c.Fabric, c.FabricCheckpoint, c.FabricTimeout, want)
 				}
 			},
 		},
@@ -64,7 +65,7 @@ func TestParseFabricConfig(t *testing.T) {
 		{
 			name:  "embedded ignores the Fabric settings",
 			args:  []string{"--fabric-timeout", "0s"},
-			check: func(t *testing.T, c fabricConfig) {},
+			check: func(t *testing.T, c config) {},
 		},
 	}
 	for _, tc := range cases {
@@ -81,7 +82,7 @@ func TestParseFabricConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tc.check(t, c.Fabric)
+			tc.check(t, c)
 		})
 	}
 }
@@ -91,8 +92,9 @@ func TestParseFabricConfig(t *testing.T) {
 func TestOpenFabricReadOnly(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, _ := selfSigned(t, dir)
-	cfg := fabricConfig{Peer: "127.0.0.1:1", TLSCA: certFile, MSPID: "Org1MSP", Cert: certFile, Key: keyFile,
-		Channel: "ledger", Chaincode: "ledgerfence", Checkpoint: filepath.Join(dir, "cp"), Timeout: time.Second}
+	cfg := config{Settings: backend.Settings{Ledger: backend.Fabric, Fabric: backend.FabricSettings{Peer: "127.0.0.1:1", TLSCA: certFile,
+		MSPID: "Org1MSP", Cert: certFile, Key: keyFile, Channel: "ledger", Chaincode: "ledgerfence"}},
+		FabricCheckpoint: filepath.Join(dir, "cp"), FabricTimeout: time.Second}
 	b, err := openFabric(cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +104,7 @@ func TestOpenFabricReadOnly(t *testing.T) {
 		t.Errorf("backend %s writable %v, cache %+v", b.name, b.writable, b.cache)
 	}
 
-	cfg.Key = filepath.Join(dir, "missing.pem")
+	cfg.Fabric.Key = filepath.Join(dir, "missing.pem")
 	if _, err := openFabric(cfg, zaptest.NewLogger(t)); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a missing key: %v", err)
 	}

@@ -370,7 +370,7 @@ func TestRunRefuses(t *testing.T) {
 		edit    func(c *config)
 		wantErr string
 	}{
-		{"unknown backend", func(c *config) { c.Ledger = "postgres" }, "unknown backend"},
+		{"unknown backend", func(c *config) { c.Ledger = "postgres" }, `--ledger "postgres": want embedded`},
 		{"fabric without a peer", func(c *config) { c.Ledger = "fabric" }, "--fabric-peer"},
 		{"missing certificate", func(c *config) { c.TLSCert, c.TLSKey = "/nonexistent/c.pem", "/nonexistent/k.pem" }, "TLS"},
 		{"missing client CA", func(c *config) {

@@ -12,6 +12,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/api"
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/embedded"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
@@ -24,7 +25,7 @@ const headEvery = time.Minute
 // the key kept there (made on first start). It refuses a ledger file that is
 // not the ledger the directory held (package embedded's Open): filterd never
 // serves an empty ledger in its place.
-func openEmbedded(cfg config, log *zap.Logger) (*backend, error) {
+func openEmbedded(cfg config, log *zap.Logger) (*ledgerBackend, error) {
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded ledger: %w", err)
 	}
@@ -32,10 +33,12 @@ func openEmbedded(cfg config, log *zap.Logger) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded ledger in %s: the head signing key: %w", cfg.Data, err)
 	}
-	l, err := embedded.Open(filepath.Join(cfg.Data, embedded.FileName), embedded.WithLogger(log.Named("ledger")), embedded.WithHeadSigner(signer))
+	opened, err := backend.Open(context.Background(), cfg.Settings, backend.Options{CreateData: true,
+		Embedded: []embedded.Option{embedded.WithLogger(log.Named("ledger")), embedded.WithHeadSigner(signer)}})
 	if err != nil {
-		return nil, fmt.Errorf("embedded ledger in %s: %w", cfg.Data, err)
+		return nil, err
 	}
+	l := opened.(*embedded.Ledger)
 	msg := "ledger head signing key"
 	if created {
 		msg = "ledger head signing key created"
@@ -51,12 +54,12 @@ func openEmbedded(cfg config, log *zap.Logger) (*backend, error) {
 		log.Warn("a new head signing key for a ledger that has entries: clients that remember heads signed by the old key will refuse this filterd",
 			zap.Uint64("height", s.Height))
 	}
-	return &backend{Ledger: l, name: backendEmbedded, writable: true}, nil
+	return &ledgerBackend{Ledger: l, name: backendEmbedded, writable: true}, nil
 }
 
 // SignedHead implements api.HeadSource: the embedded ledger's signed head;
 // the other backends sign none (ErrNotFound).
-func (b *backend) SignedHead(ctx context.Context) (head.Signed, error) {
+func (b *ledgerBackend) SignedHead(ctx context.Context) (head.Signed, error) {
 	if hs, ok := b.Ledger.(api.HeadSource); ok {
 		return hs.SignedHead(ctx)
 	}
@@ -64,20 +67,20 @@ func (b *backend) SignedHead(ctx context.Context) (head.Signed, error) {
 }
 
 // HashAt implements api.HeadSource.
-func (b *backend) HashAt(ctx context.Context, height uint64) (string, error) {
+func (b *ledgerBackend) HashAt(ctx context.Context, height uint64) (string, error) {
 	if hs, ok := b.Ledger.(api.HeadSource); ok {
 		return hs.HashAt(ctx, height)
 	}
 	return "", b.noHeads()
 }
 
-func (b *backend) noHeads() error {
+func (b *ledgerBackend) noHeads() error {
 	return ledger.Errorf(ledger.ErrNotFound, head.ErrNoHeads, "the "+b.name+" ledger publishes no signed heads")
 }
 
 // Damaged returns why the ledger may no longer be used (the embedded
 // ledger found its file damaged while open), nil while it may.
-func (b *backend) Damaged() error {
+func (b *ledgerBackend) Damaged() error {
 	if d, ok := b.Ledger.(interface{ Damaged() error }); ok {
 		return d.Damaged()
 	}
@@ -106,7 +109,7 @@ func (g damageGuard) Resolve(ctx context.Context, q *cache.Query) error {
 // publishHeads logs the embedded ledger's signed head when it changes and
 // gives it to publish (when set) on every change and, signed again, every
 // interval, until ctx ends.
-func (b *backend) publishHeads(ctx context.Context, log *zap.Logger, every time.Duration) {
+func (b *ledgerBackend) publishHeads(ctx context.Context, log *zap.Logger, every time.Duration) {
 	l, ok := b.Ledger.(*embedded.Ledger)
 	if !ok {
 		return

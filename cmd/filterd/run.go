@@ -20,19 +20,20 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/decisionlog"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
 )
 
 // Ledger backends, the values of --ledger.
 const (
-	backendEmbedded = "embedded"
-	backendFabric   = "fabric"
+	backendEmbedded = backend.Embedded
+	backendFabric   = backend.Fabric
 )
 
-// backend is an open ledger, whether filterd writes to it for REST
+// ledgerBackend is an open ledger, whether filterd writes to it for REST
 // clients, and the cache settings it needs.
-type backend struct {
+type ledgerBackend struct {
 	ledger.Ledger
 	name     string
 	writable bool
@@ -41,17 +42,18 @@ type backend struct {
 	publish func(head.Signed)
 }
 
-// openLedger opens the backend named by cfg.Ledger. It is the one place a
-// backend is chosen: a new backend is a new case here (and its flags in
-// config.go).
-func openLedger(cfg config, log *zap.Logger) (*backend, error) {
-	switch cfg.Ledger {
+// openLedger opens the backend named by cfg.Ledger through
+// pkg/ledger/backend, as every command does, with what filterd adds: the
+// head signer of the embedded ledger, the cache settings and the event
+// checkpoint of Fabric.
+func openLedger(cfg config, log *zap.Logger) (*ledgerBackend, error) {
+	switch cfg.Kind() {
 	case backendEmbedded:
 		return openEmbedded(cfg, log)
 	case backendFabric:
-		return openFabric(cfg.Fabric, log)
+		return openFabric(cfg, log)
 	}
-	return nil, fmt.Errorf("--ledger %q: unknown backend (want %s or %s)", cfg.Ledger, backendEmbedded, backendFabric)
+	return nil, cfg.Settings.Validate(backendEmbedded, backendFabric)
 }
 
 // run serves until ctx ends, then shuts down gracefully. onListen, when set,

@@ -10,21 +10,17 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/hostagent"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
 )
 
-// openLedger opens the ledger of --ledger: a filterd URL or fabric.
+// openLedger opens the ledger of --ledger: a filterd URL or fabric
+// (pkg/ledger/backend).
 func openLedger(ctx context.Context, cfg hostagent.Config, log *zap.Logger) (ledger.Ledger, error) {
-	if cfg.Ledger == "fabric" {
-		f := cfg.Fabric
-		fc := fabric.Config{
-			PeerEndpoint: f.Peer, TLSCAFile: f.TLSCA, ServerName: f.ServerName, MSPID: f.MSPID,
-			CertFile: f.Cert, KeyFile: f.Key, Channel: f.Channel, Chaincode: f.Chaincode,
-		}
-		return fabric.Connect(fc, fabric.WithLogger(log), fabric.WithEvaluateTimeout(cfg.AttemptTimeout), fabric.WithSubmitTimeout(2*cfg.AttemptTimeout))
-	}
-	return openRemote(ctx, cfg.Ledger, cfg.Token)
+	return backend.Open(ctx, cfg.Settings, backend.Options{
+		Fabric: []fabric.Option{fabric.WithLogger(log), fabric.WithEvaluateTimeout(cfg.AttemptTimeout), fabric.WithSubmitTimeout(2 * cfg.AttemptTimeout)},
+	})
 }
 
 // violationPublisher sends the sweep's violations to NATS.

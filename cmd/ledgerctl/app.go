@@ -15,6 +15,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/config"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
@@ -64,20 +65,13 @@ type nova interface {
 
 // ledgerOpts say which ledger to use.
 type ledgerOpts struct {
-	Ledger string
-	Token  string
-	Data   string
+	backend.Settings
 	Writer string
-	Fabric fabricOpts
 	// HeadState is the file in which the last signed head of a filterd's
 	// ledger is remembered ("none": not kept across runs); HeadKey the
 	// signer's public key, when given.
 	HeadState string
 	HeadKey   string
-}
-
-type fabricOpts struct {
-	Peer, TLSCA, ServerName, MSPID, Cert, Key, Channel, Chaincode string
 }
 
 type app struct {
@@ -112,18 +106,8 @@ type common struct {
 
 func (a *app) commonFlags(fs *flag.FlagSet) *common {
 	c := &common{}
-	fs.StringVar(&c.Ledger, "ledger", "", "the ledger: a filterd URL, fabric, or embedded (with --data)")
-	fs.StringVar(&c.Token, "token", "", "bearer token for a filterd's write API")
-	fs.StringVar(&c.Data, "data", "", "directory of an embedded ledger")
+	c.Settings.Flags(fs, "", backend.Remote, backend.Fabric, backend.Embedded)
 	fs.StringVar(&c.Writer, "as", a.getenv("USER"), "writer identity recorded by an embedded ledger (also LEDGERFENCE_WRITER)")
-	fs.StringVar(&c.Fabric.Peer, "fabric-peer", "", "Fabric gateway peer host:port")
-	fs.StringVar(&c.Fabric.TLSCA, "fabric-tls-ca", "", "PEM file of the peer's TLS CA")
-	fs.StringVar(&c.Fabric.ServerName, "fabric-server-name", "", "TLS server name of the peer")
-	fs.StringVar(&c.Fabric.MSPID, "fabric-msp-id", "", "MSP id of your Fabric identity")
-	fs.StringVar(&c.Fabric.Cert, "fabric-cert", "", "PEM file of your Fabric certificate")
-	fs.StringVar(&c.Fabric.Key, "fabric-key", "", "PEM file of your Fabric private key")
-	fs.StringVar(&c.Fabric.Channel, "fabric-channel", "", "Fabric channel")
-	fs.StringVar(&c.Fabric.Chaincode, "fabric-chaincode", "", "Fabric chaincode")
 	fs.StringVar(&c.HeadState, "head-state", "", "file remembering the last signed head of the filterd at --ledger URL; none: not kept (default: one per URL under $XDG_STATE_HOME/ledgerfence/heads)")
 	fs.StringVar(&c.HeadKey, "head-key", "", "public key of the ledger's head signer: base64, PEM or a file (default: the key of the first head seen; for verify, DIR/"+head.PublicKeyFile+")")
 	fs.StringVar(&c.output, "o", "table", "output: table or json (as --output)")

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
 )
@@ -19,10 +20,11 @@ import (
 // embedded ledger. Its signed head is checked first against the last one
 // seen (checkHead): a ledger that forked or went back is refused.
 func openRemote(ctx context.Context, o ledgerOpts) (ledger.Ledger, error) {
-	c, err := remote.New(o.Ledger, remote.WithToken(o.Token))
+	l, err := backend.Open(ctx, o.Settings, backend.Options{})
 	if err != nil {
 		return nil, err
 	}
+	c := l.(*remote.Client)
 	if _, err := checkHead(ctx, c, o); err != nil && !errors.Is(err, head.ErrNoHeads) {
 		c.Close()
 		return nil, err

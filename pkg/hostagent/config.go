@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/config"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 )
 
 // Defaults. One place for each.
@@ -35,18 +36,6 @@ var DefaultNovaConfs = []string{"/etc/nova/nova.conf", "/etc/nova/nova-compute.c
 // ErrUsage marks a configuration error: bad flags, environment or file.
 var ErrUsage = errors.New("usage")
 
-// FabricConfig is how to reach a Fabric peer with the agent's own identity.
-type FabricConfig struct {
-	Peer       string // gateway peer endpoint, host:port
-	TLSCA      string // PEM file of the peer's TLS CA
-	ServerName string // TLS server name override
-	MSPID      string
-	Cert       string // PEM file of the agent's enrolment certificate
-	Key        string // PEM file of its private key
-	Channel    string
-	Chaincode  string
-}
-
 // Config is the host agent's configuration.
 type Config struct {
 	ConfigFile    string
@@ -54,10 +43,9 @@ type Config struct {
 	Country       string
 	Organizations []string
 	Region        string
-	// Ledger is the URL of a filterd serving the embedded ledger, or "fabric".
-	Ledger string
-	Token  string
-	Fabric FabricConfig
+	// Settings name the ledger: the URL of a filterd serving the embedded
+	// ledger (with a token), or fabric (with the agent's own identity).
+	backend.Settings
 	// HeadState is the file in which the last signed head of a filterd's
 	// ledger is remembered ("" or "none": only while the agent runs);
 	// HeadKey the signer's public key (base64, PEM or a file), when given.
@@ -106,18 +94,9 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Country, "country", c.Country, "ISO 3166-1 alpha-2 country the host is in")
 	fs.Var(config.NewList(&c.Organizations), "organization", "an organisation operating the host (repeatable, or comma-separated)")
 	fs.StringVar(&c.Region, "region", c.Region, "optional region label (Nova region, data centre)")
-	fs.StringVar(&c.Ledger, "ledger", c.Ledger, "the ledger: the URL of a filterd (http://host:port), or fabric")
-	fs.StringVar(&c.Token, "token", c.Token, "bearer token for a filterd's write API")
+	c.Settings.Flags(fs, "", backend.Remote, backend.Fabric)
 	fs.StringVar(&c.HeadState, "head-state", c.HeadState, "file remembering the last signed head of the filterd's ledger, to refuse a ledger that forked or went back (default: $STATE_DIRECTORY/head.json under systemd; none: kept only while the agent runs)")
 	fs.StringVar(&c.HeadKey, "head-key", c.HeadKey, "public key of the filterd's head signer: base64, PEM or a file (default: the key of the first head seen)")
-	fs.StringVar(&c.Fabric.Peer, "fabric-peer", c.Fabric.Peer, "Fabric gateway peer endpoint host:port (with --ledger fabric)")
-	fs.StringVar(&c.Fabric.TLSCA, "fabric-tls-ca", c.Fabric.TLSCA, "PEM file of the Fabric peer's TLS CA")
-	fs.StringVar(&c.Fabric.ServerName, "fabric-server-name", c.Fabric.ServerName, "TLS server name of the Fabric peer")
-	fs.StringVar(&c.Fabric.MSPID, "fabric-msp-id", c.Fabric.MSPID, "MSP id of the agent's Fabric identity")
-	fs.StringVar(&c.Fabric.Cert, "fabric-cert", c.Fabric.Cert, "PEM file of the agent's Fabric enrolment certificate")
-	fs.StringVar(&c.Fabric.Key, "fabric-key", c.Fabric.Key, "PEM file of the agent's Fabric private key")
-	fs.StringVar(&c.Fabric.Channel, "fabric-channel", c.Fabric.Channel, "Fabric channel (default: the backend's)")
-	fs.StringVar(&c.Fabric.Chaincode, "fabric-chaincode", c.Fabric.Chaincode, "Fabric chaincode name (default: the backend's)")
 	fs.BoolVar(&c.Once, "once", c.Once, "register (or confirm the record) and exit: 0 when registered")
 	fs.DurationVar(&c.Interval, "interval", c.Interval, "daemon: how often to re-assert the record and sweep")
 	fs.DurationVar(&c.Deadline, "deadline", c.Deadline, "give up registering after this long while the ledger is unavailable (0: never)")
@@ -185,21 +164,8 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
 	}
-	if c.Ledger == "" {
-		return bad("--ledger is required: the URL of a filterd, or fabric")
-	}
-	if c.Ledger == "fabric" {
-		f := c.Fabric
-		for _, req := range []struct{ name, v string }{
-			{"fabric-peer", f.Peer}, {"fabric-tls-ca", f.TLSCA}, {"fabric-msp-id", f.MSPID},
-			{"fabric-cert", f.Cert}, {"fabric-key", f.Key},
-		} {
-			if req.v == "" {
-				return bad("--ledger fabric needs --%s", req.name)
-			}
-		}
-	} else if !strings.HasPrefix(c.Ledger, "http://") && !strings.HasPrefix(c.Ledger, "https://") {
-		return bad("--ledger %q is neither an http(s) URL of a filterd nor fabric", c.Ledger)
+	if err := c.Settings.Validate(backend.Remote, backend.Fabric); err != nil {
+		return bad("%v", err)
 	}
 	if !c.Once && c.Interval <= 0 {
 		return bad("--interval must be positive")

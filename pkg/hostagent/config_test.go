@@ -139,7 +139,7 @@ func TestLoadErrors(t *testing.T) {
 		msg  string
 	}{
 		{"no ledger", []string{"--country", "JP", "--organization", "A"}, nil, "--ledger is required"},
-		{"ledger not a URL", []string{"--ledger", "filterd:8080", "--country", "JP", "--organization", "A"}, nil, "neither an http(s) URL"},
+		{"ledger not a URL", []string{"--ledger", "filterd:8080", "--country", "JP", "--organization", "A"}, nil, "want the URL of a filterd"},
 		{"fabric without peer", []string{"--ledger", "fabric", "--country", "JP", "--organization", "A"}, nil, "--fabric-peer"},
 		{"no country", []string{"--ledger", "http://f:1", "--organization", "A"}, nil, "--country is required"},
 		{"no organisation", []string{"--ledger", "http://f:1", "--country", "JP"}, nil, "--organization is required"},
