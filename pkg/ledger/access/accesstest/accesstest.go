@@ -150,21 +150,18 @@ type Backend interface {
 }
 
 // Run plays every case against b, each as a subtest. Hosts and VMs are
-// new to each run, so that a long-lived network can run it again.
+// new to each run, so that a long-lived network can run it again. Every
+// identity's ledger is opened first, with t, and serves every case.
 func Run(t *testing.T, ctx context.Context, b Backend) {
 	run := randomHex(5)
 	ledgers := map[string]ledger.Ledger{}
-	as := func(t *testing.T, id Identity) ledger.Ledger {
-		if l, ok := ledgers[id.Name]; ok {
-			return l
-		}
-		l := b.As(t, id)
-		ledgers[id.Name] = l
-		return l
+	for _, id := range Identities() {
+		ledgers[id.Name] = b.As(t, id)
 	}
+	as := func(id Identity) ledger.Ledger { return ledgers[id.Name] }
 	for i, c := range Cases() {
 		t.Run(c.Name(), func(t *testing.T) {
-			runCase(t, ctx, b, as(t, c.As), func(id Identity) ledger.Ledger { return as(t, id) }, c, fmt.Sprintf("%s-%d", run, i))
+			runCase(t, ctx, b, as(c.As), as, c, fmt.Sprintf("%s-%d", run, i))
 		})
 	}
 }
