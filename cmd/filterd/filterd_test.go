@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ledgerfence/ledgerfence/pkg/api"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
 )
 
 func env(m map[string]string) func(string) string {
@@ -249,7 +250,7 @@ func TestRunTLSAndTokens(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || body != `{"hosts":["hm1","hm3"]}`+"\n" {
 		t.Errorf("webhook with its token: %d %q (an unregulated VM: every host passes)", resp.StatusCode, body)
 	}
-	var info api.LedgerInfo
+	var info remote.LedgerInfo
 	resp, body = call(t, client, http.MethodGet, base+"/v1/ledger", "", "")
 	if err := json.Unmarshal([]byte(body), &info); err != nil || !info.Writable || info.Backend != "embedded" {
 		t.Errorf("ledger info: %d %s", resp.StatusCode, body)

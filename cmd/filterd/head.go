@@ -9,12 +9,12 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ledgerfence/ledgerfence/pkg/api"
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/embedded"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
 )
 
 // headEvery is how often filterd signs its ledger's head again and
@@ -57,18 +57,18 @@ func openEmbedded(cfg config, log *zap.Logger) (*ledgerBackend, error) {
 	return &ledgerBackend{Ledger: l, name: backendEmbedded, writable: true}, nil
 }
 
-// SignedHead implements api.HeadSource: the embedded ledger's signed head;
+// SignedHead implements remote.HeadSource: the embedded ledger's signed head;
 // the other backends sign none (ErrNotFound).
 func (b *ledgerBackend) SignedHead(ctx context.Context) (head.Signed, error) {
-	if hs, ok := b.Ledger.(api.HeadSource); ok {
+	if hs, ok := b.Ledger.(remote.HeadSource); ok {
 		return hs.SignedHead(ctx)
 	}
 	return head.Signed{}, b.noHeads()
 }
 
-// HashAt implements api.HeadSource.
+// HashAt implements remote.HeadSource.
 func (b *ledgerBackend) HashAt(ctx context.Context, height uint64) (string, error) {
-	if hs, ok := b.Ledger.(api.HeadSource); ok {
+	if hs, ok := b.Ledger.(remote.HeadSource); ok {
 		return hs.HashAt(ctx, height)
 	}
 	return "", b.noHeads()

@@ -28,16 +28,13 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +45,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/tokens"
 	"github.com/ledgerfence/ledgerfence/pkg/nova"
 )
@@ -58,7 +56,7 @@ const (
 	HeaderDecision = "X-Ledgerfence-Decision"
 	// HeaderChanged says whether a write changed the ledger ("true") or was
 	// a no-op ("false").
-	HeaderChanged = "X-Ledgerfence-Changed"
+	HeaderChanged = remote.HeaderChanged
 )
 
 // Defaults of Config.
@@ -252,15 +250,10 @@ type Server struct {
 	m         *metrics
 	decisions *decisionStore
 	adm       *admission
+	rs        *remote.Server // the ledger's HTTP side, for remote clients
 	restSlots chan struct{}
-	streams   atomic.Int64 // event streams being served
 	mux       *http.ServeMux
 	scratch   sync.Pool
-
-	// streamsCtx ends the event streams on Close (http.Server.Shutdown
-	// does not cancel the contexts of requests in flight).
-	streamsCtx context.Context
-	endStreams context.CancelFunc
 }
 
 // New builds the API over a ledger and its cache. Metrics are registered on
@@ -297,7 +290,23 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 	if err := s.adm.register(reg); err != nil {
 		return nil, err
 	}
-	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
+	s.rs = remote.NewServer(l, log, remote.ServerOptions{
+		Backend:            cfg.Backend,
+		MaxBody:            cfg.MaxBodyBytes,
+		Heartbeat:          cfg.Heartbeat,
+		StreamWriteTimeout: cfg.StreamWriteTimeout,
+		MaxStreams:         cfg.MaxStreams,
+		Info: func(info *remote.LedgerInfo) {
+			info.Writable = cfg.Writable
+			info.CacheReady = c.Ready()
+			info.CacheHeight = c.Height()
+			info.DenyUnregulated = cfg.DenyUnregulated
+		},
+		// filterd's own answers see a write before its event arrives.
+		OnWrite:       c.Invalidate,
+		StreamRefused: func() { m.limit(LimitStreams) },
+		Streams:       func(d int) { m.streams.Add(float64(d)) },
+	})
 	s.scratch.New = func() any { return newScratch() }
 	s.routes(gatherer)
 	return s, nil
@@ -305,7 +314,7 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 
 // Close ends the event streams being served. Call it when the HTTP server
 // shuts down (http.Server.RegisterOnShutdown).
-func (s *Server) Close() { s.endStreams() }
+func (s *Server) Close() { s.rs.Close() }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -325,7 +334,7 @@ func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use "+strings.Join(allow, " or "))
+	remote.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use "+strings.Join(allow, " or "))
 }
 
 func (s *Server) routes(gatherer prometheus.Gatherer) {
@@ -333,22 +342,22 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 		s.mux.Handle(pattern, s.m.instrument(pattern, h))
 	}
 	s.mux.HandleFunc(nova.Path, s.webhook)
-	handle("/v1/hosts", methods{http.MethodGet: s.read(s.heavy(s.listHosts))})
-	handle("/v1/hosts/{host}", methods{http.MethodGet: s.read(s.getHost), http.MethodPut: s.write(s.putHost)})
+	handle("/v1/hosts", methods{http.MethodGet: s.read(s.heavy(s.rs.ListHosts))})
+	handle("/v1/hosts/{host}", methods{http.MethodGet: s.read(s.rs.GetHost), http.MethodPut: s.write(s.rs.PutHost)})
 	handle("/v1/regulations/{subject}", methods{
-		http.MethodGet:    s.read(s.getRegulation),
-		http.MethodPut:    s.write(s.putRegulation),
-		http.MethodDelete: s.write(s.deleteRegulation),
+		http.MethodGet:    s.read(s.rs.GetRegulation),
+		http.MethodPut:    s.write(s.rs.PutRegulation),
+		http.MethodDelete: s.write(s.rs.DeleteRegulation),
 	})
-	handle("/v1/history/hosts/{host}", methods{http.MethodGet: s.read(s.heavy(s.hostHistory))})
-	handle("/v1/history/regulations/{subject}", methods{http.MethodGet: s.read(s.heavy(s.regulationHistory))})
+	handle("/v1/history/hosts/{host}", methods{http.MethodGet: s.read(s.heavy(s.rs.HostHistory))})
+	handle("/v1/history/regulations/{subject}", methods{http.MethodGet: s.read(s.heavy(s.rs.RegulationHistory))})
 	handle("/v1/check", methods{http.MethodPost: s.read(s.heavy(s.check))})
 	handle("/v1/decisions", methods{http.MethodGet: s.read(s.listDecisions)})
 	handle("/v1/decisions/{id}", methods{http.MethodGet: s.read(s.getDecision)})
-	handle("/v1/ledger", methods{http.MethodGet: s.read(s.ledgerInfo)})
-	handle("/v1/ledger/head", methods{http.MethodGet: s.read(s.ledgerHead)})
-	handle("/v1/lookup", methods{http.MethodPost: s.read(s.heavy(s.lookup))})
-	handle("/v1/events", methods{http.MethodGet: s.read(s.events)})
+	handle("/v1/ledger", methods{http.MethodGet: s.read(s.rs.Info)})
+	handle("/v1/ledger/head", methods{http.MethodGet: s.read(s.rs.Head)})
+	handle("/v1/lookup", methods{http.MethodPost: s.read(s.heavy(s.rs.Lookup))})
+	handle("/v1/events", methods{http.MethodGet: s.read(s.rs.Events)})
 	s.mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.Handle("/healthz", methods{http.MethodGet: s.healthz})
 	s.mux.Handle("/readyz", methods{http.MethodGet: s.readyz})
@@ -362,7 +371,7 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 				"; Nova's webhook is "+nova.Path)
 			return
 		}
-		writeError(w, http.StatusNotFound, "no such endpoint: "+filter.Clip(r.URL.Path))
+		remote.WriteError(w, http.StatusNotFound, "no such endpoint: "+filter.Clip(r.URL.Path))
 	}))
 }
 
@@ -379,26 +388,26 @@ func (s *Server) heavy(h http.HandlerFunc) http.HandlerFunc {
 		default:
 			s.m.limit(LimitRESTInFlight)
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "too many REST reads are being answered (--max-rest-in-flight "+
+			remote.WriteError(w, http.StatusServiceUnavailable, "too many REST reads are being answered (--max-rest-in-flight "+
 				strconv.Itoa(cap(s.restSlots))+"); retry later")
 		}
 	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	remote.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.cache.Ready() {
-		writeError(w, http.StatusServiceUnavailable, "not ready: the cache has not been filled from the ledger yet")
+		remote.WriteError(w, http.StatusServiceUnavailable, "not ready: the cache has not been filled from the ledger yet")
 		return
 	}
 	if s.cache.Stale() {
-		writeError(w, http.StatusServiceUnavailable, "not ready: the ledger's event stream has been down for longer than --max-staleness; decisions ask the ledger and fail closed when it does not answer")
+		remote.WriteError(w, http.StatusServiceUnavailable, "not ready: the ledger's event stream has been down for longer than --max-staleness; decisions ask the ledger and fail closed when it does not answer")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	remote.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // bearer returns the bearer token of r, if any.
@@ -418,7 +427,7 @@ func tokenIs(got, want string) bool {
 
 func unauthorized(w http.ResponseWriter, msg string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerfence"`)
-	writeError(w, http.StatusUnauthorized, msg)
+	remote.WriteError(w, http.StatusUnauthorized, msg)
 }
 
 // read requires the read token, the admin token or a writer token when a
@@ -447,12 +456,12 @@ func (s *Server) read(h http.HandlerFunc) http.HandlerFunc {
 func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.cfg.Writable {
-			writeError(w, http.StatusForbidden, "this filterd serves the "+s.cfg.Backend+
+			remote.WriteError(w, http.StatusForbidden, "this filterd serves the "+s.cfg.Backend+
 				" ledger, which filterd does not write to: writers sign their own transactions (hostagent, ledgerctl)")
 			return
 		}
 		if s.cfg.AdminToken == "" && s.cfg.Writers == nil {
-			writeError(w, http.StatusForbidden, "writes are disabled: filterd has neither writer tokens nor an admin token")
+			remote.WriteError(w, http.StatusForbidden, "writes are disabled: filterd has neither writer tokens nor an admin token")
 			return
 		}
 		const need = "writes need Authorization: Bearer <token>, a writer token (ledgerctl token issue)"
@@ -495,72 +504,7 @@ func (s *Server) writerToken(w http.ResponseWriter, r *http.Request, tok, need s
 		unauthorized(w, need)
 	default:
 		s.log.Error("writer tokens cannot be checked; no writer token is accepted", zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "writer tokens cannot be checked now; retry later")
+		remote.WriteError(w, http.StatusServiceUnavailable, "writer tokens cannot be checked now; retry later")
 	}
 	return access.Identity{}, false
-}
-
-// errorBody is every error's JSON.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // messages read "<admin token>", not "\u003c..."
-	if err := enc.Encode(v); err != nil {
-		status = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(`{"error":"internal error"}` + "\n")
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorBody{Error: msg})
-}
-
-// ledgerError answers a ledger error with the status of its kind. The texts
-// of ledger errors are safe for clients (package ledger's contract); any
-// other error is logged and answered as an internal error.
-func (s *Server) ledgerError(w http.ResponseWriter, r *http.Request, err error) {
-	var status int
-	switch {
-	case errors.Is(err, ledger.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, ledger.ErrInvalid):
-		status = http.StatusBadRequest
-	case errors.Is(err, ledger.ErrForbidden):
-		status = http.StatusForbidden
-		wr := writerOf(r.Context())
-		s.log.Warn("ledger write refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
-			zap.String("writer", wr.String()), zap.String("role", wr.Role), zap.Error(err))
-	case errors.Is(err, ledger.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		s.log.Warn("ledger unavailable", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "the ledger could not answer; retry later")
-		return
-	default:
-		s.log.Error("ledger call failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
-		writeError(w, http.StatusInternalServerError, "internal error")
-		return
-	}
-	msg := err.Error()
-	var le *ledger.Error
-	if errors.As(err, &le) {
-		msg = le.Error()
-	}
-	writeError(w, status, msg)
-}
-
-// validationError answers 400 with a pkg/filter validation message.
-func validationError(w http.ResponseWriter, err error) {
-	var ve *filter.ValidationError
-	if errors.As(err, &ve) {
-		writeError(w, http.StatusBadRequest, ve.Error())
-		return
-	}
-	writeError(w, http.StatusBadRequest, "invalid input")
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
 )
 
 // decision is a webhook decision as kept in the store.
@@ -341,10 +342,10 @@ func newDecisionID() string {
 func (s *Server) getDecision(w http.ResponseWriter, r *http.Request) {
 	d, ok := s.decisions.get(r.PathValue("id"))
 	if !ok {
-		writeError(w, http.StatusNotFound, "no such decision: it is unknown or no longer kept (the store keeps the most recent ones)")
+		remote.WriteError(w, http.StatusNotFound, "no such decision: it is unknown or no longer kept (the store keeps the most recent ones)")
 		return
 	}
-	writeJSON(w, http.StatusOK, d.view(true))
+	remote.WriteJSON(w, http.StatusOK, d.view(true))
 }
 
 // decisionList is the body of GET /v1/decisions.
@@ -357,7 +358,7 @@ func (s *Server) listDecisions(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "limit must be an integer from 1 to 1000")
+			remote.WriteError(w, http.StatusBadRequest, "limit must be an integer from 1 to 1000")
 			return
 		}
 		limit = n
@@ -367,5 +368,5 @@ func (s *Server) listDecisions(w http.ResponseWriter, r *http.Request) {
 	for i, d := range ds {
 		out.Decisions[i] = d.view(false)
 	}
-	writeJSON(w, http.StatusOK, out)
+	remote.WriteJSON(w, http.StatusOK, out)
 }

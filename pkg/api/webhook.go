@@ -13,6 +13,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/decide"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
 	"github.com/ledgerfence/ledgerfence/pkg/nova"
 )
@@ -77,7 +78,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderDecision, d.id)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
+		remote.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
 		s.m.request(opUnknown, OutcomeMethodNotAllowed)
 		s.log.Info("webhook request refused", zap.String("decision_id", d.id), zap.String("method", r.Method))
 		return

@@ -30,6 +30,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/api"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
 	"github.com/ledgerfence/ledgerfence/tests/integration/fabricnet"
 )
 
@@ -416,7 +417,7 @@ func TestFilterdTable4(t *testing.T) {
 	if n, ok := f.metric(t, "ledgerfence_cache_entries", map[string]string{"kind": "host", "state": "present"}); !ok || n < 5 {
 		t.Errorf("hosts in the cache after start: %v (found %v), want at least the 5 of Table 4", n, ok)
 	}
-	var info api.LedgerInfo
+	var info remote.LedgerInfo
 	if st := f.getJSON(t, "/v1/ledger", &info); st != http.StatusOK || info.Backend != "fabric" || info.Writable || !info.CacheReady || info.Height == 0 {
 		t.Errorf("GET /v1/ledger: %d %+v", st, info)
 	}
