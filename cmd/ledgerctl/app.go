@@ -15,6 +15,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/config"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
@@ -39,6 +40,8 @@ commands:
   verify --data DIR [--expect-head HEIGHT:HASH] [--expect-head-file FILE [--head-key KEY]]
   adopt --data DIR --expect-head HEIGHT:HASH   write the head file of a ledger that has none
   head                                         the signed head of the filterd at --ledger URL
+  token issue --data DIR --role ROLE [--host H] [--id NAME]   a writer token of the embedded ledger, shown once
+  token revoke --data DIR ID | token list --data DIR
 
 common flags: --ledger URL|fabric|embedded, --token T, --data DIR, --fabric-*, -o table|json, --timeout D
 environment: LEDGERFENCE_LEDGER, LEDGERFENCE_TOKEN, LEDGERFENCE_DATA, LEDGERFENCE_FABRIC_*, OS_CLOUD or OS_*
@@ -107,7 +110,7 @@ type common struct {
 func (a *app) commonFlags(fs *flag.FlagSet) *common {
 	c := &common{}
 	c.Settings.Flags(fs, "", backend.Remote, backend.Fabric, backend.Embedded)
-	fs.StringVar(&c.Writer, "as", a.getenv("USER"), "writer identity recorded by an embedded ledger (also LEDGERFENCE_WRITER)")
+	fs.StringVar(&c.Writer, "as", a.getenv("USER"), "the operator's name recorded as the writer with --ledger embedded (the ledger's file itself); a filterd records its token's identity (also LEDGERFENCE_WRITER)")
 	fs.StringVar(&c.HeadState, "head-state", "", "file remembering the last signed head of the filterd at --ledger URL; none: not kept (default: one per URL under $XDG_STATE_HOME/ledgerfence/heads)")
 	fs.StringVar(&c.HeadKey, "head-key", "", "public key of the ledger's head signer: base64, PEM or a file (default: the key of the first head seen; for verify, DIR/"+head.PublicKeyFile+")")
 	fs.StringVar(&c.output, "o", "table", "output: table or json (as --output)")
@@ -209,8 +212,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = a.adopt(ctx, args[1:])
 	case "head":
 		err = a.head(ctx, args[1:])
+	case "token", "tokens":
+		err = a.token(ctx, args[1:])
 	default:
-		err = usagef("unknown command %q (regulation, host, check, migrate, verify, adopt, head)", args[0])
+		err = usagef("unknown command %q (regulation, host, check, migrate, verify, adopt, head, token)", args[0])
 	}
 	return a.exit(err)
 }
@@ -266,8 +271,8 @@ func (a *app) ledger(ctx context.Context, c *common) (ledger.Ledger, context.Con
 	if err != nil {
 		return nil, ctx, err
 	}
-	if c.Writer != "" {
-		ctx = ledger.WithWriter(ctx, ledger.Writer{ID: c.Writer})
+	if c.Writer != "" && c.Kind() == backend.Embedded {
+		ctx = ledger.WithWriter(ctx, ledger.Writer{ID: c.Writer, Role: access.RoleOperator})
 	}
 	return l, ctx, nil
 }

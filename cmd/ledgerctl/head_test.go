@@ -20,6 +20,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/embedded"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/tokens"
 )
 
 func fileSHA(t *testing.T, path string) [32]byte {
@@ -190,8 +191,8 @@ func TestVerifyDamagedFile(t *testing.T) {
 	}
 }
 
-// serve serves the embedded ledger in dir as filterd does, until the test
-// ends or stop is called.
+// serve serves the embedded ledger in dir as filterd does, with the writer
+// tokens of dir, until the test ends or stop is called.
 func serve(t *testing.T, dir string) (url string, stop func()) {
 	t.Helper()
 	s, _, err := head.LoadOrCreateSigner(dir)
@@ -207,7 +208,11 @@ func serve(t *testing.T, dir string) (url string, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(l, c, zap.NewNop(), reg, reg, api.Config{Backend: "embedded", Writable: true, AdminToken: "t"})
+	writers, err := tokens.Open(filepath.Join(dir, tokens.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(l, c, zap.NewNop(), reg, reg, api.Config{Backend: "embedded", Writable: true, AdminToken: "t", Writers: writers})
 	if err != nil {
 		t.Fatal(err)
 	}
