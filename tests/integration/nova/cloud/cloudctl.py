@@ -136,6 +136,21 @@ class Cloud(object):
         doc = self.ok('GET', '/os-migrations?instance_uuid=%s' % uuid, '2.80')
         return sorted(doc['migrations'], key=lambda m: m['id'])
 
+    def last_migration_status(self, uuid, final=('completed', 'error',
+                                                 'failed', 'done'),
+                              timeout=60):
+        """The status of the server's last migration once it is final.
+
+        Nova moves the server to its new host and clears its task state a
+        moment before it marks the migration completed; on a loaded machine
+        that moment is seconds long."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.migrations(uuid)[-1]['status']
+            if status in final or time.monotonic() > deadline:
+                return status
+            time.sleep(0.5)
+
     def actions(self, uuid):
         doc = self.ok('GET', '/servers/%s/os-instance-actions' % uuid, '2.84')
         return doc['instanceActions']
