@@ -62,6 +62,8 @@ const (
 	// maxAnswer bounds an answer read into memory, and one event line.
 	maxAnswer = 64 << 20
 	maxLine   = 8 << 20
+	// maxMessage bounds the text of an error answer passed on.
+	maxMessage = 1 << 10
 )
 
 // headerChanged is filterd's answer to a write (package api).
@@ -294,7 +296,13 @@ func statusError(status int, body []byte) error {
 	}
 	// filterd's messages of ledger errors already start with the kind.
 	msg = strings.TrimPrefix(msg, kind.Error()+": ")
-	return ledger.Errorf(kind, nil, filter.Clip(msg)+" (HTTP "+strconv.Itoa(status)+")")
+	if len(msg) > maxMessage {
+		// filterd's own messages are shorter (they name a rule and what it
+		// saw, e.g. an access refusal with a subject and an owner), and are
+		// passed on whole; a longer one is not filterd's and is cut.
+		msg = strings.ToValidUTF8(msg[:maxMessage], "") + "..."
+	}
+	return ledger.Errorf(kind, nil, msg+" (HTTP "+strconv.Itoa(status)+")")
 }
 
 func decode[T any](data []byte) (T, error) {
