@@ -64,7 +64,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.Listen, "listen", ":8787", "address to serve the webhook, the REST API, /metrics and health on")
 	c.Data = "/var/lib/ledgerfence"
 	c.Settings.Flags(fs, backend.Embedded, backend.Embedded, backend.Fabric)
-	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token of REST writes (none: writes are refused)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "the operator's bearer token of REST writes, which no access rule checks (bootstrap, repairs); host agents and VM managers hold writer tokens of their own (ledgerctl token issue) (none: only writer tokens write)")
 	fs.StringVar(&c.ReadToken, "read-token", "", "bearer token of REST reads (none: reads are open)")
 	fs.StringVar(&c.WebhookToken, "webhook-token", "", "bearer token Nova must send to the webhook (none: open)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS")

@@ -15,6 +15,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/embedded"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/tokens"
 )
 
 // headEvery is how often filterd signs its ledger's head again and
@@ -54,7 +55,12 @@ func openEmbedded(cfg config, log *zap.Logger) (*ledgerBackend, error) {
 		log.Warn("a new head signing key for a ledger that has entries: clients that remember heads signed by the old key will refuse this filterd",
 			zap.Uint64("height", s.Height))
 	}
-	return &ledgerBackend{Ledger: l, name: backendEmbedded, writable: true}, nil
+	writers, err := tokens.Open(filepath.Join(cfg.Data, tokens.FileName))
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("embedded ledger in %s: writer tokens: %w", cfg.Data, err)
+	}
+	return &ledgerBackend{Ledger: l, name: backendEmbedded, writable: true, writers: writers}, nil
 }
 
 // SignedHead implements remote.HeadSource: the embedded ledger's signed head;

@@ -40,6 +40,9 @@ type ledgerBackend struct {
 	cache    cache.Config
 	// publish, when set, sends the ledger's signed heads out (NATS).
 	publish func(head.Signed)
+	// writers, when set, authenticates the writer tokens of REST writes
+	// (the embedded ledger's tokens file).
+	writers api.Writers
 }
 
 // openLedger opens the backend named by cfg.Ledger through
@@ -99,6 +102,9 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		Decisions:        cfg.Decisions,
 		DecisionBytes:    cfg.DecisionBytes,
 		DecisionTimeout:  cfg.DecisionTimeout,
+	}
+	if led.writers != nil {
+		apiCfg.Writers = led.writers
 	}
 	cacheCfg := led.cache
 	cacheCfg.MaxAbsentHosts = cfg.MaxAbsentHosts
@@ -181,7 +187,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("filterd serving", zap.String("addr", ln.Addr().String()), zap.Bool("tls", tlsConfig != nil),
 		zap.Bool("tls_client_certs", cfg.TLSClientCA != ""),
-		zap.String("ledger", led.name), zap.Bool("writes", led.writable && cfg.AdminToken != ""),
+		zap.String("ledger", led.name), zap.Bool("writes", led.writable && (cfg.AdminToken != "" || led.writers != nil)),
 		zap.Bool("deny_unregulated", cfg.DenyUnregulated), zap.Bool("nats", cfg.NATS != ""))
 	if onListen != nil {
 		onListen(ln.Addr())
