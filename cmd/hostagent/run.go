@@ -20,7 +20,6 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/hostagent"
-	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
 
 // run wires the agent's parts and runs it until it is done (--once) or ctx ends.
@@ -56,7 +55,6 @@ func run(ctx context.Context, cfg hostagent.Config, getenv func(string) string) 
 		return err
 	}
 	defer l.Close()
-	ctx = ledger.WithWriter(ctx, ledger.Writer{ID: "hostagent/" + host.Name})
 	heads, err := newHeadWitness(cfg, l, log)
 	if err != nil {
 		return err

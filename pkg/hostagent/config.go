@@ -44,7 +44,8 @@ type Config struct {
 	Organizations []string
 	Region        string
 	// Settings name the ledger: the URL of a filterd serving the embedded
-	// ledger (with a token), or fabric (with the agent's own identity).
+	// ledger (with the agent's own writer token, bound to its host), or fabric
+	// (with the agent's own identity).
 	backend.Settings
 	// HeadState is the file in which the last signed head of a filterd's
 	// ledger is remembered ("" or "none": only while the agent runs);

@@ -44,7 +44,8 @@ type Settings struct {
 	Ledger string
 	// Data is the embedded ledger's directory.
 	Data string
-	// Token is the bearer token sent to a filterd.
+	// Token is the bearer token sent to a filterd: a writer token, whose
+	// identity filterd records and checks (package tokens).
 	Token  string
 	Fabric FabricSettings
 }
@@ -72,7 +73,7 @@ func (s *Settings) Flags(fs *flag.FlagSet, def string, allowed ...string) {
 		case Embedded:
 			fs.StringVar(&s.Data, "data", s.Data, "directory of the embedded ledger")
 		case Remote:
-			fs.StringVar(&s.Token, "token", s.Token, "bearer token for a filterd's write API")
+			fs.StringVar(&s.Token, "token", s.Token, "bearer token for a filterd: a writer token (ledgerctl token issue), also good for reads; sent over plain http only to a loopback address")
 		case Fabric:
 			f := &s.Fabric
 			fs.StringVar(&f.Peer, "fabric-peer", f.Peer, "--ledger fabric: the peer's Gateway address, host:port")
