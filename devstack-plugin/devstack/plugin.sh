@@ -51,6 +51,42 @@ function _ledgerfence_fact {
     fi
 }
 
+# The writer token the hostagent of compute host $1 (fact number $2) sends:
+# LEDGERFENCE_HOSTAGENT_TOKEN (or its _N form) when set (multi-node: issued
+# on the filterd node with ledgerctl token issue), else, with filterd on
+# this node, a token bound to the host, issued once and kept in
+# $LEDGERFENCE_DATA_DIR/hostagent-N.token (mode 0600).
+function _ledgerfence_hostagent_token {
+    local host=$1 n=$2 token file
+    token=$(_ledgerfence_fact LEDGERFENCE_HOSTAGENT_TOKEN "$n")
+    if [[ -n "$token" ]]; then
+        echo "$token"
+        return
+    fi
+    if ! is_service_enabled ledgerfence-filterd; then
+        die $LINENO "set LEDGERFENCE_HOSTAGENT_TOKEN (or LEDGERFENCE_HOSTAGENT_TOKEN_$n) for $host: on the filterd node, ledgerctl token issue --data $LEDGERFENCE_DATA_DIR/ledger --role hostagent --host $host"
+    fi
+    file="$LEDGERFENCE_DATA_DIR/hostagent-$n.token"
+    if [[ ! -s "$file" ]]; then
+        # A token issued before and lost with its file is replaced.
+        "$LEDGERFENCE_BIN_DIR/ledgerctl" token revoke --data "$LEDGERFENCE_DATA_DIR/ledger" "hostagent-$host" >/dev/null 2>&1 || true
+        (umask 077 && "$LEDGERFENCE_BIN_DIR/ledgerctl" token issue --data "$LEDGERFENCE_DATA_DIR/ledger" \
+            --role hostagent --host "$host" >"$file") || die $LINENO "issuing the writer token of $host failed"
+    fi
+    cat "$file"
+}
+
+# The URL the hostagents of this node reach filterd at: over loopback when
+# filterd runs here (a token goes over plain http only to a loopback
+# address), else LEDGERFENCE_URL (https:// across machines).
+function _ledgerfence_hostagent_url {
+    if is_service_enabled ledgerfence-filterd; then
+        echo "http://127.0.0.1:$LEDGERFENCE_PORT"
+    else
+        echo "$LEDGERFENCE_URL"
+    fi
+}
+
 function install_ledgerfence {
     if is_service_enabled ledgerfence-filterd ledgerfence-hostagent; then
         if ! command -v "$LEDGERFENCE_GO" >/dev/null; then
@@ -204,7 +240,7 @@ function start_ledgerfence_hostagents {
             # It signs with its own identity, "<host>agent" (up.sh made it).
             args+=(--ledger fabric)
         else
-            args+=(--ledger "$LEDGERFENCE_URL" --token "$(_ledgerfence_admin_token)")
+            args+=(--ledger "$(_ledgerfence_hostagent_url)" --token "$(_ledgerfence_hostagent_token "$host" "$n")")
         fi
         if [[ "$LEDGERFENCE_HOSTAGENT_SWEEP" == "True" ]]; then
             args=(env OS_CLOUD="$LEDGERFENCE_HOSTAGENT_CLOUD" "$LEDGERFENCE_BIN_DIR/hostagent" "${args[@]}")

@@ -229,7 +229,7 @@ class TestDevstackPlugin(unittest.TestCase):
                 'devstack2': ('JP', ['CompanyA', 'CompanyB']),
                 'devstack3': ('DE', ['CompanyA'])}
         deadline = time.monotonic() + 60
-        got = {}
+        got, writers = {}, {}
         while time.monotonic() < deadline and got != want:
             for host in want:
                 try:
@@ -239,10 +239,22 @@ class TestDevstackPlugin(unittest.TestCase):
                         doc = json.load(r)
                     got[host] = (doc['country'],
                                  sorted(doc['organizations']))
+                    writers[host] = doc['writer']
                 except OSError:
                     pass
             time.sleep(0.5)
         self.assertEqual(want, got)
+        for host in want:
+            self.check_writer(host, writers[host])
+        # The admin token is in no hostagent's launcher.
+        for n in (1, 2, 3):
+            with open(os.path.join(data, 'hostagent-%d.sh' % n)) as f:
+                self.assertNotIn(token, f.read())
+
+    def check_writer(self, host, writer):
+        """Each hostagent writes with its own token, bound to its host."""
+        self.assertEqual({'id': 'hostagent-' + host, 'role': 'hostagent'},
+                         writer)
 
     def hostagent_ledger(self):
         return '--ledger http://127.0.0.1:%d' % self.port
@@ -294,6 +306,12 @@ class TestDevstackPluginFabric(TestDevstackPlugin):
 
     def hostagent_ledger(self):
         return '--ledger fabric'
+
+    def check_writer(self, host, writer):
+        """Each hostagent signs with its own certificate, <host>agent."""
+        self.assertEqual('Org1MSP', writer.get('msp'))
+        self.assertIn('CN=%sagent' % host, writer.get('id', ''))
+        self.assertEqual('hostagent', writer.get('role'))
 
     def check_rest_write(self, token):
         self.assertNotEqual(200, self.put_host('devstack9', token))
