@@ -181,7 +181,11 @@ type Ledger interface {
 type writerKey struct{}
 
 // WithWriter returns a context that names the writer of the writes made with
-// it. Backends whose writers sign their own transactions (fabric) ignore it.
+// it: the operator's own writes on the embedded ledger, which no access rule
+// checks (a writer that the rules check is an access.Identity, set with
+// access.WithIdentity). Backends whose writer is their credential's ignore
+// it: fabric (the signing certificate) and remote (filterd records the
+// token's identity).
 func WithWriter(ctx context.Context, w Writer) context.Context {
 	return context.WithValue(ctx, writerKey{}, w)
 }
