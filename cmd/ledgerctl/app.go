@@ -246,6 +246,7 @@ func (a *app) exit(err error) int {
 func (a *app) newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("ledgerctl "+name, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
+	fs.Usage = func() { config.Usage(fs, a.stderr, "usage: ledgerctl "+name+" [flags]\n\n", isSetting) }
 	return fs
 }
 

@@ -309,10 +309,11 @@ func scalar(v any) (string, error) {
 }
 
 // Usage writes fs's flags, each with its environment variable, after
-// intro.
-func Usage(fs *flag.FlagSet, w io.Writer, intro string) {
+// intro. With settings, only the flags it names as settings show one (the
+// others are a command's operands).
+func Usage(fs *flag.FlagSet, w io.Writer, intro string, settings ...func(string) bool) {
 	fmt.Fprint(w, intro)
-	fmt.Fprintf(w, "Every flag can also be set by its environment variable (%s<NAME>) or in a YAML file (--%s FILE, or %s) under its name; a flag given wins over the environment, which wins over the file.\n\n",
+	fmt.Fprintf(w, "Every setting can also be given by its environment variable (%s<NAME>) or in a YAML file (--%s FILE, or %s) under its name; a flag given wins over the environment, which wins over the file.\n\n",
 		EnvPrefix, FileFlag, Env(FileFlag))
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
@@ -320,7 +321,10 @@ func Usage(fs *flag.FlagSet, w io.Writer, intro string) {
 		if name != "" {
 			fmt.Fprintf(w, " %s", name)
 		}
-		fmt.Fprintf(w, "  [%s]\n    \t%s", Env(f.Name), strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if len(settings) == 0 || settings[0](f.Name) {
+			fmt.Fprintf(w, "  [%s]", Env(f.Name))
+		}
+		fmt.Fprintf(w, "\n    \t%s", strings.ReplaceAll(usage, "\n", "\n    \t"))
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}

@@ -127,3 +127,12 @@ func TestUsageNamesEachVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestUsageLeavesOperandsWithoutVariable(t *testing.T) {
+	var s settings
+	var b bytes.Buffer
+	config.Usage(flags(&s), &b, "", func(name string) bool { return name == "listen" })
+	if !strings.Contains(b.String(), "[LEDGERFENCE_LISTEN]") || strings.Contains(b.String(), "[LEDGERFENCE_ONCE]") {
+		t.Errorf("usage:\n%s", b.String())
+	}
+}
