@@ -63,8 +63,8 @@ func (s *Server) putScratch(sc *scratch) {
 	s.scratch.Put(sc)
 }
 
-// webhook answers Nova's external-scheduler request in four steps: read and
-// decode (within the bounds of admission), decide, record, answer.
+// webhook answers Nova's external-scheduler request in named steps: read
+// (within the bounds of admission), admit, decode, decide, record, answer.
 //
 // Every POST gets 200 with {"hosts": [...]}: SAP's Nova takes every host on
 // any other answer, so a request filterd cannot decide, for whatever reason
