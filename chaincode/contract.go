@@ -19,7 +19,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
@@ -115,7 +114,7 @@ func (c *Contract) PutHost(ctx Ctx, hostJSON string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := access.MayWriteHost(who, h.Name, old, found); err != nil {
+	if err := access.MayWriteHost(who, h, old, found, nil); err != nil {
 		return "", forbidden(err)
 	}
 	if found && old.Host.Equal(h) {
@@ -197,7 +196,10 @@ func (c *Contract) PutRegulation(ctx Ctx, subject, body string) (string, error) 
 	if len(body) > maxRegulationBytes {
 		return "", refuse(wire.CodeInvalid, "regulation: larger than %d bytes", maxRegulationBytes)
 	}
-	rules, err := filter.ParseRules([]byte(body))
+	terms, err := filter.ParseTerms([]byte(body))
+	if err == nil {
+		terms, err = filter.NormalizeTerms(subj, terms)
+	}
 	if err != nil {
 		return "", invalid(err)
 	}
@@ -211,17 +213,17 @@ func (c *Contract) PutRegulation(ctx Ctx, subject, body string) (string, error) 
 		return "", err
 	}
 	live := found && !old.Deleted
-	if err := access.MayWriteRegulation(who, subj, old.RegulationRecord, live); err != nil {
+	if err := access.MayWriteRegulation(who, subj, terms, old.RegulationRecord, live, nil); err != nil {
 		return "", forbidden(err)
 	}
-	if live && slices.Equal(old.Allow, rules) {
+	if live && old.Terms().Equal(terms) {
 		return result(wire.PutRegulationResult{Record: old.RegulationRecord, Changed: false})
 	}
 	txID, at, err := st.tx()
 	if err != nil {
 		return "", err
 	}
-	reg := filter.Regulation{Subject: subj, Allow: rules, Owner: who.String(), Version: 1}
+	reg := filter.Regulation{Subject: subj, Allow: terms.Allow, RequireAttested: terms.RequireAttested, Project: terms.Project, Owner: who.String(), Version: 1}
 	if found {
 		reg.Version = old.Version + 1
 	}

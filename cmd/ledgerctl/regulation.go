@@ -24,8 +24,11 @@ func (a *app) regulation(ctx context.Context, args []string) error {
 	vm := fs.String("vm", "", "the subject vm:<UUID>")
 	project := fs.String("project", "", "the subject project:<ID>")
 	var allow, countries, orgs listFlag
-	var file string
+	var file, vmProject string
+	var requireAttested bool
 	if verb == "set" {
+		fs.BoolVar(&requireAttested, "require-attested", false, "deny hosts whose facts no second organisation has attested")
+		fs.StringVar(&vmProject, "vm-project", "", "the project of the VM (with --vm), recorded with its regulation")
 		fs.Var(&allow, "allow", "an allowed CountryCode.OrganizationCode, * or All for any (repeatable)")
 		fs.Var(&countries, "countries", "allowed countries, comma-separated (with --organizations: every pair)")
 		fs.Var(&orgs, "organizations", "allowed organisations, comma-separated")
@@ -39,11 +42,20 @@ func (a *app) regulation(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var rules []filter.Rule
+	var terms filter.Terms
 	if verb == "set" {
 		// Validate the input before the ledger is touched.
-		if rules, err = a.rulesFromFlags(allow, countries, orgs, file); err != nil {
+		if terms, err = a.termsFromFlags(allow, countries, orgs, file); err != nil {
 			return err
+		}
+		if requireAttested {
+			terms.RequireAttested = true
+		}
+		if vmProject != "" {
+			terms.Project = vmProject
+		}
+		if terms, err = filter.NormalizeTerms(subject, terms); err != nil {
+			return usagef("invalid regulation: %v", err)
 		}
 	}
 	l, ctx, err := a.ledger(ctx, c)
@@ -55,7 +67,7 @@ func (a *app) regulation(ctx context.Context, args []string) error {
 	defer cancel()
 	switch verb {
 	case "set":
-		rec, changed, err := l.PutRegulation(cctx, subject, rules)
+		rec, changed, err := l.PutRegulation(cctx, subject, terms)
 		if err != nil {
 			return fmt.Errorf("setting %s: %w", subject, err)
 		}
@@ -88,9 +100,9 @@ func (a *app) regulation(ctx context.Context, args []string) error {
 	return usagef("regulation %s: want set, get, delete or history", verb)
 }
 
-// rulesFromFlags builds a regulation body from one of the three input
-// forms and parses it with filter.ParseRules.
-func (a *app) rulesFromFlags(allow, countries, orgs listFlag, file string) ([]filter.Rule, error) {
+// termsFromFlags builds a regulation body from one of the three input
+// forms and parses it with filter.ParseTerms.
+func (a *app) termsFromFlags(allow, countries, orgs listFlag, file string) (filter.Terms, error) {
 	forms := 0
 	if len(allow) > 0 {
 		forms++
@@ -102,7 +114,7 @@ func (a *app) rulesFromFlags(allow, countries, orgs listFlag, file string) ([]fi
 		forms++
 	}
 	if forms != 1 {
-		return nil, usagef("regulation set: give exactly one of --allow, --countries with --organizations, or --file")
+		return filter.Terms{}, usagef("regulation set: give exactly one of --allow, --countries with --organizations, or --file")
 	}
 	var body []byte
 	switch {
@@ -114,21 +126,21 @@ func (a *app) rulesFromFlags(allow, countries, orgs listFlag, file string) ([]fi
 			body, err = os.ReadFile(file)
 		}
 		if err != nil {
-			return nil, usagef("--file: %v", err)
+			return filter.Terms{}, usagef("--file: %v", err)
 		}
 	case len(allow) > 0:
 		body, _ = json.Marshal(map[string]any{"allow": []string(allow)})
 	default:
 		if len(countries) == 0 || len(orgs) == 0 {
-			return nil, usagef("--countries and --organizations go together")
+			return filter.Terms{}, usagef("--countries and --organizations go together")
 		}
 		body, _ = json.Marshal(map[string]any{"countries": []string(countries), "organizations": []string(orgs)})
 	}
-	rules, err := filter.ParseRules(body)
+	terms, err := filter.ParseTerms(body)
 	if err != nil {
-		return nil, usagef("invalid regulation: %v", err)
+		return filter.Terms{}, usagef("invalid regulation: %v", err)
 	}
-	return rules, nil
+	return terms, nil
 }
 
 func rulesString(rules []filter.Rule) string {

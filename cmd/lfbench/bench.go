@@ -456,11 +456,11 @@ func startFilterd(ctx context.Context, n int, logw io.Writer) (target, func(), e
 			return fail(err)
 		}
 	}
-	rules, err := filter.ParseRules([]byte(regulation))
+	terms, err := filter.ParseTerms([]byte(regulation))
 	if err != nil {
 		return fail(err)
 	}
-	if _, _, err := led.PutRegulation(ctx, filter.VMSubject(vm), rules); err != nil {
+	if _, _, err := led.PutRegulation(ctx, filter.VMSubject(vm), terms); err != nil {
 		return fail(err)
 	}
 

@@ -32,7 +32,8 @@ func TestRequestBody(t *testing.T) {
 
 // allowed must count what the decision allows, or check fails every run.
 func TestAllowedMatchesTheDecision(t *testing.T) {
-	rules, err := filter.ParseRules([]byte(regulation))
+	terms, err := filter.ParseTerms([]byte(regulation))
+	rules := terms.Allow
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,11 +18,15 @@ const (
 	// VMUnregulated denies every host for a VM with no regulation, only when
 	// Options.DenyUnregulated is set.
 	VMUnregulated Reason = "vm_unregulated"
+	// HostUnattested denies a host that the rules allow but whose facts no
+	// second organisation has attested, when the regulation (or the cloud,
+	// Options.RequireAttested) asks for attested facts.
+	HostUnattested Reason = "host_unattested"
 )
 
 // Reasons lists every deny reason, in a fixed order (for metrics and summaries).
 func Reasons() []Reason {
-	return []Reason{CountryNotAllowed, OrganizationNotAllowed, HostUnregistered, LedgerUnavailable, VMUnregulated}
+	return []Reason{CountryNotAllowed, OrganizationNotAllowed, HostUnregistered, LedgerUnavailable, VMUnregulated, HostUnattested}
 }
 
 func (r Reason) index() int {
@@ -37,15 +41,19 @@ func (r Reason) index() int {
 		return 3
 	case VMUnregulated:
 		return 4
+	case HostUnattested:
+		return 5
 	}
 	return -1
 }
 
 // Candidate is a host to decide on. Host is nil when the ledger has no record
-// of it.
+// of it. Attested is true when its record's country and organisations are
+// attested by a second organisation (ledger.HostRecord.Attested).
 type Candidate struct {
-	Name string
-	Host *Host
+	Name     string
+	Host     *Host
+	Attested bool
 }
 
 // Verdict is the decision for one candidate host.
@@ -75,6 +83,11 @@ func (v Verdict) Detail() string {
 		return "the ledger could not answer"
 	case VMUnregulated:
 		return "VM has no regulation and unregulated VMs are denied"
+	case HostUnattested:
+		if v.Subject == "" {
+			return "host's facts are not attested and the cloud requires attested facts"
+		}
+		return "host's facts are not attested and " + string(v.Subject) + " requires attested facts"
 	}
 	return string(v.Reason)
 }
@@ -83,6 +96,10 @@ func (v Verdict) Detail() string {
 type Options struct {
 	// DenyUnregulated denies every host to a VM that no regulation applies to.
 	DenyUnregulated bool
+	// RequireAttested denies, to a VM that a regulation applies to, every
+	// host whose facts are not attested, as if each regulation required it
+	// (the registry's cloud-wide setting).
+	RequireAttested bool
 }
 
 // Result is the decision for a VM over a list of candidate hosts.
@@ -92,7 +109,7 @@ type Result struct {
 	// Regulated is false when no regulation applied.
 	Regulated bool `json:"regulated"`
 	Allowed   int  `json:"allowed"`
-	denied    [5]int
+	denied    [6]int
 }
 
 // Denied returns how many hosts were denied for reason r.
@@ -163,7 +180,7 @@ func EvaluateInto(buf []Verdict, regs []Regulation, candidates []Candidate, opts
 	}
 	policies := make([]policy, len(regs))
 	for i := range regs {
-		policies[i] = compile(&regs[i])
+		policies[i] = compile(&regs[i], opts.RequireAttested)
 	}
 	for i := range candidates {
 		res.Verdicts = append(res.Verdicts, Verdict{})
@@ -202,6 +219,17 @@ func decide(policies []policy, c Candidate, v *Verdict) {
 		for _, o := range h.Organizations {
 			if !orgs.allows(o) && !p.anyCountry.allows(o) {
 				v.Reason, v.Subject, v.Country, v.Organization = OrganizationNotAllowed, p.subject, h.Country, o
+				return
+			}
+		}
+	}
+	if !c.Attested {
+		for i := range policies {
+			if policies[i].attested {
+				v.Reason, v.Subject = HostUnattested, policies[i].subject
+				if policies[i].cloud {
+					v.Subject = ""
+				}
 				return
 			}
 		}
@@ -258,8 +286,11 @@ func (s *orgSet) add(o string) {
 
 // policy is a regulation compiled for lookups by country.
 type policy struct {
-	subject    Subject
-	anyCountry *orgSet // rules with country Any
+	subject Subject
+	// attested: the host's facts must be attested; cloud: because the
+	// cloud requires it, not the regulation.
+	attested, cloud bool
+	anyCountry      *orgSet // rules with country Any
 	// Rules naming a country: up to smallSet countries in the lists, beyond
 	// that in byCountry.
 	countries []string
@@ -267,8 +298,8 @@ type policy struct {
 	byCountry map[string]*orgSet
 }
 
-func compile(r *Regulation) policy {
-	p := policy{subject: r.Subject}
+func compile(r *Regulation, cloudAttested bool) policy {
+	p := policy{subject: r.Subject, attested: r.RequireAttested || cloudAttested, cloud: cloudAttested && !r.RequireAttested}
 	for _, rule := range r.Allow {
 		var s *orgSet
 		if rule.Country == Any {

@@ -36,9 +36,9 @@ func candidates(hosts []Host, unregistered ...string) []Candidate {
 
 func mustRules(t testing.TB, body string) []Rule {
 	t.Helper()
-	r, err := ParseRules([]byte(body))
+	r, err := parseRules([]byte(body))
 	if err != nil {
-		t.Fatalf("ParseRules(%s): %v", body, err)
+		t.Fatalf("parseRules(%s): %v", body, err)
 	}
 	return r
 }
@@ -304,10 +304,10 @@ func TestParseRulesRejects(t *testing.T) {
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := ParseRules([]byte(body))
+			_, err := parseRules([]byte(body))
 			var ve *ValidationError
 			if !errors.As(err, &ve) {
-				t.Fatalf("ParseRules(%.60s) error = %v, want a *ValidationError", body, err)
+				t.Fatalf("parseRules(%.60s) error = %v, want a *ValidationError", body, err)
 			}
 		})
 	}
@@ -403,7 +403,7 @@ func FuzzParseRules(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rules, err := ParseRules(data)
+		rules, err := parseRules(data)
 		if err != nil {
 			var ve *ValidationError
 			if !errors.As(err, &ve) {
@@ -450,4 +450,9 @@ func TestProjectIDForms(t *testing.T) {
 			t.Errorf("NormalizeProjectID(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
+}
+
+func parseRules(data []byte) ([]Rule, error) {
+	t, err := ParseTerms(data)
+	return t.Allow, err
 }

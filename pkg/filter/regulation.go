@@ -38,6 +38,49 @@ type Regulation struct {
 	Owner string `json:"owner,omitempty"`
 	// Version counts the changes of the regulation, from 1.
 	Version uint64 `json:"version,omitempty"`
+	// RequireAttested denies, for this subject, every host whose facts no
+	// second organisation has attested (HostUnattested).
+	RequireAttested bool `json:"require_attested,omitempty"`
+	// Project is the project of a vm: subject, when its writer named it.
+	Project string `json:"project,omitempty"`
+}
+
+// Terms are what a regulation's writer says: the rules, whether the hosts'
+// facts must be attested, and (for a VM) its project.
+type Terms struct {
+	Allow           []Rule `json:"allow"`
+	RequireAttested bool   `json:"require_attested,omitempty"`
+	Project         string `json:"project,omitempty"`
+}
+
+// Terms returns the regulation's terms.
+func (r *Regulation) Terms() Terms {
+	return Terms{Allow: r.Allow, RequireAttested: r.RequireAttested, Project: r.Project}
+}
+
+// Equal reports whether t and u say the same (both normalised).
+func (t Terms) Equal(u Terms) bool {
+	return t.RequireAttested == u.RequireAttested && t.Project == u.Project && slices.Equal(t.Allow, u.Allow)
+}
+
+// NormalizeTerms validates t for subject and returns it in canonical form:
+// the rules as NormalizeRules makes them, the project id as
+// NormalizeProjectID does. Only a vm: subject names a project.
+func NormalizeTerms(subject Subject, t Terms) (Terms, error) {
+	allow, err := NormalizeRules(t.Allow)
+	if err != nil {
+		return Terms{}, err
+	}
+	out := Terms{Allow: allow, RequireAttested: t.RequireAttested}
+	if t.Project != "" {
+		if subject.Kind() != KindVM {
+			return Terms{}, invalid("project", "only a vm: regulation names its project")
+		}
+		if out.Project, err = NormalizeProjectID(t.Project); err != nil {
+			return Terms{}, err
+		}
+	}
+	return out, nil
 }
 
 // Subject kinds.
@@ -190,30 +233,42 @@ func NormalizeRules(rules []Rule) ([]Rule, error) {
 // version and subject are tolerated so that a stored regulation can be sent
 // back as it was read; they are not taken from input.
 type regulationInput struct {
-	Allow         json.RawMessage `json:"allow"`
-	Countries     []string        `json:"countries"`
-	Organizations []string        `json:"organizations"`
-	Subject       json.RawMessage `json:"subject"`
-	Owner         json.RawMessage `json:"owner"`
-	Version       json.RawMessage `json:"version"`
+	Allow           json.RawMessage `json:"allow"`
+	Countries       []string        `json:"countries"`
+	Organizations   []string        `json:"organizations"`
+	RequireAttested bool            `json:"require_attested"`
+	Project         string          `json:"project"`
+	Subject         json.RawMessage `json:"subject"`
+	Owner           json.RawMessage `json:"owner"`
+	Version         json.RawMessage `json:"version"`
 }
 
-// ParseRules reads a regulation body in any of its three input forms and
-// returns its normalised rules:
+// ParseTerms reads a regulation body in any of its three input forms, each
+// with the optional "require_attested" and (for a VM) "project", and
+// returns its terms; the rules normalised, the project as given
+// (NormalizeTerms checks it against the subject):
 //
 //	{"allow": [{"country": "JP", "organization": "CompanyA"}]}
 //	{"countries": ["JP", "GB"], "organizations": ["CompanyA", "CompanyB"]}
 //	{"allow": ["JP.CompanyA", "GB.All"]}
-func ParseRules(data []byte) ([]Rule, error) {
+func ParseTerms(data []byte) (Terms, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var in regulationInput
 	if err := dec.Decode(&in); err != nil {
-		return nil, invalid("", "regulation is not a JSON object of a known form: %v", clipErr(err))
+		return Terms{}, invalid("", "regulation is not a JSON object of a known form: %v", clipErr(err))
 	}
 	if dec.More() {
-		return nil, invalid("", "regulation has trailing data after the JSON object")
+		return Terms{}, invalid("", "regulation has trailing data after the JSON object")
 	}
+	rules, err := in.rules()
+	if err != nil {
+		return Terms{}, err
+	}
+	return Terms{Allow: rules, RequireAttested: in.RequireAttested, Project: in.Project}, nil
+}
+
+func (in *regulationInput) rules() ([]Rule, error) {
 	hasAllow := len(in.Allow) > 0 && !bytes.Equal(bytes.TrimSpace(in.Allow), []byte("null"))
 	hasLists := in.Countries != nil || in.Organizations != nil
 	switch {

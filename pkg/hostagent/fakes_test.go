@@ -101,7 +101,8 @@ func (l *fakeLedger) putRegulation(t interface{ Fatal(...any) }, subject string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := filter.ParseRules([]byte(body))
+	terms, err := filter.ParseTerms([]byte(body))
+	rules := terms.Allow
 	if err != nil {
 		t.Fatal(err)
 	}

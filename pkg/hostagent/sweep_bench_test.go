@@ -31,7 +31,7 @@ func BenchmarkSweep100(b *testing.B) {
 		id := fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
 		servers = append(servers, cloud.Server{ID: id, ProjectID: fmt.Sprintf("p%d", i%10)})
 		if i%2 == 0 {
-			if _, _, err := l.PutRegulation(ctx, filter.VMSubject(id), []filter.Rule{{Country: "JP", Organization: "CompanyA"}}); err != nil {
+			if _, _, err := l.PutRegulation(ctx, filter.VMSubject(id), filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "CompanyA"}}}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -73,9 +73,13 @@ func (w Writer) String() string {
 // HostRecord is a host as stored, with who last changed it.
 type HostRecord struct {
 	filter.Host
-	Writer    Writer    `json:"writer"`
-	TxID      string    `json:"tx_id"`
-	UpdatedAt time.Time `json:"updated_at"`
+	// Writer is who claimed the facts (the last to change them); an
+	// attestation does not change it.
+	Writer Writer `json:"writer"`
+	// Attestation is the last attestation of the host's facts; see Attested.
+	Attestation *Attestation `json:"attestation,omitempty"`
+	TxID        string       `json:"tx_id"`
+	UpdatedAt   time.Time    `json:"updated_at"`
 }
 
 // RegulationRecord is a regulation as stored, with who last changed it.
@@ -116,9 +120,12 @@ type Change struct {
 	Time   time.Time `json:"time"`
 	Writer Writer    `json:"writer"`
 	Op     Op        `json:"op"`
-	// Host or Regulation is the value written (nil for a delete).
+	// The value written, one of them by Kind (none for a delete).
 	Host       *HostRecord       `json:"host,omitempty"`
 	Regulation *RegulationRecord `json:"regulation,omitempty"`
+	Registry   *RegistryRecord   `json:"registry,omitempty"`
+	Proposal   *ProposalRecord   `json:"proposal,omitempty"`
+	Binding    *BindingRecord    `json:"binding,omitempty"`
 }
 
 // Event tells that a record changed. Events are delivered at least once and
@@ -134,15 +141,20 @@ type Event struct {
 	Time       time.Time         `json:"time"`
 	Host       *HostRecord       `json:"host,omitempty"`
 	Regulation *RegulationRecord `json:"regulation,omitempty"`
+	Registry   *RegistryRecord   `json:"registry,omitempty"`
+	Proposal   *ProposalRecord   `json:"proposal,omitempty"`
+	Binding    *BindingRecord    `json:"binding,omitempty"`
 }
 
 // Lookup is a batched read: the regulations of some subjects and the records
 // of some hosts, as of one ledger height. Missing records are absent from the
 // maps, not errors.
 type Lookup struct {
-	Height      uint64
-	Regulations map[filter.Subject]RegulationRecord
-	Hosts       map[string]HostRecord
+	Height uint64
+	// RequireAttested is the registry's cloud-wide setting at that height.
+	RequireAttested bool
+	Regulations     map[filter.Subject]RegulationRecord
+	Hosts           map[string]HostRecord
 }
 
 // Ledger is the store of hosts and regulations. Every method honours ctx.
@@ -157,9 +169,10 @@ type Ledger interface {
 
 	// GetRegulation returns one regulation, or ErrNotFound.
 	GetRegulation(ctx context.Context, subject filter.Subject) (RegulationRecord, error)
-	// PutRegulation validates, normalises and stores rules for subject.
-	// The first writer becomes the owner.
-	PutRegulation(ctx context.Context, subject filter.Subject, rules []filter.Rule) (rec RegulationRecord, changed bool, err error)
+	// PutRegulation validates, normalises (filter.NormalizeTerms) and
+	// stores the terms of subject's regulation. The first writer becomes the
+	// owner.
+	PutRegulation(ctx context.Context, subject filter.Subject, terms filter.Terms) (rec RegulationRecord, changed bool, err error)
 	// DeleteRegulation removes a regulation, or returns ErrNotFound.
 	DeleteRegulation(ctx context.Context, subject filter.Subject) error
 

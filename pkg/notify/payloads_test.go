@@ -17,7 +17,8 @@ const vm1 = "0b3e1c52-7a4e-4b8e-9f3a-3d2c1b0a9e8f"
 // and GB for CompanyA and CompanyB.
 func table4(t testing.TB) filter.Result {
 	t.Helper()
-	rules, err := filter.ParseRules([]byte(`{"countries":["JP","GB"],"organizations":["CompanyA","CompanyB"]}`))
+	terms, err := filter.ParseTerms([]byte(`{"countries":["JP","GB"],"organizations":["CompanyA","CompanyB"]}`))
+	rules := terms.Allow
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,10 +108,12 @@ func roleName(r string) string {
 	return r
 }
 
-// MayWriteHost says whether who may write the host name, whose stored record
-// is old when exists. A write that would change nothing is asked about too:
-// an identity that may not write a record learns nothing from its no-op.
-func MayWriteHost(who Identity, name string, old ledger.HostRecord, exists bool) error {
+// MayWriteHost says whether who may write host h, whose stored record is old
+// when exists, under the registry in force (reg; nil for none, MayClaim). A
+// write that would change nothing is asked about too: an identity that may
+// not write a record learns nothing from its no-op.
+func MayWriteHost(who Identity, h filter.Host, old ledger.HostRecord, exists bool, reg *ledger.RegistryRecord) error {
+	name := h.Name
 	if who.ID == "" {
 		return errNoName
 	}
@@ -131,24 +133,33 @@ func MayWriteHost(who Identity, name string, old ledger.HostRecord, exists bool)
 	if exists && old.Writer.MSP != who.MSP {
 		return forbid("host %s was registered through %s; %s may not take it over", name, old.Writer.MSP, who.MSP)
 	}
-	return nil
+	return MayClaim(who, h, reg)
 }
 
-// MayWriteRegulation says whether who may put the regulation of subject:
-// create it when none is in force (exists false; a deleted one is none), or
-// change old.
-func MayWriteRegulation(who Identity, subject filter.Subject, old ledger.RegulationRecord, exists bool) error {
+// MayWriteRegulation says whether who may put terms as the regulation of
+// subject: create it when none is in force (exists false; a deleted one is
+// none), or change old. binding is the binding of the project concerned
+// (BindingSubject; nil for none): a project's regulation is created only by
+// its organisation, and a VM's names only a project of its writer's
+// organisation or an unbound one.
+func MayWriteRegulation(who Identity, subject filter.Subject, terms filter.Terms, old ledger.RegulationRecord, exists bool, binding *ledger.BindingRecord) error {
 	if who.ID == "" {
 		return errNoName
 	}
 	if !exists {
-		if who.Role == RoleVMManager || who.Role == RolePolicyAdmin {
-			return nil
+		if who.Role != RoleVMManager && who.Role != RolePolicyAdmin {
+			return forbid("creating a regulation needs the role %s or %s; this identity's role is %s",
+				RoleVMManager, RolePolicyAdmin, roleName(who.Role))
 		}
-		return forbid("creating a regulation needs the role %s or %s; this identity's role is %s",
-			RoleVMManager, RolePolicyAdmin, roleName(who.Role))
+		return mayRegulateProject(who, subject, BindingSubject(subject, terms), binding)
 	}
-	return mayChange(who, subject, old, "change")
+	if err := mayChange(who, subject, old, "change"); err != nil {
+		return err
+	}
+	if subject.Kind() == filter.KindVM && terms.Project != old.Project {
+		return mayRegulateProject(who, subject, terms.Project, binding)
+	}
+	return nil
 }
 
 // MayDeleteRegulation says whether who may delete old, the regulation in

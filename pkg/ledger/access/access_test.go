@@ -96,7 +96,7 @@ func TestMayWriteHost(t *testing.T) {
 			if tc.by != nil {
 				old = hostBy(*tc.by)
 			}
-			wantForbidden(t, MayWriteHost(tc.who, tc.host, old, tc.by != nil), tc.allowed, tc.words...)
+			wantForbidden(t, MayWriteHost(tc.who, filter.Host{Name: tc.host, Country: "JP", Organizations: []string{"CompanyA"}}, old, tc.by != nil, nil), tc.allowed, tc.words...)
 		})
 	}
 }
@@ -137,7 +137,7 @@ func TestMayWriteAndDeleteRegulation(t *testing.T) {
 			if tc.owner != nil {
 				old = ledger.RegulationRecord{Regulation: filter.Regulation{Subject: vm, Owner: tc.owner.String(), Version: 1}}
 			}
-			wantForbidden(t, MayWriteRegulation(tc.who, vm, old, tc.owner != nil), tc.allowed, tc.words...)
+			wantForbidden(t, MayWriteRegulation(tc.who, vm, filter.Terms{}, old, tc.owner != nil, nil), tc.allowed, tc.words...)
 			if tc.owner != nil {
 				err := MayDeleteRegulation(tc.who, vm, old)
 				wantForbidden(t, err, tc.allowed, tc.words...)

@@ -62,19 +62,19 @@ func TestIdentitiesFollowTheRules(t *testing.T) {
 	forbidden(err, "own host", "hm1", "hm2")
 	_, _, err = l.PutHost(alice, hm1) // unchanged, yet refused
 	forbidden(err, "role is vmmanager")
-	_, _, err = l.PutRegulation(agent, vm, jp)
+	_, _, err = l.PutRegulation(agent, vm, filter.Terms{Allow: jp})
 	forbidden(err, "creating a regulation", "role is hostagent")
 	heightIs(1)
 
-	reg, _, err := l.PutRegulation(alice, vm, jp)
+	reg, _, err := l.PutRegulation(alice, vm, filter.Terms{Allow: jp})
 	if err != nil || reg.Owner != "alice" || reg.Writer.Role != access.RoleVMManager {
 		t.Fatalf("alice creates: %+v, %v", reg, err)
 	}
-	_, _, err = l.PutRegulation(bob, vm, gb)
+	_, _, err = l.PutRegulation(bob, vm, filter.Terms{Allow: gb})
 	forbidden(err, "only the owner", "(alice)")
 	forbidden(l.DeleteRegulation(bob, vm), "only the owner", "may delete it")
 	heightIs(2)
-	reg, _, err = l.PutRegulation(policy, vm, gb)
+	reg, _, err = l.PutRegulation(policy, vm, filter.Terms{Allow: gb})
 	if err != nil || reg.Owner != "alice" || reg.Writer.ID != "policy" || reg.Version != 2 {
 		t.Fatalf("policy admin changes: %+v, %v", reg, err)
 	}

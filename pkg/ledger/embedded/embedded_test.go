@@ -74,7 +74,7 @@ func mustPutHost(t testing.TB, l *embedded.Ledger, ctx context.Context, h filter
 
 func mustPutRegulation(t testing.TB, l *embedded.Ledger, ctx context.Context, s filter.Subject, rules ...filter.Rule) ledger.RegulationRecord {
 	t.Helper()
-	rec, _, err := l.PutRegulation(ctx, s, rules)
+	rec, _, err := l.PutRegulation(ctx, s, filter.Terms{Allow: rules})
 	if err != nil {
 		t.Fatalf("PutRegulation(%s): %v", s, err)
 	}
@@ -156,7 +156,7 @@ func TestNoOpWrites(t *testing.T) {
 			return r.TxID, c, err
 		}, first.TxID},
 		{"same regulation in the seed's spelling, by another writer", func() (string, bool, error) {
-			r, c, err := l.PutRegulation(as(bob), filter.VMSubject(vm1Upper), []filter.Rule{{Country: "jp", Organization: "CompanyA"}, {Country: "JP", Organization: "CompanyA"}})
+			r, c, err := l.PutRegulation(as(bob), filter.VMSubject(vm1Upper), filter.Terms{Allow: []filter.Rule{{Country: "jp", Organization: "CompanyA"}, {Country: "JP", Organization: "CompanyA"}}})
 			return r.TxID, c, err
 		}, reg.TxID},
 	}
@@ -208,16 +208,19 @@ func TestValidationRejects(t *testing.T) {
 		{"host name with a slash", func() error { _, _, err := l.PutHost(ctx, host("a/b", "JP", "CompanyA")); return err }, "host"},
 		{"existing host changed to a bad country", func() error { _, _, err := l.PutHost(ctx, host("cmp-1", "ZZ", "CompanyA")); return err }, "country"},
 		{"regulation for unknown subject kind", func() error {
-			_, _, err := l.PutRegulation(ctx, "tenant:x", []filter.Rule{rule})
+			_, _, err := l.PutRegulation(ctx, "tenant:x", filter.Terms{Allow: []filter.Rule{rule}})
 			return err
 		}, "subject"},
 		{"regulation for a VM that is not a UUID", func() error {
-			_, _, err := l.PutRegulation(ctx, filter.VMSubject("vm1"), []filter.Rule{rule})
+			_, _, err := l.PutRegulation(ctx, filter.VMSubject("vm1"), filter.Terms{Allow: []filter.Rule{rule}})
 			return err
 		}, "subject"},
-		{"regulation without rules", func() error { _, _, err := l.PutRegulation(ctx, filter.VMSubject(vm1), nil); return err }, "allow"},
+		{"regulation without rules", func() error {
+			_, _, err := l.PutRegulation(ctx, filter.VMSubject(vm1), filter.Terms{Allow: nil})
+			return err
+		}, "allow"},
 		{"regulation with unknown country", func() error {
-			_, _, err := l.PutRegulation(ctx, filter.ProjectSubject("p1"), []filter.Rule{{Country: "QQ", Organization: "CompanyA"}})
+			_, _, err := l.PutRegulation(ctx, filter.ProjectSubject("p1"), filter.Terms{Allow: []filter.Rule{{Country: "QQ", Organization: "CompanyA"}}})
 			return err
 		}, "allow[0].country"},
 		{"delete with bad subject", func() error { return l.DeleteRegulation(ctx, "vm:") }, "subject"},
@@ -406,7 +409,7 @@ func TestRegulationOwnerAndVersion(t *testing.T) {
 				}
 				return
 			}
-			rec, changed, err := l.PutRegulation(s.ctx, subj, s.rules)
+			rec, changed, err := l.PutRegulation(s.ctx, subj, filter.Terms{Allow: s.rules})
 			if err != nil {
 				t.Fatalf("PutRegulation: %v", err)
 			}
@@ -656,7 +659,7 @@ func TestClosed(t *testing.T) {
 		},
 		"GetRegulation": func() error { _, err := l.GetRegulation(ctx, filter.VMSubject(vm1)); return err },
 		"PutRegulation": func() error {
-			_, _, err := l.PutRegulation(ctx, filter.VMSubject(vm1), []filter.Rule{{Country: "JP", Organization: "A"}})
+			_, _, err := l.PutRegulation(ctx, filter.VMSubject(vm1), filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "A"}}})
 			return err
 		},
 		"DeleteRegulation": func() error { return l.DeleteRegulation(ctx, filter.VMSubject(vm1)) },
@@ -685,7 +688,7 @@ func TestContextEnded(t *testing.T) {
 	}{
 		{"PutHost", func() error { _, _, err := l.PutHost(ctx, host("cmp-1", "JP", "CompanyA")); return err }},
 		{"PutRegulation", func() error {
-			_, _, err := l.PutRegulation(ctx, filter.VMSubject(vm1), []filter.Rule{{Country: "JP", Organization: "A"}})
+			_, _, err := l.PutRegulation(ctx, filter.VMSubject(vm1), filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "A"}}})
 			return err
 		}},
 		{"GetHost", func() error { _, err := l.GetHost(ctx, "cmp-1"); return err }},

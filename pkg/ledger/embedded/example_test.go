@@ -32,7 +32,7 @@ func Example() {
 	if _, _, err := l.PutHost(ctx, filter.Host{Name: "compute-jp-1", Country: "jp", Organizations: []string{"CompanyA"}}); err != nil {
 		log.Fatal(err)
 	}
-	reg, _, err := l.PutRegulation(ctx, vm, []filter.Rule{{Country: "JP", Organization: "CompanyA"}, {Country: "GB", Organization: "All"}})
+	reg, _, err := l.PutRegulation(ctx, vm, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "CompanyA"}, {Country: "GB", Organization: "All"}}})
 	if err != nil {
 		log.Fatal(err)
 	}

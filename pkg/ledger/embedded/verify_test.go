@@ -37,7 +37,7 @@ func fill(t *testing.T, path string) {
 			return err
 		},
 		func() error {
-			_, _, err := l.PutRegulation(alice, vm, []filter.Rule{{Country: "JP", Organization: "A"}})
+			_, _, err := l.PutRegulation(alice, vm, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "A"}}})
 			return err
 		},
 		func() error {
@@ -50,7 +50,7 @@ func fill(t *testing.T, path string) {
 		},
 		func() error { return l.DeleteRegulation(alice, vm) },
 		func() error {
-			_, _, err := l.PutRegulation(alice, filter.ProjectSubject("p1"), []filter.Rule{{Country: "*", Organization: "A"}})
+			_, _, err := l.PutRegulation(alice, filter.ProjectSubject("p1"), filter.Terms{Allow: []filter.Rule{{Country: "*", Organization: "A"}}})
 			return err
 		},
 	}

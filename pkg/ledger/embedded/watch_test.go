@@ -185,7 +185,7 @@ func TestWatchLive(t *testing.T) {
 				}
 				var err error
 				if i%3 == 2 {
-					_, _, err = l.PutRegulation(wctx, filter.ProjectSubject(fmt.Sprintf("p-%d-%d", w, i)), []filter.Rule{{Country: "JP", Organization: "*"}})
+					_, _, err = l.PutRegulation(wctx, filter.ProjectSubject(fmt.Sprintf("p-%d-%d", w, i)), filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}})
 				} else {
 					_, _, err = l.PutHost(wctx, host(fmt.Sprintf("cmp-%d-%d", w, i), "GB", "CompanyB"))
 				}

@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"encoding/json"
-	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -90,7 +89,7 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 			return nil, err
 		}
 		if checked {
-			if err := access.MayWriteHost(who, host.Name, cur, ok); err != nil {
+			if err := access.MayWriteHost(who, host, cur, ok, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -122,7 +121,7 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 // Rules equal to the stored ones are not written again: changed is false and
 // the stored record is returned. Errors: ErrInvalid, ErrForbidden,
 // ErrUnavailable.
-func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, rules []filter.Rule) (rec ledger.RegulationRecord, changed bool, err error) {
+func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, terms filter.Terms) (rec ledger.RegulationRecord, changed bool, err error) {
 	if err := l.ready(ctx); err != nil {
 		return ledger.RegulationRecord{}, false, err
 	}
@@ -130,7 +129,7 @@ func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, rule
 	if err != nil {
 		return ledger.RegulationRecord{}, false, invalid(err)
 	}
-	allow, err := filter.NormalizeRules(rules)
+	terms, err = filter.NormalizeTerms(subj, terms)
 	if err != nil {
 		return ledger.RegulationRecord{}, false, invalid(err)
 	}
@@ -141,15 +140,15 @@ func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, rule
 			return nil, err
 		}
 		if checked {
-			if err := access.MayWriteRegulation(who, subj, cur, ok); err != nil {
+			if err := access.MayWriteRegulation(who, subj, terms, cur, ok, nil); err != nil {
 				return nil, err
 			}
 		}
-		if ok && slices.Equal(cur.Allow, allow) {
+		if ok && cur.Terms().Equal(terms) {
 			rec, changed = cur, false
 			return nil, nil
 		}
-		reg := filter.Regulation{Subject: subj, Allow: allow}
+		reg := filter.Regulation{Subject: subj, Allow: terms.Allow, RequireAttested: terms.RequireAttested, Project: terms.Project}
 		if ok {
 			reg.Owner, reg.Version = cur.Owner, cur.Version+1
 		} else {

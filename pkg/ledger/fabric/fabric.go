@@ -444,10 +444,8 @@ func (l *Ledger) GetRegulation(ctx context.Context, subject filter.Subject) (led
 }
 
 // PutRegulation implements ledger.Ledger.
-func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, rules []filter.Rule) (ledger.RegulationRecord, bool, error) {
-	body, err := json.Marshal(struct {
-		Allow []filter.Rule `json:"allow"`
-	}{rules})
+func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, terms filter.Terms) (ledger.RegulationRecord, bool, error) {
+	body, err := json.Marshal(terms)
 	if err != nil {
 		return ledger.RegulationRecord{}, false, ledger.Errorf(ledger.ErrInvalid, err, "regulation cannot be encoded")
 	}

@@ -371,14 +371,11 @@ func (c *Client) GetRegulation(ctx context.Context, subject filter.Subject) (led
 }
 
 // PutRegulation implements ledger.Ledger.
-func (c *Client) PutRegulation(ctx context.Context, subject filter.Subject, rules []filter.Rule) (ledger.RegulationRecord, bool, error) {
-	if rules == nil {
-		rules = []filter.Rule{}
+func (c *Client) PutRegulation(ctx context.Context, subject filter.Subject, terms filter.Terms) (ledger.RegulationRecord, bool, error) {
+	if terms.Allow == nil {
+		terms.Allow = []filter.Rule{}
 	}
-	resp, data, err := c.do(ctx, http.MethodPut, "/v1/regulations/"+url.PathEscape(string(subject)), nil,
-		struct {
-			Allow []filter.Rule `json:"allow"`
-		}{rules})
+	resp, data, err := c.do(ctx, http.MethodPut, "/v1/regulations/"+url.PathEscape(string(subject)), nil, terms)
 	if err != nil {
 		return ledger.RegulationRecord{}, false, err
 	}

@@ -117,7 +117,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	rules := []filter.Rule{{Country: "JP", Organization: "CompanyA"}, {Country: "GB", Organization: "All"}}
-	reg, changed, err := c.PutRegulation(ctx, vm1, rules)
+	reg, changed, err := c.PutRegulation(ctx, vm1, filter.Terms{Allow: rules})
 	if err != nil || !changed || len(reg.Allow) != 2 || reg.Owner == "" {
 		t.Fatalf("PutRegulation = %+v, %v, %v", reg, changed, err)
 	}
@@ -171,7 +171,7 @@ func TestErrors(t *testing.T) {
 			return err
 		}, ledger.ErrInvalid},
 		{"no rules", func() error {
-			_, _, err := client(t, hs.URL, remote.WithToken(token)).PutRegulation(ctx, vm1, nil)
+			_, _, err := client(t, hs.URL, remote.WithToken(token)).PutRegulation(ctx, vm1, filter.Terms{Allow: nil})
 			return err
 		}, ledger.ErrInvalid},
 		{"unknown host", func() error {
@@ -247,7 +247,7 @@ func TestWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Written directly to the ledger: the stream must carry it.
-	if _, _, err := l.PutRegulation(ctx, vm1, []filter.Rule{{Country: "JP", Organization: "*"}}); err != nil {
+	if _, _, err := l.PutRegulation(ctx, vm1, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}}); err != nil {
 		t.Fatal(err)
 	}
 	var got []ledger.Event
@@ -379,7 +379,7 @@ func TestCacheOverRemote(t *testing.T) {
 	}
 	waitFor(t, "event applied", func() bool { return cc.Height() == 2 })
 	q := &cache.Query{Subjects: []filter.Subject{vm1}, Candidates: []filter.Candidate{{Name: "hm1"}, {Name: "hm2"}}}
-	if _, _, err := l.PutRegulation(ctx, vm1, []filter.Rule{{Country: "JP", Organization: "*"}}); err != nil {
+	if _, _, err := l.PutRegulation(ctx, vm1, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := cc.Resolve(ctx, q); err != nil {

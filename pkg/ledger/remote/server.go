@@ -251,12 +251,12 @@ func (s *Server) PutRegulation(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, "could not read the request body")
 		return
 	}
-	rules, err := filter.ParseRules(data)
+	terms, err := filter.ParseTerms(data)
 	if err != nil {
 		ValidationError(w, err)
 		return
 	}
-	rec, changed, err := s.l.PutRegulation(r.Context(), sub, rules)
+	rec, changed, err := s.l.PutRegulation(r.Context(), sub, terms)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return

@@ -80,7 +80,7 @@ func TestTheWriterIsTheToken(t *testing.T) {
 	if !errors.Is(err, ledger.ErrForbidden) || !strings.Contains(err.Error(), "own host") {
 		t.Fatalf("another host: %v", err)
 	}
-	_, _, err = c.PutRegulation(ctx, vm1, []filter.Rule{{Country: "JP", Organization: "*"}})
+	_, _, err = c.PutRegulation(ctx, vm1, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}})
 	if !errors.Is(err, ledger.ErrForbidden) || !strings.Contains(err.Error(), "role is hostagent") {
 		t.Fatalf("a regulation: %v", err)
 	}

@@ -62,7 +62,7 @@ func TestIdentityWithoutRoleIsRefused(t *testing.T) {
 		l := connect(t, name)
 		_, _, err := l.PutHost(c, filter.Host{Name: "hm1", Country: "JP", Organizations: []string{"CompanyA"}})
 		wantErr(t, err, ledger.ErrForbidden, "role is none")
-		_, _, err = l.PutRegulation(c, vmSubject(0), []filter.Rule{{Country: "JP", Organization: "*"}})
+		_, _, err = l.PutRegulation(c, vmSubject(0), filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}})
 		wantErr(t, err, ledger.ErrForbidden, "role is none")
 	}
 	// attributes registered but not put in the enrolment certificate
@@ -100,20 +100,20 @@ func TestSecondVMManagerCannotChangeARegulation(t *testing.T) {
 	if !strings.HasPrefix(rec.Owner, "Org1MSP/x509::CN=vmm1") || rec.Version != 1 || len(rec.Allow) != 4 {
 		t.Fatalf("stored %+v", rec)
 	}
-	_, _, err = second.PutRegulation(c, vm, []filter.Rule{{Country: "*", Organization: "*"}})
+	_, _, err = second.PutRegulation(c, vm, filter.Terms{Allow: []filter.Rule{{Country: "*", Organization: "*"}}})
 	wantErr(t, err, ledger.ErrForbidden, "only the owner", "CN=vmm1")
 	err = second.DeleteRegulation(c, vm)
 	wantErr(t, err, ledger.ErrForbidden, "only the owner")
 
 	// the policy admin of the owner's organisation may
 	padmin := connect(t, "padmin")
-	rec2, changed, err := padmin.PutRegulation(c, vm, []filter.Rule{{Country: "JP", Organization: "CompanyA"}})
+	rec2, changed, err := padmin.PutRegulation(c, vm, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "CompanyA"}}})
 	if err != nil || !changed || rec2.Version != 2 || rec2.Owner != rec.Owner {
 		t.Fatalf("policy admin: %+v %v %v", rec2, changed, err)
 	}
 	// another organisation's vm manager may not
 	other := connect(t, "vmm-org2")
-	_, _, err = other.PutRegulation(c, vm, []filter.Rule{{Country: "DE", Organization: "*"}})
+	_, _, err = other.PutRegulation(c, vm, filter.Terms{Allow: []filter.Rule{{Country: "DE", Organization: "*"}}})
 	wantErr(t, err, ledger.ErrForbidden)
 
 	// validation by the chaincode

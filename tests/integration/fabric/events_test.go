@@ -122,7 +122,7 @@ func TestEventsOfRegulations(t *testing.T) {
 		t.Fatal(err)
 	}
 	vm := vmSubject(3)
-	put, _, err := vmm.PutRegulation(c, vm, []filter.Rule{{Country: "JP", Organization: "CompanyA"}})
+	put, _, err := vmm.PutRegulation(c, vm, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "CompanyA"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,8 @@ func TestPrometheusScrapesRegistry(t *testing.T) {
 	p := startPrometheus(t, "filterd", hostPort(srv.URL))
 
 	// The seed's Table 4 over four candidates, decided twice.
-	rules, err := filter.ParseRules([]byte(`{"countries":["JP","GB"],"organizations":["CompanyA","CompanyB"]}`))
+	terms, err := filter.ParseTerms([]byte(`{"countries":["JP","GB"],"organizations":["CompanyA","CompanyB"]}`))
+	rules := terms.Allow
 	if err != nil {
 		t.Fatal(err)
 	}

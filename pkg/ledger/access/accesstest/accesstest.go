@@ -188,18 +188,18 @@ func runCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, as f
 		subject := filter.Subject(key)
 		switch c.Whose {
 		case Own:
-			if _, _, err := l.PutRegulation(ctx, subject, []filter.Rule{{Country: "JP", Organization: "*"}}); err != nil {
+			if _, _, err := l.PutRegulation(ctx, subject, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}}); err != nil {
 				t.Fatalf("%s creates %s: %v", c.As.Name, key, err)
 			}
 		case Other:
-			if _, _, err := as(Owner).PutRegulation(ctx, subject, []filter.Rule{{Country: "JP", Organization: "*"}}); err != nil {
+			if _, _, err := as(Owner).PutRegulation(ctx, subject, filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}}); err != nil {
 				t.Fatalf("%s creates %s: %v", Owner.Name, key, err)
 			}
 		}
 		if c.Action == DeleteRegulation {
 			err = l.DeleteRegulation(ctx, subject)
 		} else {
-			_, _, err = l.PutRegulation(ctx, subject, []filter.Rule{{Country: "GB", Organization: "*"}})
+			_, _, err = l.PutRegulation(ctx, subject, filter.Terms{Allow: []filter.Rule{{Country: "GB", Organization: "*"}}})
 		}
 	}
 

@@ -24,7 +24,7 @@ func (a as) PutHost(ctx context.Context, h filter.Host) (ledger.HostRecord, bool
 	return a.Ledger.PutHost(a.ctx(ctx), h)
 }
 
-func (a as) PutRegulation(ctx context.Context, s filter.Subject, r []filter.Rule) (ledger.RegulationRecord, bool, error) {
+func (a as) PutRegulation(ctx context.Context, s filter.Subject, r filter.Terms) (ledger.RegulationRecord, bool, error) {
 	return a.Ledger.PutRegulation(a.ctx(ctx), s, r)
 }
 
