@@ -351,14 +351,14 @@ type cacheResolver struct {
 	q *cache.Query
 }
 
-func (cr cacheResolver) Resolve(ctx context.Context, subjects []filter.Subject, candidates []filter.Candidate, _ []filter.Regulation) ([]filter.Regulation, uint64, error) {
+func (cr cacheResolver) Resolve(ctx context.Context, subjects []filter.Subject, candidates []filter.Candidate, _ []filter.Regulation) ([]filter.Regulation, decide.Basis, error) {
 	cr.q.Subjects = subjects
 	cr.q.Candidates = candidates
 	err := cr.c.Resolve(ctx, cr.q)
 	if err != nil {
 		cr.q.Regulations = cr.q.Regulations[:0]
 	}
-	return cr.q.Regulations, cr.q.Height, err
+	return cr.q.Regulations, decide.Basis{Height: cr.q.Height, RequireAttested: cr.q.RequireAttested}, err
 }
 
 func outcomeOf(res *filter.Result, err error) string {

@@ -50,6 +50,13 @@ type Source interface {
 	Watch(ctx context.Context, after uint64) (<-chan ledger.Event, error)
 }
 
+// registrySource is a Source that reads the registry (every ledger.Ledger);
+// without it, the cache learns the registry's setting from lookups and
+// events only.
+type registrySource interface {
+	Registry(ctx context.Context) (ledger.RegistryRecord, error)
+}
+
 // Defaults of Config.
 const (
 	DefaultPageSize = 500
@@ -128,9 +135,10 @@ func (c *Config) defaults() error {
 // block is the ledger height the entry was read at. An invalid entry is one
 // to read again from the ledger (after a write made through the API).
 type hostEntry struct {
-	host    *filter.Host
-	block   uint64
-	invalid bool
+	host     *filter.Host
+	block    uint64
+	invalid  bool
+	attested bool // the record's facts are attested (ledger.HostRecord.Attested)
 }
 
 // regEntry is a cached regulation; reg is nil when the subject has none.
@@ -158,7 +166,12 @@ type Cache struct {
 	hostFlights map[string]*flight
 	regFlights  map[filter.Subject]*flight
 	height      uint64 // the highest height of any entry
-	counts      [4]int // hosts present/absent, regulations present/absent
+	counts      [5]int // hosts present/absent, regulations present/absent, hosts present but unattested
+
+	// requireAttested is the registry's cloud-wide setting, as of
+	// registryBlock.
+	requireAttested bool
+	registryBlock   uint64
 
 	// streamBlock is the block of the last event applied (or the height the
 	// stream was opened at): the point to resume from. Only Run writes it.
@@ -233,6 +246,8 @@ type Query struct {
 	Height uint64
 	// Missed is set by Resolve: whether the ledger had to be asked.
 	Missed bool
+	// RequireAttested is set by Resolve: the registry's cloud-wide setting.
+	RequireAttested bool
 }
 
 // maxAttempts bounds how often Resolve retries after waiting for another
@@ -274,6 +289,7 @@ func (c *Cache) fromCache(q *Query) bool {
 	defer c.mu.RUnlock()
 	q.Regulations = q.Regulations[:0]
 	q.Height = c.height
+	q.RequireAttested = c.requireAttested
 	complete := true
 	for _, s := range q.Subjects {
 		e, ok := c.regs[s]
@@ -291,7 +307,7 @@ func (c *Cache) fromCache(q *Query) bool {
 	listed := c.streamUp.Load()
 	for i := range q.Candidates {
 		e, ok := c.hosts[q.Candidates[i].Name]
-		q.Candidates[i].Host = e.host
+		q.Candidates[i].Host, q.Candidates[i].Attested = e.host, e.attested
 		if ok && e.invalid || !ok && !listed {
 			complete = false
 		}
@@ -324,13 +340,14 @@ func (c *Cache) direct(ctx context.Context, q *Query) error {
 		}
 	}
 	for i := range q.Candidates {
-		q.Candidates[i].Host = nil
+		q.Candidates[i].Host, q.Candidates[i].Attested = nil, false
 		if rec, ok := lk.Hosts[q.Candidates[i].Name]; ok {
 			h := rec.Host
-			q.Candidates[i].Host = &h
+			q.Candidates[i].Host, q.Candidates[i].Attested = &h, rec.Attested()
 		}
 	}
 	q.Height = lk.Height
+	q.RequireAttested = lk.RequireAttested
 	return nil
 }
 
@@ -487,13 +504,14 @@ func (c *Cache) storeLookup(lk ledger.Lookup, subjects []filter.Subject, hosts [
 	}
 	c.boundAbsent(len(hosts) - len(lk.Hosts))
 	for _, name := range hosts {
-		var h *filter.Host
+		e := hostEntry{block: lk.Height}
 		if rec, ok := lk.Hosts[name]; ok {
 			hh := rec.Host
-			h = &hh
+			e.host, e.attested = &hh, rec.Attested()
 		}
-		c.putHost(name, hostEntry{host: h, block: lk.Height})
+		c.putHost(name, e)
 	}
+	c.setRegistry(lk.RequireAttested, lk.Height)
 	if lk.Height > c.height {
 		c.height = lk.Height
 	}
@@ -533,10 +551,27 @@ func (c *Cache) putHost(name string, e hostEntry) {
 		return
 	}
 	if ok {
-		c.counts[hostIndex(old.host)]--
+		c.count(old, -1)
 	}
-	c.counts[hostIndex(e.host)]++
+	c.count(e, 1)
 	c.hosts[name] = e
+}
+
+// count adds d to the counts of e's kind; c.mu is held.
+func (c *Cache) count(e hostEntry, d int) {
+	c.counts[hostIndex(e.host)] += d
+	if e.host != nil && !e.attested {
+		c.counts[hostsUnattested] += d
+	}
+}
+
+// setRegistry records the registry's cloud-wide setting as read at block,
+// unless the cache knows a newer one; c.mu is held.
+func (c *Cache) setRegistry(requireAttested bool, block uint64) {
+	if block < c.registryBlock {
+		return
+	}
+	c.requireAttested, c.registryBlock = requireAttested, block
 }
 
 // putReg stores e unless the cache holds a newer entry; c.mu is held.
@@ -580,6 +615,7 @@ const (
 	hostsAbsent
 	regsPresent
 	regsAbsent
+	hostsUnattested
 )
 
 func hostIndex(h *filter.Host) int {
@@ -609,7 +645,7 @@ func (c *Cache) Invalidate(kind ledger.Kind, key string) {
 		// ledger has no record of.
 		old, ok := c.hosts[key]
 		if ok {
-			c.counts[hostIndex(old.host)]--
+			c.count(old, -1)
 		}
 		c.counts[hostsAbsent]++
 		c.hosts[key] = hostEntry{block: old.block, invalid: true}
@@ -623,12 +659,12 @@ func (c *Cache) apply(ev ledger.Event) {
 	c.mu.Lock()
 	switch ev.Kind {
 	case ledger.KindHost:
-		var h *filter.Host
-		if ev.Op == ledger.OpPut && ev.Host != nil {
+		e := hostEntry{block: ev.Block}
+		if ev.Op != ledger.OpDelete && ev.Host != nil {
 			hh := ev.Host.Host
-			h = &hh
+			e.host, e.attested = &hh, ev.Host.Attested()
 		}
-		c.putHost(ev.Key, hostEntry{host: h, block: ev.Block})
+		c.putHost(ev.Key, e)
 	case ledger.KindRegulation:
 		var r *filter.Regulation
 		if ev.Op == ledger.OpPut && ev.Regulation != nil {
@@ -637,6 +673,12 @@ func (c *Cache) apply(ev ledger.Event) {
 		}
 		c.putReg(filter.Subject(ev.Key), regEntry{reg: r, block: ev.Block})
 		c.bound()
+	case ledger.KindRegistry:
+		if ev.Registry != nil {
+			c.setRegistry(ev.Registry.RequireAttested, ev.Block)
+		}
+	case ledger.KindProposal, ledger.KindBinding:
+		// Not a fact of any decision.
 	default:
 		c.log.Warn("ledger event of unknown kind ignored", zap.String("kind", string(ev.Kind)), zap.Uint64("block", ev.Block))
 	}
@@ -746,7 +788,8 @@ func (c *Cache) reset() {
 	defer c.mu.Unlock()
 	clear(c.hosts)
 	clear(c.regs)
-	c.counts = [4]int{}
+	c.counts = [5]int{}
+	c.requireAttested, c.registryBlock = false, 0
 	c.height = 0
 	c.streamBlock = 0
 }
@@ -775,6 +818,22 @@ func (c *Cache) fill(ctx context.Context) (<-chan ledger.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The registry's cloud-wide setting, read after the stream opened so
+	// that no change of it is missed.
+	if r, ok := c.src.(registrySource); ok {
+		start := c.cfg.Clock()
+		reg, err := r.Registry(ctx)
+		if errors.Is(err, ledger.ErrNotFound) {
+			err = nil
+		}
+		c.observe(ctx, callLookup, start, err)
+		if err != nil {
+			return nil, fmt.Errorf("registry: %w", err)
+		}
+		c.mu.Lock()
+		c.setRegistry(reg.RequireAttested, h)
+		c.mu.Unlock()
+	}
 	n := 0
 	after := ""
 	for {
@@ -787,7 +846,7 @@ func (c *Cache) fill(ctx context.Context) (<-chan ledger.Event, error) {
 		c.mu.Lock()
 		for i := range page.Hosts {
 			hh := page.Hosts[i].Host
-			c.putHost(hh.Name, hostEntry{host: &hh, block: h})
+			c.putHost(hh.Name, hostEntry{host: &hh, block: h, attested: page.Hosts[i].Attested()})
 		}
 		if h > c.height {
 			c.height = h
@@ -828,7 +887,7 @@ func (c *Cache) age() float64 {
 }
 
 // sizes returns the entry counts.
-func (c *Cache) sizes() [4]int {
+func (c *Cache) sizes() [5]int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.counts

@@ -109,7 +109,11 @@ func newMetrics(reg prometheus.Registerer, c *Cache) (*metrics, error) {
 	entries := &entriesCollector{c: c, desc: prometheus.NewDesc(
 		"ledgerfence_cache_entries",
 		"Entries in the cache by kind (host, regulation) and state (present: a record; absent: known to have none).",
-		[]string{"kind", "state"}, nil)}
+		[]string{"kind", "state"}, nil),
+		unattested: prometheus.NewDesc(
+			"ledgerfence_hosts_unattested",
+			"Registered hosts whose country and organisations no second organisation has attested (merely claimed), as the cache holds them.",
+			nil, nil)}
 	for _, col := range []prometheus.Collector{requests, query, queryErrors, m.up, m.streamUp, m.streamBlock,
 		m.lag, m.events, m.reconnects, m.evictions, m.absentDropped, stale, age, entries} {
 		if err := reg.Register(col); err != nil {
@@ -121,11 +125,12 @@ func newMetrics(reg prometheus.Registerer, c *Cache) (*metrics, error) {
 
 // entriesCollector reports the cache's entry counts at scrape time.
 type entriesCollector struct {
-	c    *Cache
-	desc *prometheus.Desc
+	c          *Cache
+	desc       *prometheus.Desc
+	unattested *prometheus.Desc
 }
 
-func (e *entriesCollector) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
+func (e *entriesCollector) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc; ch <- e.unattested }
 
 func (e *entriesCollector) Collect(ch chan<- prometheus.Metric) {
 	n := e.c.sizes()
@@ -133,4 +138,5 @@ func (e *entriesCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, float64(n[hostsAbsent]), "host", "absent")
 	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, float64(n[regsPresent]), "regulation", "present")
 	ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, float64(n[regsAbsent]), "regulation", "absent")
+	ch <- prometheus.MustNewConstMetric(e.unattested, prometheus.GaugeValue, float64(n[hostsUnattested]))
 }

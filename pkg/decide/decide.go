@@ -48,12 +48,22 @@ func AppendSubjects(dst []filter.Subject, instanceUUID, projectID string) ([]fil
 
 // Resolver reads a decision's facts: the regulations of the subjects that
 // have one, appended to regs in the subjects' order, and each candidate's
-// record (Host set; nil for a host with none). It may leave the candidates
-// alone when no regulation applies, since the decision then does not
-// depend on them. An error means it cannot answer, and the decision fails
-// closed; it should match ledger.ErrUnavailable or be ctx's.
+// record (Host set, nil for a host with none; Attested set as
+// ledger.HostRecord.Attested says). It may leave the candidates alone when
+// no regulation applies, since the decision then does not depend on them.
+// An error means it cannot answer, and the decision fails closed; it should
+// match ledger.ErrUnavailable or be ctx's.
 type Resolver interface {
-	Resolve(ctx context.Context, subjects []filter.Subject, candidates []filter.Candidate, regs []filter.Regulation) ([]filter.Regulation, uint64, error)
+	Resolve(ctx context.Context, subjects []filter.Subject, candidates []filter.Candidate, regs []filter.Regulation) ([]filter.Regulation, Basis, error)
+}
+
+// Basis is what a Resolver read the facts at: the ledger's height, and the
+// registry's cloud-wide setting then.
+type Basis struct {
+	Height uint64
+	// RequireAttested: the registry requires attested host facts for every
+	// regulated VM (filter.Options.RequireAttested).
+	RequireAttested bool
 }
 
 // Decision is a decision with what it was made on.
@@ -65,6 +75,9 @@ type Decision struct {
 	Regulations []filter.Subject
 	// Height is the ledger height of the facts decided on.
 	Height uint64
+	// RequireAttested: attested host facts were required, by the caller's
+	// options or the registry.
+	RequireAttested bool
 }
 
 // Decide decides for the VM instanceUUID of project projectID (either may be
@@ -92,8 +105,8 @@ func DecideSubjects(ctx context.Context, r Resolver, buf []filter.Verdict, subje
 		d.Result = filter.EvaluateInto(buf, nil, nil, opts)
 		return d, nil
 	}
-	regs, height, err := r.Resolve(ctx, subjects, candidates, regs[:0])
-	d.Height = height
+	regs, basis, err := r.Resolve(ctx, subjects, candidates, regs[:0])
+	d.Height = basis.Height
 	if err != nil {
 		d.Result = filter.Unavailable(candidates)
 		return d, err
@@ -101,6 +114,8 @@ func DecideSubjects(ctx context.Context, r Resolver, buf []filter.Verdict, subje
 	for i := range regs {
 		d.Regulations = append(d.Regulations, regs[i].Subject)
 	}
+	opts.RequireAttested = opts.RequireAttested || basis.RequireAttested
+	d.RequireAttested = opts.RequireAttested
 	d.Result = filter.EvaluateInto(buf, regs, candidates, opts)
 	return d, nil
 }
@@ -110,20 +125,20 @@ func DecideSubjects(ctx context.Context, r Resolver, buf []filter.Verdict, subje
 type Facts ledger.Lookup
 
 // Resolve implements Resolver.
-func (f Facts) Resolve(_ context.Context, subjects []filter.Subject, candidates []filter.Candidate, regs []filter.Regulation) ([]filter.Regulation, uint64, error) {
+func (f Facts) Resolve(_ context.Context, subjects []filter.Subject, candidates []filter.Candidate, regs []filter.Regulation) ([]filter.Regulation, Basis, error) {
 	for _, s := range subjects {
 		if rec, ok := f.Regulations[s]; ok {
 			regs = append(regs, rec.Regulation)
 		}
 	}
 	for i := range candidates {
-		candidates[i].Host = nil
+		candidates[i].Host, candidates[i].Attested = nil, false
 		if rec, ok := f.Hosts[candidates[i].Name]; ok {
 			h := rec.Host
-			candidates[i].Host = &h
+			candidates[i].Host, candidates[i].Attested = &h, rec.Attested()
 		}
 	}
-	return regs, f.Height, nil
+	return regs, Basis{Height: f.Height, RequireAttested: f.RequireAttested}, nil
 }
 
 // Looker is what Ledger needs of a ledger; every ledger.Ledger is one.
@@ -136,14 +151,14 @@ func Ledger(l Looker) Resolver { return ledgerResolver{l} }
 
 type ledgerResolver struct{ l Looker }
 
-func (lr ledgerResolver) Resolve(ctx context.Context, subjects []filter.Subject, candidates []filter.Candidate, regs []filter.Regulation) ([]filter.Regulation, uint64, error) {
+func (lr ledgerResolver) Resolve(ctx context.Context, subjects []filter.Subject, candidates []filter.Candidate, regs []filter.Regulation) ([]filter.Regulation, Basis, error) {
 	names := make([]string, len(candidates))
 	for i := range candidates {
 		names[i] = candidates[i].Name
 	}
 	lk, err := lr.l.Lookup(ctx, subjects, names)
 	if err != nil {
-		return regs, 0, err
+		return regs, Basis{}, err
 	}
 	return Facts(lk).Resolve(ctx, subjects, candidates, regs)
 }

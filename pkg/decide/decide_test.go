@@ -68,8 +68,8 @@ func (l looker) Lookup(_ context.Context, subjects []filter.Subject, hosts []str
 
 type failing struct{}
 
-func (failing) Resolve(context.Context, []filter.Subject, []filter.Candidate, []filter.Regulation) ([]filter.Regulation, uint64, error) {
-	return nil, 0, ledger.Errorf(ledger.ErrUnavailable, nil, "down")
+func (failing) Resolve(context.Context, []filter.Subject, []filter.Candidate, []filter.Regulation) ([]filter.Regulation, decide.Basis, error) {
+	return nil, decide.Basis{}, ledger.Errorf(ledger.ErrUnavailable, nil, "down")
 }
 
 // A resolver that cannot answer denies every host (fail closed).
