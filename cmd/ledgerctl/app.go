@@ -33,8 +33,14 @@ const usageText = `usage: ledgerctl COMMAND [flags]
 
 commands:
   regulation set SUBJECT (--allow CC.ORG ... | --countries CC,... --organizations ORG,... | --file FILE)
+                 [--require-attested] [--vm-project ID]
   regulation get|delete|history SUBJECT      SUBJECT is vm:<uuid> or project:<id> (or --vm / --project)
   host list | host get NAME | host history NAME
+  host pending                               hosts whose facts no second organisation has attested
+  host attest NAME --country CC --organizations ORG,...   attest the facts you verified (role attestor)
+  registry show | registry history | registry propose --file FILE
+  proposal list | proposal show|approve|history ID
+  project bind ID | project show|history ID | project move ID --to MSP
   check --vm UUID [--project ID] [--host H ...]
   migrate --vm UUID [--target HOST] [--live|--cold] [--wait]
   verify --data DIR [--expect-head HEIGHT:HASH] [--expect-head-file FILE [--head-key KEY]]
@@ -214,8 +220,14 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = a.head(ctx, args[1:])
 	case "token", "tokens":
 		err = a.token(ctx, args[1:])
+	case "registry":
+		err = a.registry(ctx, args[1:])
+	case "proposal", "proposals":
+		err = a.proposal(ctx, args[1:])
+	case "project", "projects":
+		err = a.project(ctx, args[1:])
 	default:
-		err = usagef("unknown command %q (regulation, host, check, migrate, verify, adopt, head, token)", args[0])
+		err = usagef("unknown command %q (regulation, host, check, migrate, verify, adopt, head, token, registry, proposal, project)", args[0])
 	}
 	return a.exit(err)
 }

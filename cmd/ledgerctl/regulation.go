@@ -162,9 +162,9 @@ func (a *app) printRegulation(c *common, rec ledger.RegulationRecord, changed *b
 		return a.json(rec)
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SUBJECT\tVERSION\tOWNER\tALLOW\tWRITER\tUPDATED\tTX")
-	fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", rec.Subject, rec.Version, dash(rec.Owner), rulesString(rec.Allow),
-		dash(rec.Writer.String()), stamp(rec.UpdatedAt), short(rec.TxID))
+	fmt.Fprintln(tw, "SUBJECT\tVERSION\tOWNER\tALLOW\tATTESTED ONLY\tPROJECT\tWRITER\tUPDATED\tTX")
+	fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", rec.Subject, rec.Version, dash(rec.Owner), rulesString(rec.Allow),
+		rec.RequireAttested, dash(rec.Project), dash(rec.Writer.String()), stamp(rec.UpdatedAt), short(rec.TxID))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -183,10 +183,22 @@ func (a *app) printHistory(c *common, changes []ledger.Change) error {
 	for _, ch := range changes {
 		what := "-"
 		switch {
+		case ch.Host != nil && ch.Op == ledger.OpAttest && ch.Host.Attestation != nil:
+			at := ch.Host.Attestation
+			what = fmt.Sprintf("attested %s %s by %s", at.Country, strings.Join(at.Organizations, ","), at.Writer)
 		case ch.Host != nil:
 			what = fmt.Sprintf("%s %s %s", ch.Host.Country, strings.Join(ch.Host.Organizations, ","), ch.Host.Region)
 		case ch.Regulation != nil:
 			what = fmt.Sprintf("v%d %s", ch.Regulation.Version, rulesString(ch.Regulation.Allow))
+			if ch.Regulation.RequireAttested {
+				what += " attested-only"
+			}
+		case ch.Registry != nil:
+			what = fmt.Sprintf("registry v%d from proposal %s", ch.Registry.Version, short(ch.Registry.Proposal))
+		case ch.Proposal != nil:
+			what = fmt.Sprintf("%s %s, waiting for %s", ch.Proposal.Kind, ch.Proposal.State, dash(strings.Join(ch.Proposal.Missing(), ",")))
+		case ch.Binding != nil:
+			what = fmt.Sprintf("project %s bound to %s", ch.Binding.Project, dash(ch.Binding.MSP))
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", stamp(ch.Time), ch.Block, ch.Op, dash(ch.Writer.String()), strings.TrimSpace(what), short(ch.TxID))
 	}
