@@ -12,8 +12,11 @@ type Report struct {
 	// they were applied (the VM's own, then its project's).
 	Regulations []filter.Subject `json:"regulations"`
 	// Regulated is false when no regulation applied.
-	Regulated    bool   `json:"regulated"`
-	LedgerHeight uint64 `json:"ledger_height"`
+	Regulated bool `json:"regulated"`
+	// RequireAttested: hosts' facts had to be attested (a regulation or the
+	// registry asked for it).
+	RequireAttested bool   `json:"require_attested,omitempty"`
+	LedgerHeight    uint64 `json:"ledger_height"`
 	// Summary reads like "2/7 hosts eligible: 2 country_not_allowed, ...".
 	Summary string `json:"summary"`
 	// Allowed are the hosts that pass, in the order asked.
@@ -33,7 +36,17 @@ type Verdict struct {
 	Regulation    filter.Subject `json:"regulation,omitempty"`
 	Country       string         `json:"country,omitempty"`
 	Organizations []string       `json:"organizations,omitempty"`
+	// Facts is "attested" when a second organisation attested the host's
+	// country and organisations, "claimed" when none did (empty: no record
+	// was read).
+	Facts string `json:"facts,omitempty"`
 }
+
+// Facts values.
+const (
+	FactsAttested = "attested"
+	FactsClaimed  = "claimed"
+)
 
 // View is v as Verdict shows it, without the host's facts.
 func View(v filter.Verdict) Verdict {
@@ -48,12 +61,13 @@ func View(v filter.Verdict) Verdict {
 // set), for the VM and project of its subjects.
 func (d *Decision) Report(candidates []filter.Candidate) Report {
 	r := Report{
-		Regulations:  d.Regulations,
-		Regulated:    d.Regulated,
-		LedgerHeight: d.Height,
-		Summary:      d.Summary(),
-		Allowed:      make([]string, 0, d.Allowed),
-		Verdicts:     make([]Verdict, len(d.Verdicts)),
+		Regulations:     d.Regulations,
+		Regulated:       d.Regulated,
+		RequireAttested: d.RequireAttested,
+		LedgerHeight:    d.Height,
+		Summary:         d.Summary(),
+		Allowed:         make([]string, 0, d.Allowed),
+		Verdicts:        make([]Verdict, len(d.Verdicts)),
 	}
 	if r.Regulations == nil {
 		r.Regulations = []filter.Subject{}
@@ -74,6 +88,10 @@ func (d *Decision) Report(candidates []filter.Candidate) Report {
 		if i < len(candidates) && candidates[i].Host != nil {
 			r.Verdicts[i].Country = candidates[i].Host.Country
 			r.Verdicts[i].Organizations = candidates[i].Host.Organizations
+			r.Verdicts[i].Facts = FactsClaimed
+			if candidates[i].Attested {
+				r.Verdicts[i].Facts = FactsAttested
+			}
 		}
 	}
 	return r
