@@ -25,7 +25,7 @@
 //
 // Reasons are pkg/filter's closed set (country_not_allowed,
 // organization_not_allowed, host_unregistered, ledger_unavailable,
-// vm_unregulated); details are words for people.
+// vm_unregulated, host_unattested); details are words for people.
 //
 // # Publishing
 //
