@@ -26,6 +26,9 @@ const (
 	JapanOnly = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 	// Free is a project with no regulation.
 	Free = "f0e1d2c3b4a5968778695a4b3c2d1e0f"
+	// Attested may go to JP for CompanyA and CompanyB, on attested facts
+	// only (require_attested).
+	Attested = "9c8b7a69-5e4d-4c3b-8a29-1807f6e5d4c3"
 )
 
 // Hosts are the registered hosts; "ghost" is not registered.
@@ -39,6 +42,11 @@ func Hosts() []filter.Host {
 		{Name: "de-ab", Country: "DE", Organizations: []string{"CompanyA", "CompanyB"}},
 	}
 }
+
+// AttestedHosts are the hosts whose facts a second organisation (or, on the
+// embedded ledger, another identity) has attested; the others' are only
+// claimed.
+func AttestedHosts() []string { return []string{"jp-a", "gb-b", "jp-c"} }
 
 // HostNames are every host a case may name, the unregistered one last.
 func HostNames() []string {
@@ -56,6 +64,8 @@ func Regulations() []filter.Regulation {
 			{Country: "GB", Organization: filter.Any}, {Country: "JP", Organization: "CompanyA"}, {Country: "JP", Organization: "CompanyB"}}},
 		{Subject: filter.VMSubject(Anywhere), Allow: []filter.Rule{{Country: filter.Any, Organization: "CompanyA"}}},
 		{Subject: filter.ProjectSubject(JapanOnly), Allow: []filter.Rule{{Country: "JP", Organization: filter.Any}}},
+		{Subject: filter.VMSubject(Attested), RequireAttested: true, Allow: []filter.Rule{
+			{Country: "JP", Organization: "CompanyA"}, {Country: "JP", Organization: "CompanyB"}}},
 	}
 }
 
@@ -63,7 +73,11 @@ func Regulations() []filter.Regulation {
 func Facts() ledger.Lookup {
 	lk := ledger.Lookup{Height: 9, Regulations: map[filter.Subject]ledger.RegulationRecord{}, Hosts: map[string]ledger.HostRecord{}}
 	for _, h := range Hosts() {
-		lk.Hosts[h.Name] = ledger.HostRecord{Host: h}
+		rec := ledger.HostRecord{Host: h}
+		if slices.Contains(AttestedHosts(), h.Name) {
+			rec.Attestation = &ledger.Attestation{Country: h.Country, Organizations: h.Organizations}
+		}
+		lk.Hosts[h.Name] = rec
 	}
 	for _, r := range Regulations() {
 		lk.Regulations[r.Subject] = ledger.RegulationRecord{Regulation: r}
@@ -92,6 +106,7 @@ type Case struct {
 var (
 	vmReg    = filter.VMSubject(VM)
 	anyReg   = filter.VMSubject(Anywhere)
+	attReg   = filter.VMSubject(Attested)
 	japanReg = filter.ProjectSubject(JapanOnly)
 )
 
@@ -162,6 +177,25 @@ func Cases() []Case {
 				"gb-b":  {filter.OrganizationNotAllowed, anyReg},
 				"ghost": {filter.HostUnregistered, ""},
 			},
+		},
+		{
+			// The rules first: jp-c keeps its reason; de-ab is claimed and
+			// out of the rules' countries.
+			Name: "attested facts required by the regulation", VM: Attested, Hosts: all, Regulations: []filter.Subject{attReg},
+			Want: map[string]Want{
+				"jp-a":  {},
+				"jp-ab": {filter.HostUnattested, attReg},
+				"jp-c":  {filter.OrganizationNotAllowed, attReg},
+				"gb-b":  {filter.CountryNotAllowed, attReg},
+				"de-a":  {filter.CountryNotAllowed, attReg},
+				"de-ab": {filter.CountryNotAllowed, attReg},
+				"ghost": {filter.HostUnregistered, ""},
+			},
+		},
+		{
+			Name: "a regulation that does not require attested facts allows claimed hosts", VM: VM, Hosts: []string{"jp-a", "jp-ab"},
+			Regulations: []filter.Subject{vmReg},
+			Want:        map[string]Want{"jp-a": {}, "jp-ab": {}},
 		},
 		{
 			Name: "unregistered hosts only", VM: VM, Hosts: []string{"ghost", "nowhere"}, Regulations: []filter.Subject{vmReg},

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,9 @@ func filterd(t *testing.T, extra ...string) string {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(filepath.Join(bin, "filterd"), append([]string{"--listen", addr, "--data", t.TempDir(), "--log-level", "warn"}, extra...)...)
+	data := t.TempDir()
+	attestor := issueToken(t, data, "attestor", "attestor-1")
+	cmd := exec.Command(filepath.Join(bin, "filterd"), append([]string{"--listen", addr, "--data", data, "--log-level", "warn"}, extra...)...)
 	cmd.Env = append(os.Environ(), "LEDGERFENCE_ADMIN_TOKEN="+adminToken)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -98,23 +101,53 @@ func filterd(t *testing.T, extra ...string) string {
 		put(t, base+"/v1/hosts/"+h.Name, b)
 	}
 	for _, r := range decidetest.Regulations() {
-		b, _ := json.Marshal(map[string]any{"allow": r.Allow})
+		b, _ := json.Marshal(r.Terms())
 		put(t, base+"/v1/regulations/"+string(r.Subject), b)
+	}
+	// The operator claimed the hosts' facts; another identity, an
+	// attestor's, attests some of them.
+	for _, h := range decidetest.Hosts() {
+		if slices.Contains(decidetest.AttestedHosts(), h.Name) {
+			b, _ := json.Marshal(map[string]any{"country": h.Country, "organizations": h.Organizations})
+			send(t, http.MethodPost, base+"/v1/hosts/"+h.Name+"/attest", attestor, b)
+		}
 	}
 	return base
 }
 
+// issueToken issues a writer token of role for the embedded ledger in data,
+// with ledgerctl, and returns it.
+func issueToken(t *testing.T, data, role, id string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(bin, "ledgerctl"), "token", "issue", "--data", data, "--role", role, "--id", id, "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("ledgerctl token issue: %v", err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(out, &tok); err != nil || tok.Token == "" {
+		t.Fatalf("ledgerctl token issue: %q: %v", out, err)
+	}
+	return tok.Token
+}
+
 func put(t *testing.T, url string, body []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
+	send(t, http.MethodPut, url, adminToken, body)
+}
+
+func send(t *testing.T, method, url, token string, body []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT %s: %d", url, resp.StatusCode)
+		t.Fatalf("%s %s: %d", method, url, resp.StatusCode)
 	}
 }
 
