@@ -2,9 +2,7 @@ package chaincode
 
 import (
 	"encoding/base64"
-	"errors"
 
-	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric/wire"
 )
@@ -37,18 +35,4 @@ func caller(ctx Ctx) (access.Identity, error) {
 		return access.Identity{}, refuse(wire.CodeForbid, "the submitter's attributes cannot be read")
 	}
 	return who, nil
-}
-
-// forbidden turns a refusal of package access into the chaincode's
-// refusal, with the same text.
-func forbidden(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	var le *ledger.Error
-	if errors.As(err, &le) && le.Msg != "" {
-		msg = le.Msg
-	}
-	return &wire.Error{Code: wire.CodeForbid, Msg: msg}
 }

@@ -3,7 +3,10 @@
 // the history of a record, one chaincode event per write, and the access
 // rules of DESIGN.md "Ledger contract", which package access holds for the
 // chaincode and the embedded ledger alike. A record keeps its writer's MSP,
-// identity and role.
+// identity and role. Its governance transactions (governance.go) keep the
+// registry of which organisation may claim which organisation codes,
+// proposals every organisation concerned approves, project bindings and
+// attestations of host facts by a second organisation.
 //
 // Transactions take and return strings: their arguments are names or JSON,
 // their results pkg/ledger's records (and pkg/ledger/fabric/wire's result types) in
@@ -114,8 +117,12 @@ func (c *Contract) PutHost(ctx Ctx, hostJSON string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := access.MayWriteHost(who, h, old, found, nil); err != nil {
-		return "", forbidden(err)
+	reg, err := st.registry()
+	if err != nil {
+		return "", err
+	}
+	if err := access.MayWriteHost(who, h, old, found, reg); err != nil {
+		return "", denied(err)
 	}
 	if found && old.Host.Equal(h) {
 		return result(wire.PutHostResult{Record: old, Changed: false})
@@ -124,7 +131,7 @@ func (c *Contract) PutHost(ctx Ctx, hostJSON string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rec := ledger.HostRecord{Host: h, Writer: who.Writer(), TxID: txID, UpdatedAt: at}
+	rec := ledger.HostRecord{Host: h, Writer: who.Writer(), Attestation: access.KeepAttestation(old, found, h), TxID: txID, UpdatedAt: at}
 	if err := st.putHost(rec); err != nil {
 		return "", err
 	}
@@ -213,8 +220,12 @@ func (c *Contract) PutRegulation(ctx Ctx, subject, body string) (string, error) 
 		return "", err
 	}
 	live := found && !old.Deleted
-	if err := access.MayWriteRegulation(who, subj, terms, old.RegulationRecord, live, nil); err != nil {
-		return "", forbidden(err)
+	binding, err := st.binding(access.BindingSubject(subj, terms))
+	if err != nil {
+		return "", err
+	}
+	if err := access.MayWriteRegulation(who, subj, terms, old.RegulationRecord, live, binding); err != nil {
+		return "", denied(err)
 	}
 	if live && old.Terms().Equal(terms) {
 		return result(wire.PutRegulationResult{Record: old.RegulationRecord, Changed: false})
@@ -279,7 +290,7 @@ func (c *Contract) DeleteRegulation(ctx Ctx, subject string) error {
 		return refuse(wire.CodeNotFound, "no regulation for %s", subj)
 	}
 	if err := access.MayDeleteRegulation(who, subj, old.RegulationRecord); err != nil {
-		return forbidden(err)
+		return denied(err)
 	}
 	txID, at, err := st.tx()
 	if err != nil {
@@ -317,7 +328,11 @@ func (c *Contract) Lookup(ctx Ctx, subjectsJSON, hostsJSON string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	return result(wire.LookupResult{Regulations: regs, Hosts: hosts})
+	reg, err := st.registry()
+	if err != nil {
+		return "", err
+	}
+	return result(wire.LookupResult{Regulations: regs, Hosts: hosts, RequireAttested: reg != nil && reg.RequireAttested})
 }
 
 // Check decides, with the one decision (package decide), which of the hosts
@@ -351,8 +366,12 @@ func (c *Contract) Check(ctx Ctx, instanceUUID, projectID, hostsJSON string, den
 	} else if hosts, err = st.hosts(names); err != nil {
 		return "", err
 	}
+	reg, err := st.registry()
+	if err != nil {
+		return "", err
+	}
 	candidates := decide.Candidates(names)
-	facts := decide.Facts{Regulations: regs, Hosts: hosts}
+	facts := decide.Facts{Regulations: regs, Hosts: hosts, RequireAttested: reg != nil && reg.RequireAttested}
 	d, err := decide.DecideSubjects(context.Background(), facts, nil, subjects, nil, candidates, filter.Options{DenyUnregulated: denyUnregulated})
 	if err != nil {
 		return "", err
@@ -360,9 +379,13 @@ func (c *Contract) Check(ctx Ctx, instanceUUID, projectID, hostsJSON string, den
 	return result(d.Report(candidates))
 }
 
-// History returns every version of a host (kind "host", key its name) or a
-// regulation (kind "regulation", key its subject), oldest first, as a JSON
-// list of ledger.Change. Block is not known to the chaincode and is 0.
+// History returns every version of a host (kind "host", key its name; an
+// attestation is op "attest", by its attestor), a regulation (kind
+// "regulation", key its subject), the registry (kind "registry", key
+// "registry"), a proposal (kind "proposal", key its id; each version by the
+// approval that made it) or a project's binding (kind "binding", key the
+// project), oldest first, as a JSON list of ledger.Change. Block is not
+// known to the chaincode and is 0.
 func (c *Contract) History(ctx Ctx, kind, key string) (string, error) {
 	var k string
 	switch ledger.Kind(kind) {
@@ -377,8 +400,24 @@ func (c *Contract) History(ctx Ctx, kind, key string) (string, error) {
 			return "", invalid(err)
 		}
 		k = regulationKey(subj)
+	case ledger.KindRegistry:
+		if key != ledger.RegistryKey {
+			return "", refuse(wire.CodeInvalid, "the registry's key is %q, not %q", ledger.RegistryKey, filter.Clip(key))
+		}
+		k = registryKey
+	case ledger.KindProposal:
+		if err := validProposalID(key); err != nil {
+			return "", err
+		}
+		k = proposalKey(key)
+	case ledger.KindBinding:
+		p, err := filter.NormalizeProjectID(key)
+		if err != nil {
+			return "", invalid(err)
+		}
+		k = bindingKey(p)
 	default:
-		return "", refuse(wire.CodeInvalid, "kind: want host or regulation, got %q", kind)
+		return "", refuse(wire.CodeInvalid, "kind: want host, regulation, registry, proposal or binding, got %q", filter.Clip(kind))
 	}
 	changes, err := store{ctx.GetStub()}.history(ledger.Kind(kind), k)
 	if err != nil {

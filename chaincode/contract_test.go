@@ -286,6 +286,7 @@ func TestRegulationForms(t *testing.T) {
 func TestRegulationLifecycle(t *testing.T) {
 	l := newLedgerState()
 	const project = "project:p-42"
+	bind(t, l, policy1, "p-42") // tx001: a project's regulation needs the project bound first
 	r1, _, ev, err := putReg(l, alice, project, `{"allow": ["JP.All"]}`)
 	must(t, err)
 	if r1.Record.Version != 1 || ev.name != "regulation.put" {
@@ -337,7 +338,7 @@ func TestRegulationLifecycle(t *testing.T) {
 			t.Errorf("change %s has no time", c.TxID)
 		}
 	}
-	wantOps := []string{"put:alice:tx001", "put:policy:tx003", "delete:alice:tx005", "put:bob:tx008"}
+	wantOps := []string{"put:alice:tx002", "put:policy:tx004", "delete:alice:tx006", "put:bob:tx009"}
 	if !reflect.DeepEqual(ops, wantOps) {
 		t.Errorf("history %v, want %v", ops, wantOps)
 	}
@@ -437,6 +438,7 @@ func TestCheckSeedTable4(t *testing.T) {
 	)
 	_, _, _, err := putReg(l, alice, vm1, `{"countries": ["JP", "GB"], "organizations": ["CompanyA", "CompanyB"]}`)
 	must(t, err)
+	bind(t, l, policy1, "p1")
 	_, _, _, err = putReg(l, policy1, "project:p1", `{"allow": ["*.CompanyA", "*.CompanyB", "*.CompanyC"]}`)
 	must(t, err)
 

@@ -14,13 +14,22 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric/wire"
 )
 
-// Keys: "host/<name>" and "regulation/<subject>", so that hosts and
-// regulations never collide and hosts list in name order with a range query.
+// Keys: "host/<name>", "regulation/<subject>", "registry/" (the one
+// registry in force), "proposal/<id>" and "binding/<project>", so that no two
+// kinds collide, hosts list in name order with a range query and proposals
+// with another.
 const (
 	hostPrefix       = "host/"
 	hostEnd          = "host0" // '0' follows '/'
 	regulationPrefix = "regulation/"
+	registryKey      = "registry/"
+	proposalPrefix   = "proposal/"
+	proposalEnd      = "proposal0"
+	bindingPrefix    = "binding/"
 )
+
+func proposalKey(id string) string     { return proposalPrefix + id }
+func bindingKey(project string) string { return bindingPrefix + project }
 
 func hostKey(name string) string            { return hostPrefix + name }
 func regulationKey(s filter.Subject) string { return regulationPrefix + string(s) }
@@ -255,6 +264,90 @@ func (s store) putRegulation(rec storedRegulation) error {
 	return s.stub.PutState(regulationKey(rec.Subject), b)
 }
 
+// getJSON reads key into v; found is false when the key has no value.
+func (s store) getJSON(key string, v any) (found bool, err error) {
+	b, err := s.stub.GetState(key)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	if b == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return true, nil
+}
+
+func (s store) putJSON(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return s.stub.PutState(key, b)
+}
+
+// registry is the registry in force, nil for none.
+func (s store) registry() (*ledger.RegistryRecord, error) {
+	var rec ledger.RegistryRecord
+	found, err := s.getJSON(registryKey, &rec)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+func (s store) putRegistry(rec ledger.RegistryRecord) error { return s.putJSON(registryKey, rec) }
+
+// binding is project's binding, nil for none ("" is no project: none).
+func (s store) binding(project string) (*ledger.BindingRecord, error) {
+	if project == "" {
+		return nil, nil
+	}
+	var rec ledger.BindingRecord
+	found, err := s.getJSON(bindingKey(project), &rec)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+func (s store) putBinding(rec ledger.BindingRecord) error {
+	return s.putJSON(bindingKey(rec.Project), rec)
+}
+
+func (s store) proposal(id string) (ledger.ProposalRecord, bool, error) {
+	var rec ledger.ProposalRecord
+	found, err := s.getJSON(proposalKey(id), &rec)
+	return rec, found, err
+}
+
+func (s store) putProposal(rec ledger.ProposalRecord) error {
+	return s.putJSON(proposalKey(rec.ID), rec)
+}
+
+// proposals reads every proposal, in id order.
+func (s store) proposals() ([]ledger.ProposalRecord, error) {
+	it, err := s.stub.GetStateByRange(proposalPrefix, proposalEnd)
+	if err != nil {
+		return nil, fmt.Errorf("list proposals: %w", err)
+	}
+	defer it.Close()
+	var out []ledger.ProposalRecord
+	for it.HasNext() {
+		kv, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("list proposals: %w", err)
+		}
+		var rec ledger.ProposalRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
 // emit sets the transaction's one chaincode event.
 func (s store) emit(ev ledger.Event) error {
 	b, err := json.Marshal(ev)
@@ -285,18 +378,55 @@ func (s store) history(kind ledger.Kind, key string) ([]ledger.Change, error) {
 			changes = append(changes, c)
 			continue
 		}
+		decodeAt := func(v any) error {
+			if err := json.Unmarshal(m.GetValue(), v); err != nil {
+				return fmt.Errorf("decode %s at %s: %w", key, m.GetTxId(), err)
+			}
+			return nil
+		}
 		switch kind {
 		case ledger.KindHost:
 			var rec ledger.HostRecord
-			if err := json.Unmarshal(m.GetValue(), &rec); err != nil {
-				return nil, fmt.Errorf("decode %s at %s: %w", key, m.GetTxId(), err)
+			if err := decodeAt(&rec); err != nil {
+				return nil, err
 			}
 			c.Writer = rec.Writer
+			// An attestation keeps the claimer as the record's writer; the
+			// change is the attestor's.
+			if a := rec.Attestation; a != nil && a.TxID == m.GetTxId() {
+				c.Op, c.Writer = ledger.OpAttest, a.Writer
+			}
 			c.Host = &rec
+		case ledger.KindRegistry:
+			var rec ledger.RegistryRecord
+			if err := decodeAt(&rec); err != nil {
+				return nil, err
+			}
+			c.Registry = &rec
+			// the registry is applied by the last approval of its proposal
+			if p, found, err := s.proposal(rec.Proposal); err == nil && found && len(p.Approvals) > 0 {
+				c.Writer = p.Approvals[len(p.Approvals)-1].Writer
+			}
+		case ledger.KindProposal:
+			var rec ledger.ProposalRecord
+			if err := decodeAt(&rec); err != nil {
+				return nil, err
+			}
+			if len(rec.Approvals) > 0 {
+				c.Writer = rec.Approvals[len(rec.Approvals)-1].Writer
+			}
+			c.Proposal = &rec
+		case ledger.KindBinding:
+			var rec ledger.BindingRecord
+			if err := decodeAt(&rec); err != nil {
+				return nil, err
+			}
+			c.Writer = rec.Writer
+			c.Binding = &rec
 		case ledger.KindRegulation:
 			var rec storedRegulation
-			if err := json.Unmarshal(m.GetValue(), &rec); err != nil {
-				return nil, fmt.Errorf("decode %s at %s: %w", key, m.GetTxId(), err)
+			if err := decodeAt(&rec); err != nil {
+				return nil, err
 			}
 			c.Writer = rec.Writer
 			if rec.Deleted {

@@ -26,6 +26,16 @@ const (
 	TxLookup           = "Lookup"
 	TxCheck            = "Check"
 	TxHistory          = "History"
+
+	// Governance (ledger.Governance).
+	TxGetRegistry   = "GetRegistry"
+	TxPropose       = "Propose"
+	TxApprove       = "Approve"
+	TxGetProposal   = "GetProposal"
+	TxListProposals = "ListProposals"
+	TxBindProject   = "BindProject"
+	TxGetBinding    = "GetBinding"
+	TxAttestHost    = "AttestHost"
 )
 
 // Certificate attributes (Fabric CA, put in the enrolment certificate with
@@ -41,6 +51,7 @@ const (
 	RoleHostAdmin   = access.RoleHostAdmin
 	RoleVMManager   = access.RoleVMManager
 	RolePolicyAdmin = access.RolePolicyAdmin
+	RoleAttestor    = access.RoleAttestor
 )
 
 // Limits on the size of one request.
@@ -64,14 +75,34 @@ type PutRegulationResult struct {
 }
 
 // LookupResult is the result of Lookup. Missing records are absent.
+// RequireAttested is the cloud-wide setting of the registry in force (false
+// with none).
 type LookupResult struct {
-	Regulations map[filter.Subject]ledger.RegulationRecord `json:"regulations"`
-	Hosts       map[string]ledger.HostRecord               `json:"hosts"`
+	Regulations     map[filter.Subject]ledger.RegulationRecord `json:"regulations"`
+	Hosts           map[string]ledger.HostRecord               `json:"hosts"`
+	RequireAttested bool                                       `json:"require_attested,omitempty"`
+}
+
+// BindProjectResult is the result of BindProject. Changed is false when the
+// project was already bound to the writer's organisation.
+type BindProjectResult struct {
+	Record  ledger.BindingRecord `json:"record"`
+	Changed bool                 `json:"changed"`
+}
+
+// AttestHostResult is the result of AttestHost. Changed is false when the
+// host's facts, as they are now, were already attested: nothing was written.
+type AttestHostResult struct {
+	Record  ledger.HostRecord `json:"record"`
+	Changed bool              `json:"changed"`
 }
 
 // EventName is the name of the chaincode event of a write: "host.put",
-// "regulation.put" or "regulation.delete". Its payload is a ledger.Event in
-// JSON, without Block (the client knows it from the block).
+// "host.attest", "regulation.put", "regulation.delete", "registry.put",
+// "proposal.put" or "binding.put". Its payload is a ledger.Event in JSON,
+// without Block (the client knows it from the block). A proposal's approval
+// that applies it is one event of the kind it changed (registry or binding)
+// that carries the proposal as well.
 func EventName(kind ledger.Kind, op ledger.Op) string { return string(kind) + "." + string(op) }
 
 // Error codes. A refused transaction's message is Marker + code + ": " +
