@@ -1,6 +1,7 @@
-// Package fabric is the ledger.Ledger backend over Hyperledger Fabric: it
-// talks to one peer's Gateway service (fabric-gateway) with the caller's own
-// X.509 identity, and to ledgerfence's chaincode (package chaincode).
+// Package fabric is the ledger.Ledger and ledger.Governance backend over
+// Hyperledger Fabric: it talks to one peer's Gateway service
+// (fabric-gateway) with the caller's own X.509 identity, and to
+// ledgerfence's chaincode (package chaincode).
 //
 // Reads are evaluated on the peer; writes are endorsed (by as many
 // organisations as the endorsement policy needs), submitted to the orderer
@@ -473,7 +474,8 @@ func (l *Ledger) DeleteRegulation(ctx context.Context, subject filter.Subject) e
 }
 
 // Lookup implements ledger.Ledger in one evaluate per wire.MaxBatch hosts.
-// Regulations are keyed by the subjects' canonical form. The chaincode
+// Regulations are keyed by the subjects' canonical form; RequireAttested is
+// the registry's setting as the first evaluate read it. The chaincode
 // cannot see the block height, so Height is the channel's height read just
 // before: the records returned are at least that new, so an event of an
 // older block can never replace them in a cache.
@@ -503,6 +505,9 @@ func (l *Ledger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []
 		}
 		maps.Copy(res.Regulations, r.Regulations)
 		maps.Copy(res.Hosts, r.Hosts)
+		if first {
+			res.RequireAttested = r.RequireAttested
+		}
 		subj = []string{}
 	}
 	return res, nil

@@ -22,7 +22,11 @@ type position struct {
 func (p position) BlockNumber() uint64   { return p.block }
 func (p position) TransactionID() string { return p.tx }
 
-// Watch implements ledger.Ledger over the chaincode's event stream.
+// Watch implements ledger.Ledger over the chaincode's event stream: one
+// ledger.Event per write, of a host (op put, or attest with the attested
+// record), a regulation, the registry, a proposal or a binding, with its
+// record (an approval that applied a proposal is the registry's or the
+// binding's event, with the proposal as well).
 //
 // The stream starts at block after itself, not after it: a block may hold
 // several transactions, and a consumer that resumes with the Block of the

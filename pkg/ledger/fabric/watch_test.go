@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 )
 
@@ -26,6 +27,10 @@ type eventLedger struct {
 	fakeGateway
 	blocks map[uint64][]string // block -> transaction ids, in order
 	last   uint64
+
+	// payloads, when set, are the events of some transactions (else a
+	// host.put of host "h-<tx>")
+	payloads map[string]ledger.Event
 
 	mu        sync.Mutex
 	starts    []string // "block/after-tx" of every stream opened
@@ -65,8 +70,12 @@ func (e *eventLedger) ChaincodeEvents(req *gateway.SignedChaincodeEventsRequest,
 			if breakEach > 0 && sent == breakEach {
 				break
 			}
-			payload, _ := json.Marshal(ledger.Event{Kind: ledger.KindHost, Key: "h-" + tx, Op: ledger.OpPut})
-			evs = append(evs, &peer.ChaincodeEvent{ChaincodeId: "ledgerfence", TxId: tx, EventName: "host.put", Payload: payload})
+			ev, ok := e.payloads[tx]
+			if !ok {
+				ev = ledger.Event{Kind: ledger.KindHost, Key: "h-" + tx, Op: ledger.OpPut}
+			}
+			payload, _ := json.Marshal(ev)
+			evs = append(evs, &peer.ChaincodeEvent{ChaincodeId: "ledgerfence", TxId: tx, EventName: string(ev.Kind) + "." + string(ev.Op), Payload: payload})
 			sent++
 		}
 		if len(evs) > 0 {
@@ -215,5 +224,49 @@ func TestCloseEndsWatch(t *testing.T) {
 	take(t, events, 1)
 	l.Close()
 	for range events { // closed, after whatever was in flight
+	}
+}
+
+// TestWatchDecodesGovernanceEvents: the registry's, a proposal's, a
+// binding's and an attestation's events arrive with their records.
+func TestWatchDecodesGovernanceEvents(t *testing.T) {
+	fake := newEventLedger()
+	prop := &ledger.ProposalRecord{ID: "tx3a", State: ledger.ProposalApplied, Needed: []string{"Org1MSP", "Org2MSP"}}
+	reg := &ledger.RegistryRecord{Registry: ledger.Registry{Members: map[string]ledger.Member{"Org1MSP": {Organizations: []string{"CompanyA"}}}, RequireAttested: true}, Version: 1, Proposal: "tx3a"}
+	att := &ledger.HostRecord{Host: filter.Host{Name: "hm1", Country: "JP", Organizations: []string{"CompanyA"}},
+		Attestation: &ledger.Attestation{Country: "JP", Organizations: []string{"CompanyA"}, TxID: "tx3c"}}
+	fake.payloads = map[string]ledger.Event{
+		"tx2":  {Kind: ledger.KindProposal, Key: "tx2", Op: ledger.OpPut, Proposal: &ledger.ProposalRecord{ID: "tx2", State: ledger.ProposalOpen}},
+		"tx3a": {Kind: ledger.KindRegistry, Key: ledger.RegistryKey, Op: ledger.OpPut, Registry: reg, Proposal: prop},
+		"tx3b": {Kind: ledger.KindBinding, Key: "p1", Op: ledger.OpPut, Binding: &ledger.BindingRecord{Binding: ledger.Binding{Project: "p1", MSP: "Org2MSP"}, Version: 2}},
+		"tx3c": {Kind: ledger.KindHost, Key: "hm1", Op: ledger.OpAttest, Host: att},
+	}
+	l := newTestLedgerWith(t, fake)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := l.Watch(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []ledger.Event
+	for len(got) < 4 {
+		select {
+		case ev := <-events:
+			got = append(got, ev)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d events", len(got))
+		}
+	}
+	if p := got[0].Proposal; got[0].Kind != ledger.KindProposal || p == nil || p.State != ledger.ProposalOpen || got[0].Block != 2 {
+		t.Errorf("proposal event %+v", got[0])
+	}
+	if r := got[1].Registry; got[1].Kind != ledger.KindRegistry || r == nil || !r.RequireAttested || r.Version != 1 || got[1].Proposal == nil || got[1].Proposal.State != ledger.ProposalApplied {
+		t.Errorf("registry event %+v", got[1])
+	}
+	if b := got[2].Binding; got[2].Kind != ledger.KindBinding || b == nil || b.MSP != "Org2MSP" || b.Version != 2 {
+		t.Errorf("binding event %+v", got[2])
+	}
+	if h := got[3].Host; got[3].Op != ledger.OpAttest || h == nil || !h.Attested() || got[3].TxID != "tx3c" {
+		t.Errorf("attestation event %+v", got[3])
 	}
 }
