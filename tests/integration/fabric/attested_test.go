@@ -1,0 +1,177 @@
+package fabric_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ledgerfence/ledgerfence/pkg/decide"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+)
+
+// attestedSetup registers a host claimed by Org1's host admin (JP,
+// CompanyA), a VM whose regulation requires attested facts and a VM whose
+// does not, both allowing JP for CompanyA.
+func attestedSetup(tb testing.TB, k int) (host string, strict, plain filter.Subject) {
+	tb.Helper()
+	host, strict, plain = uniq("att"+string(rune('a'+k))), vmSubject(200+2*k), vmSubject(201+2*k)
+	hadmin := connect(tb, "hadmin")
+	retry(tb, "register "+host, func(c context.Context) error {
+		_, _, err := hadmin.PutHost(c, filter.Host{Name: host, Country: "JP", Organizations: []string{"CompanyA"}})
+		return err
+	})
+	vmm := connect(tb, "vmm1")
+	allow := []filter.Rule{{Country: "JP", Organization: "CompanyA"}}
+	for _, r := range []struct {
+		s     filter.Subject
+		terms filter.Terms
+	}{{strict, filter.Terms{Allow: allow, RequireAttested: true}}, {plain, filter.Terms{Allow: allow}}} {
+		retry(tb, "regulation of "+string(r.s), func(c context.Context) error {
+			_, _, err := vmm.PutRegulation(c, r.s, r.terms)
+			return err
+		})
+	}
+	return host, strict, plain
+}
+
+// allowedBy waits until the webhook's answer for vm does (want) or does not
+// offer host, and returns when it first saw it so.
+func allowedBy(tb testing.TB, f *filterd, vm filter.Subject, host string, want bool) time.Time {
+	tb.Helper()
+	body := novaBody(vm.ID(), "", []string{host})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		a, err := f.webhook(context.Background(), body)
+		seen := time.Now()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if slices.Contains(a.hosts, host) == want {
+			return seen
+		}
+		if seen.After(deadline) {
+			tb.Fatalf("%s offered %v to %s a minute on: %v", host, !want, vm, a.hosts)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// verdictOf reads the decision kept for the webhook's answer about vm and
+// host.
+func verdictOf(tb testing.TB, f *filterd, vm filter.Subject, host string) decide.Verdict {
+	tb.Helper()
+	a := f.mustWebhook(tb, novaBody(vm.ID(), "", []string{host}))
+	d := f.decision(tb, a.decision)
+	if len(d.Verdicts) != 1 {
+		tb.Fatalf("decision %s: %d verdicts, want 1", d.ID, len(d.Verdicts))
+	}
+	return d.Verdicts[0]
+}
+
+// Through Nova's webhook on the Fabric backend: a host whose facts are only
+// claimed is denied with host_unattested to a VM whose regulation requires
+// attested facts and offered to one whose does not; once an attestor of
+// another organisation attests it, it is offered to both; a change of its
+// country makes it claimed again, and a new attestation restores it.
+func TestWebhookRequiresAttestedFacts(t *testing.T) {
+	needNetwork(t)
+	host, strict, plain := attestedSetup(t, 0)
+	f := startFilterd(t, "org1-user")
+
+	if v := verdictOf(t, f, strict, host); v.Allowed || v.Reason != filter.HostUnattested || v.Facts != decide.FactsClaimed || v.Regulation != strict {
+		t.Fatalf("claimed host, regulation requiring attested facts: %+v; want denied host_unattested by %s", v, strict)
+	}
+	if v := verdictOf(t, f, plain, host); !v.Allowed || v.Facts != decide.FactsClaimed {
+		t.Fatalf("claimed host, regulation not requiring attested facts: %+v; want allowed", v)
+	}
+	if n, ok := f.metric(t, "ledgerfence_hosts_unattested", nil); !ok || n < 1 {
+		t.Errorf("ledgerfence_hosts_unattested = %v (%v), want at least 1", n, ok)
+	}
+
+	// An attestor of Org1, the claimant's organisation, may not attest.
+	_, _, err := connect(t, "attestor").AttestHost(ctx(t), host, "JP", []string{"CompanyA"})
+	wantErr(t, err, ledger.ErrForbidden, "same organisation")
+	att := connect(t, "attestor-org2")
+	var rec ledger.HostRecord
+	var changed bool
+	rec, changed, err = att.AttestHost(ctx(t), host, "JP", []string{"CompanyA"})
+	if err != nil || !changed || !rec.Attested() {
+		t.Fatalf("attestation by Org2: changed %v attested %v: %v", changed, rec.Attested(), err)
+	}
+	committed := time.Now()
+	seen := allowedBy(t, f, strict, host, true)
+	t.Logf("attestation committed to the webhook offering the host: %s", seen.Sub(committed))
+	if v := verdictOf(t, f, strict, host); !v.Allowed || v.Facts != decide.FactsAttested {
+		t.Fatalf("attested host: %+v; want allowed, facts attested", v)
+	}
+
+	// The host's country changes: claimed again, denied again.
+	hadmin := connect(t, "hadmin")
+	if _, _, err := hadmin.PutHost(ctx(t), filter.Host{Name: host, Country: "JP", Organizations: []string{"CompanyA"}, Region: "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	if v := verdictOf(t, f, strict, host); !v.Allowed {
+		t.Fatalf("a region change dropped the attestation: %+v", v)
+	}
+	if _, _, err := hadmin.PutHost(ctx(t), filter.Host{Name: host, Country: "GB", Organizations: []string{"CompanyA"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := hadmin.PutHost(ctx(t), filter.Host{Name: host, Country: "JP", Organizations: []string{"CompanyA"}}); err != nil {
+		t.Fatal(err)
+	}
+	allowedBy(t, f, strict, host, false)
+	if v := verdictOf(t, f, strict, host); v.Reason != filter.HostUnattested {
+		t.Fatalf("after a country change and back: %+v; want host_unattested", v)
+	}
+	if _, changed, err := att.AttestHost(ctx(t), host, "JP", []string{"CompanyA"}); err != nil || !changed {
+		t.Fatalf("re-attestation: changed %v: %v", changed, err)
+	}
+	allowedBy(t, f, strict, host, true)
+
+	// The history says who attested what.
+	changes, err := hadmin.History(ctx(t), ledger.KindHost, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attests := 0
+	for _, c := range changes {
+		if c.Op == ledger.OpAttest {
+			attests++
+			if c.Host == nil || c.Host.Attestation == nil || c.Host.Attestation.Writer.MSP != net0.Get("ORG2_MSPID") {
+				t.Errorf("attestation in history without Org2's attestor: %+v", c)
+			}
+		}
+	}
+	if attests != 2 {
+		t.Errorf("%d attestations in the host's history, want 2", attests)
+	}
+}
+
+// BenchmarkAttestationToWebhook measures the time from an attestation's
+// commit (the submit call returning) to filterd's webhook offering the host
+// to a VM whose regulation requires attested facts. Each round makes the
+// host claimed again (a country change and back) first.
+func BenchmarkAttestationToWebhook(b *testing.B) {
+	needNetwork(b)
+	host, strict, _ := attestedSetup(b, 1)
+	f := startFilterd(b, "org1-user")
+	hadmin := connect(b, "hadmin")
+	att := connect(b, "attestor-org2")
+	var lat latencies
+	for b.Loop() {
+		for _, c := range []string{"GB", "JP"} {
+			if _, _, err := hadmin.PutHost(context.Background(), filter.Host{Name: host, Country: c, Organizations: []string{"CompanyA"}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		allowedBy(b, f, strict, host, false)
+		if _, changed, err := att.AttestHost(context.Background(), host, "JP", []string{"CompanyA"}); err != nil || !changed {
+			b.Fatalf("attestation: changed %v: %v", changed, err)
+		}
+		committed := time.Now()
+		lat = append(lat, allowedBy(b, f, strict, host, true).Sub(committed))
+	}
+	lat.report(b)
+}
