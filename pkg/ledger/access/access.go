@@ -52,8 +52,8 @@ const (
 	// RoleAttestor will attest host records written by another
 	// organisation; it writes nothing here yet.
 	RoleAttestor = "attestor"
-	// RoleRecorder will write placements, and nothing else; it writes
-	// nothing here yet.
+	// RoleRecorder writes placements as Nova's notifications tell them
+	// (witness nova), and nothing else.
 	RoleRecorder = "recorder"
 )
 
@@ -214,4 +214,34 @@ func WithIdentity(ctx context.Context, who Identity) context.Context {
 func IdentityFrom(ctx context.Context) (Identity, bool) {
 	who, ok := ctx.Value(identityKey{}).(Identity)
 	return who, ok
+}
+
+// MayRecordPlacement says whether who may record p (normalised): a recorder
+// records what Nova's notifications say (witness nova), a host agent what it
+// sees on its own host (witness hostagent). No other role records
+// placements, and neither writes anything else of them.
+func MayRecordPlacement(who Identity, p ledger.Placement) error {
+	if who.ID == "" {
+		return errNoName
+	}
+	switch who.Role {
+	case RoleRecorder:
+		if p.Witness != ledger.WitnessNova {
+			return forbid("a %s records Nova's word (witness %s), not %s's", RoleRecorder, ledger.WitnessNova, p.Witness)
+		}
+	case RoleHostAgent:
+		if p.Witness != ledger.WitnessHostAgent {
+			return forbid("a host agent records its own word (witness %s), not %s's", ledger.WitnessHostAgent, p.Witness)
+		}
+		if who.Host == "" {
+			return forbid("a host agent's credential must name its host; this one names none")
+		}
+		if on := p.Host + p.From; p.Host != who.Host && !(p.Op == ledger.OpGone && p.From == who.Host) {
+			return forbid("a host agent records placements on its own host only: this credential names %s, not %s", who.Host, on)
+		}
+	default:
+		return forbid("recording a placement needs the role %s or %s; this identity's role is %s",
+			RoleRecorder, RoleHostAgent, roleName(who.Role))
+	}
+	return nil
 }
