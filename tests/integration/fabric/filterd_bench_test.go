@@ -74,6 +74,10 @@ func BenchmarkWebhook1000Hosts(b *testing.B) {
 	names, vm := seed1000(b)
 	want := allowedOf1000(names)
 	vmm := connect(b, "vmm1")
+	// a project's regulation is made by its organisation, once it is bound to it
+	if _, _, err := connect(b, "padmin").BindProject(context.Background(), benchProject.ID()); err != nil {
+		b.Fatal(err)
+	}
 	if _, _, err := vmm.PutRegulationJSON(context.Background(), benchProject, []byte(vm1Regulation)); err != nil {
 		b.Fatal(err)
 	}
