@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -118,16 +119,28 @@ func indexKey(kind ledger.Kind, key string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(indexPrefix(kind, key), seq)
 }
 
-// stateBucket is where the current records of a kind live.
+// stateBucket is where the current records of a kind live. The buckets of
+// governance (registry, proposals, bindings) are made by the first write of
+// their kind, so that a file written before they existed opens as it is.
 func stateBucket(kind ledger.Kind) ([]byte, bool) {
 	switch kind {
 	case ledger.KindHost:
 		return bucketHosts, true
 	case ledger.KindRegulation:
 		return bucketRegulations, true
+	case ledger.KindRegistry:
+		return bucketRegistry, true
+	case ledger.KindProposal:
+		return bucketProposals, true
+	case ledger.KindBinding:
+		return bucketBindings, true
 	}
 	return nil, false
 }
+
+// stateKinds are the kinds of records in the state, in the order Verify
+// compares them.
+var stateKinds = []ledger.Kind{ledger.KindHost, ledger.KindRegulation, ledger.KindRegistry, ledger.KindProposal, ledger.KindBinding}
 
 // appendEntry adds an entry for a write to the chain, the index and the
 // state, all in tx, and returns it.
@@ -135,6 +148,9 @@ func appendEntry(tx *bolt.Tx, kind ledger.Kind, key string, op ledger.Op, value 
 	h, err := readHead(tx)
 	if err != nil {
 		return nil, err
+	}
+	if key == "" && !(kind == ledger.KindProposal && op == ledger.OpPut) {
+		return nil, fmt.Errorf("a %s entry needs a key", kind)
 	}
 	e := &entry{
 		Seq:    h.Seq + 1,
@@ -163,6 +179,7 @@ func appendEntry(tx *bolt.Tx, kind ledger.Kind, key string, op ledger.Op, value 
 	if err := tx.Bucket(bucketChain).Put(seqKey(e.Seq), data); err != nil {
 		return nil, err
 	}
+	key = e.recordKey()
 	if err := tx.Bucket(bucketIndex).Put(indexKey(kind, key, e.Seq), nil); err != nil {
 		return nil, err
 	}
@@ -173,34 +190,147 @@ func appendEntry(tx *bolt.Tx, kind ledger.Kind, key string, op ledger.Op, value 
 	if err != nil {
 		return nil, err
 	}
-	b, _ := stateBucket(kind)
-	if rec == nil {
-		return e, tx.Bucket(b).Delete([]byte(key))
+	name, ok := stateBucket(kind)
+	if !ok {
+		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
-	return e, tx.Bucket(b).Put([]byte(key), rec)
+	b, err := tx.CreateBucketIfNotExists(name)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return e, b.Delete([]byte(key))
+	}
+	return e, b.Put([]byte(key), rec)
 }
 
-// records decodes the value of e into the record it leaves in the state (both
-// nil for a delete).
-func (e *entry) records() (*ledger.HostRecord, *ledger.RegulationRecord, error) {
-	if e.Op == ledger.OpDelete {
-		return nil, nil, nil
+// recordKey is the key of the record e writes: its Key, but for the entry
+// that makes a proposal, whose key is empty and whose record's key (the
+// proposal's id) is its own tx id.
+func (e *entry) recordKey() string {
+	if e.Kind == ledger.KindProposal && e.Op == ledger.OpPut {
+		return e.TxID
 	}
-	switch e.Kind {
-	case ledger.KindHost:
-		var h filter.Host
-		if err := json.Unmarshal(e.Value, &h); err != nil {
-			return nil, nil, fmt.Errorf("entry %d: host value: %w", e.Seq, err)
+	return e.Key
+}
+
+// records are the records one entry leaves in the state: one of them, by
+// the entry's kind, or none for a delete.
+type records struct {
+	host       *ledger.HostRecord
+	regulation *ledger.RegulationRecord
+	registry   *ledger.RegistryRecord
+	proposal   *ledger.ProposalRecord
+	binding    *ledger.BindingRecord
+}
+
+// The values of entries, beyond a regulation's (filter.Regulation). Every
+// entry holds all that the record it leaves is made of, but for what the
+// entry itself says (writer, time, tx id), so that an event or a history
+// item is read from its entry alone.
+type (
+	// hostValue is a host put: the facts, and the attestation the record
+	// keeps (access.KeepAttestation). A value written before attestations
+	// existed is the facts alone.
+	hostValue struct {
+		filter.Host
+		Attestation *ledger.Attestation `json:"attestation,omitempty"`
+	}
+	// An attestation's value is the host's record as it was (without an
+	// attestation, ledger.HostRecord); the entry's writer attests its
+	// facts.
+
+	// registryValue is a registry put: the registry, its version and the
+	// proposal applied (the entry before it).
+	registryValue struct {
+		ledger.Registry
+		Version  uint64 `json:"version"`
+		Proposal string `json:"proposal"`
+	}
+	// bindingValue is a binding put: a first binding (no proposal), or
+	// the move a proposal applied (the entry before it).
+	bindingValue struct {
+		ledger.Binding
+		Version  uint64 `json:"version"`
+		Proposal string `json:"proposal,omitempty"`
+	}
+	// proposalValue is a new proposal (op put): the proposal, the version
+	// of what it changes, whose approvals it needs, and its state once its
+	// proposer approved it (applied: the entry after it applies it).
+	proposalValue struct {
+		ledger.Proposal
+		Base   uint64   `json:"base"`
+		Needed []string `json:"needed"`
+		State  string   `json:"state"`
+	}
+	// An approval's value (op approve) is the proposal's record as it was;
+	// the entry's writer approves it, and the last approval needed applies
+	// it.
+)
+
+// opApprove is the op of an approval of a proposal.
+const opApprove ledger.Op = "approve"
+
+// records decodes the value of e into the record it leaves in the state
+// (none for a delete).
+func (e *entry) records() (records, error) {
+	if e.Op == ledger.OpDelete {
+		return records{}, nil
+	}
+	bad := func(what string, err error) (records, error) {
+		return records{}, fmt.Errorf("entry %d: %s value: %w", e.Seq, what, err)
+	}
+	switch {
+	case e.Kind == ledger.KindHost && e.Op == ledger.OpAttest:
+		var rec ledger.HostRecord
+		if err := json.Unmarshal(e.Value, &rec); err != nil {
+			return bad("attestation", err)
 		}
-		return e.hostRecord(h), nil, nil
-	case ledger.KindRegulation:
+		return records{host: e.attested(rec)}, nil
+	case e.Kind == ledger.KindHost:
+		var v hostValue
+		if err := json.Unmarshal(e.Value, &v); err != nil {
+			return bad("host", err)
+		}
+		rec := e.hostRecord(v.Host)
+		rec.Attestation = v.Attestation
+		return records{host: rec}, nil
+	case e.Kind == ledger.KindRegulation:
 		var g filter.Regulation
 		if err := json.Unmarshal(e.Value, &g); err != nil {
-			return nil, nil, fmt.Errorf("entry %d: regulation value: %w", e.Seq, err)
+			return bad("regulation", err)
 		}
-		return nil, e.regulationRecord(g), nil
+		return records{regulation: e.regulationRecord(g)}, nil
+	case e.Kind == ledger.KindRegistry:
+		var v registryValue
+		if err := json.Unmarshal(e.Value, &v); err != nil {
+			return bad("registry", err)
+		}
+		return records{registry: &ledger.RegistryRecord{Registry: v.Registry, Version: v.Version, Proposal: v.Proposal, TxID: e.TxID, UpdatedAt: e.Time}}, nil
+	case e.Kind == ledger.KindBinding:
+		var v bindingValue
+		if err := json.Unmarshal(e.Value, &v); err != nil {
+			return bad("binding", err)
+		}
+		return records{binding: &ledger.BindingRecord{Binding: v.Binding, Version: v.Version, Writer: e.Writer, Proposal: v.Proposal, TxID: e.TxID, UpdatedAt: e.Time}}, nil
+	case e.Kind == ledger.KindProposal && e.Op == opApprove:
+		var p ledger.ProposalRecord
+		if err := json.Unmarshal(e.Value, &p); err != nil {
+			return bad("approval", err)
+		}
+		return records{proposal: e.approved(p)}, nil
+	case e.Kind == ledger.KindProposal:
+		var v proposalValue
+		if err := json.Unmarshal(e.Value, &v); err != nil {
+			return bad("proposal", err)
+		}
+		return records{proposal: &ledger.ProposalRecord{
+			Proposal: v.Proposal, ID: e.TxID, Base: v.Base, Needed: v.Needed,
+			Approvals: []ledger.Approval{{Writer: e.Writer, TxID: e.TxID, At: e.Time}},
+			State:     v.State, UpdatedAt: e.Time,
+		}}, nil
 	}
-	return nil, nil, fmt.Errorf("entry %d: unknown kind %q", e.Seq, filter.Clip(string(e.Kind)))
+	return records{}, fmt.Errorf("entry %d: unknown kind %q", e.Seq, filter.Clip(string(e.Kind)))
 }
 
 // hostRecord and regulationRecord are the records e leaves with the value h
@@ -213,50 +343,77 @@ func (e *entry) regulationRecord(g filter.Regulation) *ledger.RegulationRecord {
 	return &ledger.RegulationRecord{Regulation: g, Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
 }
 
+// attested is rec, the host's record as it was, attested by e's writer.
+func (e *entry) attested(rec ledger.HostRecord) *ledger.HostRecord {
+	rec.Attestation = &ledger.Attestation{
+		Country: rec.Country, Organizations: slices.Clone(rec.Organizations),
+		Writer: e.Writer, TxID: e.TxID, At: e.Time,
+	}
+	return &rec
+}
+
+// approved is p, the proposal as it was, approved by e's writer: applied
+// when that was the last approval it needed.
+func (e *entry) approved(p ledger.ProposalRecord) *ledger.ProposalRecord {
+	p.Approvals = append(slices.Clip(p.Approvals), ledger.Approval{Writer: e.Writer, TxID: e.TxID, At: e.Time})
+	p.UpdatedAt = e.Time
+	if len(p.Missing()) == 0 {
+		p.State = ledger.ProposalApplied
+	}
+	return &p
+}
+
 // stateJSON is the record e leaves in its state bucket, exactly as stored
 // (nil for a delete). Writes and Verify's replay both encode it with
 // stateOf, so the state written and the state replayed are byte for byte
 // the same.
 func (e *entry) stateJSON() ([]byte, error) {
-	host, reg, err := e.records()
+	r, err := e.records()
 	if err != nil {
 		return nil, err
 	}
-	return stateOf(host, reg)
+	return stateOf(r)
 }
 
 // stateOf encodes a record as its state bucket stores it (nil for none).
-func stateOf(host *ledger.HostRecord, reg *ledger.RegulationRecord) ([]byte, error) {
+func stateOf(r records) ([]byte, error) {
 	switch {
-	case host != nil:
-		return json.Marshal(host)
-	case reg != nil:
-		return json.Marshal(reg)
+	case r.host != nil:
+		return json.Marshal(r.host)
+	case r.regulation != nil:
+		return json.Marshal(r.regulation)
+	case r.registry != nil:
+		return json.Marshal(r.registry)
+	case r.proposal != nil:
+		return json.Marshal(r.proposal)
+	case r.binding != nil:
+		return json.Marshal(r.binding)
 	}
 	return nil, nil
 }
 
 // event is e as the Watch stream carries it.
 func (e *entry) event() (ledger.Event, error) {
-	host, reg, err := e.records()
+	r, err := e.records()
 	if err != nil {
 		return ledger.Event{}, err
 	}
 	return ledger.Event{
-		Kind: e.Kind, Key: e.Key, Op: e.Op, TxID: e.TxID, Block: e.Seq,
-		Writer: e.Writer, Time: e.Time, Host: host, Regulation: reg,
+		Kind: e.Kind, Key: e.recordKey(), Op: e.Op, TxID: e.TxID, Block: e.Seq,
+		Writer: e.Writer, Time: e.Time, Host: r.host, Regulation: r.regulation,
+		Registry: r.registry, Proposal: r.proposal, Binding: r.binding,
 	}, nil
 }
 
 // change is e as a History item.
 func (e *entry) change() (ledger.Change, error) {
-	host, reg, err := e.records()
+	r, err := e.records()
 	if err != nil {
 		return ledger.Change{}, err
 	}
 	return ledger.Change{
 		TxID: e.TxID, Block: e.Seq, Time: e.Time, Writer: e.Writer, Op: e.Op,
-		Host: host, Regulation: reg,
+		Host: r.host, Regulation: r.regulation, Registry: r.registry, Proposal: r.proposal, Binding: r.binding,
 	}, nil
 }
 
@@ -303,11 +460,11 @@ func lastRegulationVersion(tx *bolt.Tx, subject filter.Subject) (uint64, error) 
 		if e.Op != ledger.OpPut {
 			continue
 		}
-		_, reg, err := e.records()
+		r, err := e.records()
 		if err != nil {
 			return 0, err
 		}
-		return reg.Version, nil
+		return r.regulation.Version, nil
 	}
 	return 0, nil
 }

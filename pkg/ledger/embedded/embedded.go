@@ -3,9 +3,11 @@
 // and an index of that chain per record. It is filterd's default backend and
 // the in-process fake of ledgerfence's unit tests.
 //
-// Every write (a host put, a regulation put or delete) is one bbolt
-// transaction, synced to disk before it returns, that appends an entry to the
-// chain and updates the current state. Entry N holds its sequence number, the
+// Every write (a host put or attestation, a regulation put or delete, a
+// proposal, approval or binding) is one bbolt transaction, synced to disk
+// before it returns, that appends an entry to the chain (two when a
+// proposal takes effect: the proposal or approval, then the change it
+// applies) and updates the current state. Entry N holds its sequence number, the
 // hash of entry N-1, what changed (kind, key, op, the value written), the
 // writer and the time; its hash is SHA-256 over a canonical encoding of all of
 // these, and its hex form is the write's transaction id. The height of the
@@ -43,6 +45,12 @@
 // regulation, owned by the writer of that put; its Version continues from the
 // last version of the deleted one, so that the versions in a subject's
 // history never repeat.
+//
+// Governance (governance.go): the registry, proposals and their approvals,
+// project bindings and attestations of host facts are entries of the same
+// chain, replayed by Verify; host writes are checked against the registry
+// in force and keep an attestation while the facts stay the same, and a
+// regulation's creation against its project's binding.
 //
 // Errors follow the contract of package ledger: ErrInvalid for input that
 // pkg/filter rejects (nothing is written), ErrNotFound, and ErrUnavailable
@@ -95,6 +103,10 @@ var (
 	bucketIndex       = []byte("index")
 	bucketHosts       = []byte("hosts")
 	bucketRegulations = []byte("regulations")
+	// Governance's, made by the first write of their kind (stateBucket).
+	bucketRegistry  = []byte("registry")
+	bucketProposals = []byte("proposals")
+	bucketBindings  = []byte("bindings")
 
 	metaFormat = []byte("format")
 	metaHead   = []byte("head")

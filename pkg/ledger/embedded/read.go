@@ -141,7 +141,8 @@ func (l *Ledger) GetRegulation(ctx context.Context, subject filter.Subject) (led
 }
 
 // Lookup reads the regulations of subjects and the records of hosts in one
-// read transaction; Height is the height of that same snapshot. The maps are
+// read transaction; Height is the height of that same snapshot, and
+// RequireAttested the setting of the registry in force at it. The maps are
 // keyed by the subjects and host names as given. Subjects are matched in
 // canonical form (a VM's UUID in any case finds its regulation); an invalid
 // subject fails the whole lookup with ErrInvalid rather than reading as "no
@@ -172,6 +173,11 @@ func (l *Ledger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []
 			return err
 		}
 		res.Height = h.Seq
+		reg, err := getRegistry(tx)
+		if err != nil {
+			return err
+		}
+		res.RequireAttested = reg != nil && reg.RequireAttested
 		for i, s := range canon {
 			rec, ok, err := getRegulation(tx, s)
 			if err != nil {
@@ -207,8 +213,11 @@ func (l *Ledger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []
 }
 
 // History returns every write of one record, oldest first, from the hash
-// chain: a host (kind ledger.KindHost, key its name) or a regulation
-// (ledger.KindRegulation, key its subject). A regulation's history goes on
+// chain: a host (kind ledger.KindHost, key its name; its puts and
+// attestations), a regulation (ledger.KindRegulation, key its subject), the
+// registry (ledger.KindRegistry, key ledger.RegistryKey), a proposal
+// (ledger.KindProposal, key its id: made, approved) or a project's binding
+// (ledger.KindBinding, key the project id). A regulation's history goes on
 // across deletes. Errors: ErrInvalid (unknown kind or invalid key),
 // ErrNotFound (the record was never written), ErrUnavailable.
 func (l *Ledger) History(ctx context.Context, kind ledger.Kind, key string) ([]ledger.Change, error) {
@@ -226,8 +235,23 @@ func (l *Ledger) History(ctx context.Context, kind ledger.Kind, key string) ([]l
 			return nil, invalid(err)
 		}
 		key = string(s)
+	case ledger.KindRegistry:
+		if key != ledger.RegistryKey {
+			return nil, ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf("the registry's key is %s, not %q", ledger.RegistryKey, filter.Clip(key)))
+		}
+	case ledger.KindProposal:
+		if err := validProposalID(key); err != nil {
+			return nil, err
+		}
+	case ledger.KindBinding:
+		p, err := normalizeProject(key)
+		if err != nil {
+			return nil, err
+		}
+		key = p
 	default:
-		return nil, ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf("kind %q is neither %s nor %s", filter.Clip(string(kind)), ledger.KindHost, ledger.KindRegulation))
+		return nil, ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf("kind %q is none of %s, %s, %s, %s, %s", filter.Clip(string(kind)),
+			ledger.KindHost, ledger.KindRegulation, ledger.KindRegistry, ledger.KindProposal, ledger.KindBinding))
 	}
 	var changes []ledger.Change
 	err := l.view(ctx, func(tx *bolt.Tx) error {

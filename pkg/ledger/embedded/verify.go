@@ -14,6 +14,7 @@ import (
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/access"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 )
 
@@ -36,6 +37,11 @@ type VerifyReport struct {
 	// chain.
 	Hosts       int `json:"hosts"`
 	Regulations int `json:"regulations"`
+	// Proposals and Bindings count governance's records checked, and
+	// RegistryVersion is the version of the registry in force (0: none).
+	Proposals       int    `json:"proposals,omitempty"`
+	Bindings        int    `json:"bindings,omitempty"`
+	RegistryVersion uint64 `json:"registry_version,omitempty"`
 	// HeadFile is the head the head file next to the ledger remembers;
 	// HeadFileBehind counts the entries the chain has beyond it (the head
 	// file follows commits within a few milliseconds, and at close: a crash
@@ -188,13 +194,16 @@ func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (VerifyReport
 type replayed struct {
 	json []byte // the state record, as stored
 	seq  uint64 // the entry that wrote it
-	reg  *ledger.RegulationRecord
+	records
 }
 
 type replay struct {
 	state    map[ledger.Kind]map[string]replayed
 	versions map[string]uint64 // last version put per subject, across deletes
 	index    map[string]struct{}
+	// applied is the proposal the last entry applied, whose change must be
+	// the next entry.
+	applied *ledger.ProposalRecord
 }
 
 // verify checks the file in tx (see Verify) and records in hashes the hash of
@@ -210,9 +219,12 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 		return rep, nil
 	}
 	r := replay{
-		state:    map[ledger.Kind]map[string]replayed{ledger.KindHost: {}, ledger.KindRegulation: {}},
+		state:    map[ledger.Kind]map[string]replayed{},
 		versions: map[string]uint64{},
 		index:    map[string]struct{}{},
+	}
+	for _, k := range stateKinds {
+		r.state[k] = map[string]replayed{}
 	}
 
 	// The chain, entry by entry.
@@ -262,6 +274,9 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 	if rep.Height > 0 {
 		rep.Head = prev
 	}
+	if r.applied != nil {
+		return fail(rep.Height+1, "missing: entry %d applied proposal %s, and no entry makes its change", rep.Height, r.applied.ID)
+	}
 
 	// The head.
 	h, err := readHead(tx)
@@ -284,33 +299,45 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 			firstSeq, firstMsg = seq, msg
 		}
 	}
-	for _, kind := range []ledger.Kind{ledger.KindHost, ledger.KindRegulation} {
-		b, _ := stateBucket(kind)
+	for _, kind := range stateKinds {
+		name, _ := stateBucket(kind)
 		want := r.state[kind]
 		seen := 0
-		err := tx.Bucket(b).ForEach(func(k, v []byte) error {
-			seen++
-			exp, ok := want[string(k)]
-			switch {
-			case !ok:
-				note(0, fmt.Sprintf("%s record %q was written by no chain entry", kind, filter.Clip(string(k))))
-			case !bytes.Equal(v, exp.json):
-				note(exp.seq, fmt.Sprintf("%s record %q differs from what the entry wrote", kind, filter.Clip(string(k))))
+		b := tx.Bucket(name)
+		if b != nil {
+			err := b.ForEach(func(k, v []byte) error {
+				seen++
+				exp, ok := want[string(k)]
+				switch {
+				case !ok:
+					note(0, fmt.Sprintf("%s record %q was written by no chain entry", kind, filter.Clip(string(k))))
+				case !bytes.Equal(v, exp.json):
+					note(exp.seq, fmt.Sprintf("%s record %q differs from what the entry wrote", kind, filter.Clip(string(k))))
+				}
+				return nil
+			})
+			if err != nil {
+				return rep, err
 			}
-			return nil
-		})
-		if err != nil {
-			return rep, err
 		}
 		for key, exp := range want {
-			if tx.Bucket(b).Get([]byte(key)) == nil {
+			if b == nil || b.Get([]byte(key)) == nil {
 				note(exp.seq, fmt.Sprintf("%s record %q is missing", kind, filter.Clip(key)))
 			}
 		}
-		if kind == ledger.KindHost {
+		switch kind {
+		case ledger.KindHost:
 			rep.Hosts = seen
-		} else {
+		case ledger.KindRegulation:
 			rep.Regulations = seen
+		case ledger.KindProposal:
+			rep.Proposals = seen
+		case ledger.KindBinding:
+			rep.Bindings = seen
+		case ledger.KindRegistry:
+			if cur, ok := want[ledger.RegistryKey]; ok {
+				rep.RegistryVersion = cur.registry.Version
+			}
 		}
 	}
 	if firstMsg != "" {
@@ -350,10 +377,16 @@ func (r *replay) apply(e *entry) string {
 	if e.Writer.ID == "" {
 		return "no writer"
 	}
-	cur, exists := state[e.Key]
+	applied := r.applied
+	r.applied = nil
+	if applied != nil && !(e.Op == ledger.OpPut && (e.Kind == ledger.KindRegistry || e.Kind == ledger.KindBinding)) {
+		return fmt.Sprintf("entry %d applied proposal %s, and this entry is not its change", e.Seq-1, applied.ID)
+	}
+	key := e.recordKey()
+	cur, exists := state[key]
 	var (
-		hostRec *ledger.HostRecord
-		regRec  *ledger.RegulationRecord
+		rec records
+		msg string
 	)
 	switch {
 	case e.Op == ledger.OpDelete:
@@ -366,58 +399,275 @@ func (r *replay) apply(e *entry) string {
 		if !exists {
 			return fmt.Sprintf("deletes %q, which does not exist", filter.Clip(e.Key))
 		}
+	case e.Kind == ledger.KindHost && e.Op == ledger.OpAttest:
+		rec, msg = r.attest(e, cur, exists)
+	case e.Kind == ledger.KindProposal && e.Op == opApprove:
+		rec, msg = r.approve(e, cur, exists)
 	case e.Op != ledger.OpPut:
 		return fmt.Sprintf("unknown op %q", filter.Clip(string(e.Op)))
 	case e.Kind == ledger.KindHost:
-		var h filter.Host
-		if err := strictJSON(e.Value, &h); err != nil {
-			return fmt.Sprintf("host value: %v", err)
-		}
-		n, err := filter.NormalizeHost(h)
-		if err != nil {
-			return fmt.Sprintf("host value: %v", err)
-		}
-		if !n.Equal(h) || h.Name != e.Key {
-			return fmt.Sprintf("host value is not the normalised record of %q", filter.Clip(e.Key))
-		}
-		hostRec = e.hostRecord(h)
+		rec, msg = r.putHost(e, cur, exists)
+	case e.Kind == ledger.KindRegulation:
+		rec, msg = r.putRegulation(e, cur, exists)
+	case e.Kind == ledger.KindRegistry:
+		rec, msg = r.putRegistry(e, cur, exists, applied)
+	case e.Kind == ledger.KindBinding:
+		rec, msg = r.putBinding(e, cur, exists, applied)
 	default:
-		var g filter.Regulation
-		if err := strictJSON(e.Value, &g); err != nil {
-			return fmt.Sprintf("regulation value: %v", err)
-		}
-		s, err := filter.ParseSubject(e.Key)
-		if err != nil || string(s) != e.Key || g.Subject != s {
-			return fmt.Sprintf("regulation value is not the record of %q", filter.Clip(e.Key))
-		}
-		allow, err := filter.NormalizeRules(g.Allow)
-		if err != nil || !slices.Equal(allow, g.Allow) {
-			return "regulation rules are not normalised"
-		}
-		wantOwner := e.Writer.String()
-		if exists {
-			wantOwner = cur.reg.Owner
-		}
-		if g.Owner != wantOwner {
-			return fmt.Sprintf("owner %q, want %q", filter.Clip(g.Owner), filter.Clip(wantOwner))
-		}
-		if want := r.versions[e.Key] + 1; g.Version != want {
-			return fmt.Sprintf("version %d, want %d", g.Version, want)
-		}
-		r.versions[e.Key] = g.Version
-		regRec = e.regulationRecord(g)
+		rec, msg = r.propose(e)
 	}
-	r.index[string(indexKey(e.Kind, e.Key, e.Seq))] = struct{}{}
+	if msg != "" {
+		return msg
+	}
+	r.index[string(indexKey(e.Kind, key, e.Seq))] = struct{}{}
 	if e.Op == ledger.OpDelete {
-		delete(state, e.Key)
+		delete(state, key)
 		return ""
 	}
-	data, err := stateOf(hostRec, regRec)
+	data, err := stateOf(rec)
 	if err != nil {
 		return err.Error()
 	}
-	state[e.Key] = replayed{json: data, seq: e.Seq, reg: regRec}
+	state[key] = replayed{json: data, seq: e.Seq, records: rec}
 	return ""
+}
+
+func (r *replay) putHost(e *entry, cur replayed, exists bool) (records, string) {
+	var v hostValue
+	if err := strictJSON(e.Value, &v); err != nil {
+		return records{}, fmt.Sprintf("host value: %v", err)
+	}
+	n, err := filter.NormalizeHost(v.Host)
+	if err != nil {
+		return records{}, fmt.Sprintf("host value: %v", err)
+	}
+	if !n.Equal(v.Host) || v.Name != e.Key {
+		return records{}, fmt.Sprintf("host value is not the normalised record of %q", filter.Clip(e.Key))
+	}
+	var old ledger.HostRecord
+	if exists {
+		old = *cur.host
+	}
+	if !sameJSON(v.Attestation, access.KeepAttestation(old, exists, v.Host)) {
+		return records{}, "the host's attestation is not the one its record kept"
+	}
+	rec := e.hostRecord(v.Host)
+	rec.Attestation = v.Attestation
+	return records{host: rec}, ""
+}
+
+func (r *replay) attest(e *entry, cur replayed, exists bool) (records, string) {
+	if !exists {
+		return records{}, fmt.Sprintf("attests host %q, which is not registered", filter.Clip(e.Key))
+	}
+	if cur.host.Attested() {
+		return records{}, fmt.Sprintf("attests host %q, whose facts are attested already", filter.Clip(e.Key))
+	}
+	was := *cur.host
+	was.Attestation = nil
+	if want, err := json.Marshal(was); err != nil || !bytes.Equal(e.Value, want) {
+		return records{}, fmt.Sprintf("the attestation is not of host %q's record as it was", filter.Clip(e.Key))
+	}
+	if e.Writer == was.Writer {
+		return records{}, "an attestation by the writer of the facts it attests"
+	}
+	return records{host: e.attested(was)}, ""
+}
+
+func (r *replay) putRegulation(e *entry, cur replayed, exists bool) (records, string) {
+	var g filter.Regulation
+	if err := strictJSON(e.Value, &g); err != nil {
+		return records{}, fmt.Sprintf("regulation value: %v", err)
+	}
+	s, err := filter.ParseSubject(e.Key)
+	if err != nil || string(s) != e.Key || g.Subject != s {
+		return records{}, fmt.Sprintf("regulation value is not the record of %q", filter.Clip(e.Key))
+	}
+	allow, err := filter.NormalizeRules(g.Allow)
+	if err != nil || !slices.Equal(allow, g.Allow) {
+		return records{}, "regulation rules are not normalised"
+	}
+	if t, err := filter.NormalizeTerms(s, g.Terms()); err != nil || !t.Equal(g.Terms()) {
+		return records{}, "regulation terms (require_attested, project) are not normalised"
+	}
+	wantOwner := e.Writer.String()
+	if exists {
+		wantOwner = cur.regulation.Owner
+	}
+	if g.Owner != wantOwner {
+		return records{}, fmt.Sprintf("owner %q, want %q", filter.Clip(g.Owner), filter.Clip(wantOwner))
+	}
+	if want := r.versions[e.Key] + 1; g.Version != want {
+		return records{}, fmt.Sprintf("version %d, want %d", g.Version, want)
+	}
+	r.versions[e.Key] = g.Version
+	return records{regulation: e.regulationRecord(g)}, ""
+}
+
+// operator reports whether w is the operator's writer: no role the rules
+// know (the operator's writes are checked by no rule).
+func operator(w ledger.Writer) bool { return !access.KnownRole(w.Role) }
+
+// version is the version of the registry or binding a proposal changes.
+func (r *replay) version(p ledger.Proposal) uint64 {
+	switch {
+	case p.Kind == ledger.ProposeRegistry:
+		if cur, ok := r.state[ledger.KindRegistry][ledger.RegistryKey]; ok {
+			return cur.registry.Version
+		}
+	case p.Binding != nil:
+		if cur, ok := r.state[ledger.KindBinding][p.Binding.Project]; ok {
+			return cur.binding.Version
+		}
+	}
+	return 0
+}
+
+func (r *replay) propose(e *entry) (records, string) {
+	if e.Key != "" {
+		return records{}, "a proposal's entry has a key (its id is its tx id)"
+	}
+	var v proposalValue
+	if err := strictJSON(e.Value, &v); err != nil {
+		return records{}, fmt.Sprintf("proposal value: %v", err)
+	}
+	switch v.Kind {
+	case ledger.ProposeRegistry:
+		if v.Registry == nil || v.Binding != nil {
+			return records{}, "a registry proposal without a registry, or with a binding"
+		}
+		n, err := access.NormalizeRegistry(*v.Registry)
+		if err != nil || !sameJSON(n, *v.Registry) {
+			return records{}, "the proposed registry is not normalised"
+		}
+	case ledger.ProposeBinding:
+		if v.Binding == nil || v.Registry != nil {
+			return records{}, "a binding proposal without a binding, or with a registry"
+		}
+		p, err := filter.NormalizeProjectID(v.Binding.Project)
+		if err != nil || p != v.Binding.Project {
+			return records{}, "the proposed binding's project is not normalised"
+		}
+		if _, ok := r.state[ledger.KindBinding][p]; !ok {
+			return records{}, fmt.Sprintf("proposes to move project %s, which is bound to no organisation", p)
+		}
+	default:
+		return records{}, fmt.Sprintf("proposal of unknown kind %q", filter.Clip(v.Kind))
+	}
+	if v.Base != r.version(v.Proposal) {
+		return records{}, fmt.Sprintf("proposal base %d, want %d", v.Base, r.version(v.Proposal))
+	}
+	if len(v.Needed) == 0 || !slices.IsSorted(v.Needed) || len(slices.Compact(slices.Clone(v.Needed))) != len(v.Needed) {
+		return records{}, "the approvals a proposal needs are not a sorted set"
+	}
+	if !operator(e.Writer) && !slices.Contains(v.Needed, e.Writer.MSP) {
+		return records{}, "a proposal that does not need its proposer's approval"
+	}
+	want := ledger.ProposalOpen
+	if operator(e.Writer) || len(v.Needed) == 1 && v.Needed[0] == e.Writer.MSP {
+		want = ledger.ProposalApplied
+	}
+	if v.State != want {
+		return records{}, fmt.Sprintf("proposal state %q, want %q", filter.Clip(v.State), want)
+	}
+	rec, err := e.records()
+	if err != nil {
+		return records{}, err.Error()
+	}
+	if rec.proposal.State == ledger.ProposalApplied {
+		r.applied = rec.proposal
+	}
+	return rec, ""
+}
+
+func (r *replay) approve(e *entry, cur replayed, exists bool) (records, string) {
+	if !exists {
+		return records{}, fmt.Sprintf("approves proposal %q, which does not exist", filter.Clip(e.Key))
+	}
+	if !bytes.Equal(e.Value, cur.json) {
+		return records{}, fmt.Sprintf("the approval is not of proposal %s as it was", filter.Clip(e.Key))
+	}
+	p := cur.proposal
+	switch {
+	case p.State != ledger.ProposalOpen:
+		return records{}, fmt.Sprintf("approves proposal %s, which is %s", p.ID, p.State)
+	case p.Base != r.version(p.Proposal):
+		return records{}, fmt.Sprintf("approves proposal %s, which is stale", p.ID)
+	case !slices.Contains(p.Needed, e.Writer.MSP) || p.Approved(e.Writer.MSP):
+		return records{}, fmt.Sprintf("an approval of proposal %s it does not need", p.ID)
+	}
+	rec, err := e.records()
+	if err != nil {
+		return records{}, err.Error()
+	}
+	if rec.proposal.State == ledger.ProposalApplied {
+		r.applied = rec.proposal
+	}
+	return rec, ""
+}
+
+func (r *replay) putRegistry(e *entry, cur replayed, exists bool, applied *ledger.ProposalRecord) (records, string) {
+	if e.Key != ledger.RegistryKey {
+		return records{}, fmt.Sprintf("the registry's key is %q", filter.Clip(e.Key))
+	}
+	var v registryValue
+	if err := strictJSON(e.Value, &v); err != nil {
+		return records{}, fmt.Sprintf("registry value: %v", err)
+	}
+	if applied == nil || applied.Kind != ledger.ProposeRegistry || v.Proposal != applied.ID || !sameJSON(v.Registry, *applied.Registry) {
+		return records{}, "a registry that is not the change of the proposal the entry before applied"
+	}
+	want := uint64(1)
+	if exists {
+		want = cur.registry.Version + 1
+	}
+	if v.Version != want {
+		return records{}, fmt.Sprintf("registry version %d, want %d", v.Version, want)
+	}
+	rec, err := e.records()
+	if err != nil {
+		return records{}, err.Error()
+	}
+	return rec, ""
+}
+
+func (r *replay) putBinding(e *entry, cur replayed, exists bool, applied *ledger.ProposalRecord) (records, string) {
+	var v bindingValue
+	if err := strictJSON(e.Value, &v); err != nil {
+		return records{}, fmt.Sprintf("binding value: %v", err)
+	}
+	if p, err := filter.NormalizeProjectID(v.Project); err != nil || p != v.Project || p != e.Key {
+		return records{}, fmt.Sprintf("binding value is not the normalised binding of %q", filter.Clip(e.Key))
+	}
+	switch {
+	case v.Proposal != "":
+		if applied == nil || applied.Kind != ledger.ProposeBinding || v.Proposal != applied.ID || v.Binding != *applied.Binding {
+			return records{}, "a binding that is not the change of the proposal the entry before applied"
+		}
+	case applied != nil:
+		return records{}, fmt.Sprintf("entry %d applied proposal %s, and this entry is not its change", e.Seq-1, applied.ID)
+	case v.MSP != e.Writer.MSP || exists && cur.binding.MSP == v.MSP:
+		return records{}, "a binding without a proposal binds the project to its writer's organisation, to which it was not bound"
+	}
+	want := uint64(1)
+	if exists {
+		want = cur.binding.Version + 1
+	}
+	if v.Version != want {
+		return records{}, fmt.Sprintf("binding version %d, want %d", v.Version, want)
+	}
+	rec, err := e.records()
+	if err != nil {
+		return records{}, err.Error()
+	}
+	return rec, ""
+}
+
+// sameJSON reports whether a and b encode alike.
+func sameJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 
 func strictJSON(data []byte, v any) error {

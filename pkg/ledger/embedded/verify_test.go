@@ -125,11 +125,15 @@ func forge(seq uint64, edit func(e *entry)) func(tx *bolt.Tx) error {
 			if err != nil {
 				return err
 			}
-			b, _ := stateBucket(e.Kind)
+			name, _ := stateBucket(e.Kind)
+			b, err := tx.CreateBucketIfNotExists(name)
+			if err != nil {
+				return err
+			}
 			if rec == nil {
-				err = tx.Bucket(b).Delete([]byte(e.Key))
+				err = b.Delete([]byte(e.recordKey()))
 			} else {
-				err = tx.Bucket(b).Put([]byte(e.Key), rec)
+				err = b.Put([]byte(e.recordKey()), rec)
 			}
 			if err != nil {
 				return err

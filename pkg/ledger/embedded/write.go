@@ -28,7 +28,7 @@ func author(ctx context.Context) (w ledger.Writer, who access.Identity, checked 
 // update runs fn in a write transaction, synced to disk on commit, and
 // then records the new head, before the next write may start; the head
 // file follows (headLoop), and its signature when asked for (SignedHead). fn returns the entry it appended, nil
-// when the write was a no-op. A context that ends while the write waits for
+// when the write was a no-op, else the last it appended. A context that ends while the write waits for
 // its turn cancels it: nothing is written. Watchers are woken after the
 // commit. While the head file cannot be written, no write is accepted.
 func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error)) error {
@@ -44,6 +44,7 @@ func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	var appended *entry
+	genesis := l.tip.Load().Genesis
 	err := l.guarded(func() error {
 		return l.db.Update(func(tx *bolt.Tx) error {
 			if err := l.ready(ctx); err != nil {
@@ -51,6 +52,15 @@ func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error
 			}
 			e, err := fn(tx)
 			appended = e
+			if err == nil && e != nil && genesis == "" {
+				// A write may append more than one entry (a proposal and
+				// the change it applies): the first is the genesis.
+				first, err := readEntry(tx, 1)
+				if err != nil {
+					return err
+				}
+				genesis = first.TxID
+			}
 			return err
 		})
 	})
@@ -60,10 +70,7 @@ func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error
 	if appended == nil {
 		return nil
 	}
-	tip := remembered{Genesis: l.tip.Load().Genesis, Head: head.Head{Height: appended.Seq, Hash: appended.TxID}}
-	if appended.Seq == 1 {
-		tip.Genesis = appended.TxID
-	}
+	tip := remembered{Genesis: genesis, Head: head.Head{Height: appended.Seq, Hash: appended.TxID}}
 	l.tip.Store(&tip)
 	l.kickHead()
 	l.notify()
@@ -71,8 +78,10 @@ func (l *Ledger) update(ctx context.Context, fn func(tx *bolt.Tx) (*entry, error
 }
 
 // PutHost validates and normalises h with filter.NormalizeHost and stores
-// it. A record equal to the stored one is not written again: changed is false
-// and the stored record is returned. Errors: ErrInvalid, ErrForbidden (the
+// it, under the registry in force (access.MayWriteHost). The record keeps
+// its attestation while its country and organisations stay the same
+// (access.KeepAttestation). A record equal to the stored one is not written
+// again: changed is false and the stored record is returned. Errors: ErrInvalid, ErrForbidden (the
 // identity on ctx may not write it), ErrUnavailable.
 func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRecord, changed bool, err error) {
 	if err := l.ready(ctx); err != nil {
@@ -89,7 +98,11 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 			return nil, err
 		}
 		if checked {
-			if err := access.MayWriteHost(who, host, cur, ok, nil); err != nil {
+			reg, err := getRegistry(tx)
+			if err != nil {
+				return nil, err
+			}
+			if err := access.MayWriteHost(who, host, cur, ok, reg); err != nil {
 				return nil, err
 			}
 		}
@@ -97,7 +110,7 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 			rec, changed = cur, false
 			return nil, nil
 		}
-		value, err := json.Marshal(host)
+		value, err := json.Marshal(hostValue{Host: host, Attestation: access.KeepAttestation(cur, ok, host)})
 		if err != nil {
 			return nil, err
 		}
@@ -105,8 +118,11 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 		if err != nil {
 			return nil, err
 		}
-		rec = ledger.HostRecord{Host: host, Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
-		changed = true
+		r, err := e.records()
+		if err != nil {
+			return nil, err
+		}
+		rec, changed = *r.host, true
 		return e, nil
 	})
 	if err != nil {
@@ -115,10 +131,12 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 	return rec, changed, nil
 }
 
-// PutRegulation validates the subject (filter.ParseSubject) and the rules
-// (filter.NormalizeRules) and stores them. The writer of the first put
+// PutRegulation validates the subject (filter.ParseSubject) and the terms
+// (filter.NormalizeTerms: rules, require_attested, a VM's project) and
+// stores them, under the binding of the project concerned
+// (access.BindingSubject, access.MayWriteRegulation). The writer of the first put
 // becomes the owner; later puts keep the owner and increment the version.
-// Rules equal to the stored ones are not written again: changed is false and
+// Terms equal to the stored ones are not written again: changed is false and
 // the stored record is returned. Errors: ErrInvalid, ErrForbidden,
 // ErrUnavailable.
 func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, terms filter.Terms) (rec ledger.RegulationRecord, changed bool, err error) {
@@ -140,7 +158,13 @@ func (l *Ledger) PutRegulation(ctx context.Context, subject filter.Subject, term
 			return nil, err
 		}
 		if checked {
-			if err := access.MayWriteRegulation(who, subj, terms, cur, ok, nil); err != nil {
+			var binding *ledger.BindingRecord
+			if project := access.BindingSubject(subj, terms); project != "" {
+				if binding, err = getBinding(tx, project); err != nil {
+					return nil, err
+				}
+			}
+			if err := access.MayWriteRegulation(who, subj, terms, cur, ok, binding); err != nil {
 				return nil, err
 			}
 		}
