@@ -28,9 +28,10 @@ import (
 // organisation's approval), and it takes effect when a policyadmin of every
 // organisation it needs has approved it: every member of the registry in
 // force and of the one proposed (for a move, also the project's present and
-// new organisations). A first registry proposed on Fabric must name at least
-// two members, so that no organisation sets one up alone. On the embedded
-// ledger, whose one organisation is "", a proposal needs no other approval.
+// new organisations). Once a registry is in force, only its members propose.
+// A first registry proposed on Fabric must name at least two members, so
+// that no organisation sets one up alone. On the embedded ledger, whose one
+// organisation is "", a proposal needs no other approval.
 
 // Limits on a registry, so that one stays small enough to read with every
 // host write.
@@ -195,6 +196,9 @@ func Propose(who Identity, p ledger.Proposal, reg *ledger.RegistryRecord, bindin
 	}
 	needed := map[string]bool{who.MSP: true}
 	if reg != nil {
+		if _, ok := reg.Members[who.MSP]; !ok {
+			return p, nil, 0, forbid("organisation %s is not a member of the registry (version %d); a member proposes the registry that admits it", mspName(who.MSP), reg.Version)
+		}
 		for msp := range reg.Members {
 			needed[msp] = true
 		}

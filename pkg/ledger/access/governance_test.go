@@ -159,6 +159,9 @@ func TestProposeAndApprove(t *testing.T) {
 	if err != nil || base != 1 || len(needed) != 3 {
 		t.Fatalf("dropping Org2 and adding Org3: needed %v base %d err %v; want all three", needed, base, err)
 	}
+	// Once a registry is in force, only its members propose.
+	_, _, _, err = Propose(policy3, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: &three}, cur, nil)
+	wantForbidden(t, err, false, "Org3MSP", "not a member")
 	// The embedded ledger's one organisation needs no other approval.
 	eReg := ledger.Registry{Members: map[string]ledger.Member{"": {Organizations: []string{"CompanyA"}}}}
 	_, needed, _, err = Propose(ePolicy, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: &eReg}, nil, nil)
