@@ -164,8 +164,10 @@ func TestVerifyCatchesAnEditedReport(t *testing.T) {
 		t.Fatalf("the report as written: %v", err)
 	}
 	edits := map[string]func(*Report){
-		"a host changed":      func(r *Report) { r.Intervals[3].Host = "hm2" },
-		"a violation hidden":  func(r *Report) { r.Intervals[3].Verdict.Allowed, r.Intervals[3].Violation, r.Violations = true, false, 0 },
+		"a host changed": func(r *Report) { r.Intervals[3].Host = "hm2" },
+		"a violation hidden": func(r *Report) {
+			r.Intervals[3].Verdict.Allowed, r.Intervals[3].Violation, r.Violations = true, false, 0
+		},
 		"an interval removed": func(r *Report) { r.Intervals = append(r.Intervals[:3], r.Intervals[4:]...) },
 		"a time moved":        func(r *Report) { r.Intervals[0].To = r.Intervals[0].To.Add(time.Minute) },
 		"a witness added":     func(r *Report) { r.Intervals[2].Witnesses = append(r.Intervals[2].Witnesses, "hostagent") },
