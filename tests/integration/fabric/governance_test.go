@@ -79,8 +79,41 @@ type gov struct {
 	ls   map[string]*fabric.Ledger
 }
 
-// as is the backend as identity name (one connection per identity).
-func (g *gov) as(t *testing.T, name string) *fabric.Ledger {
+// as is the backend as identity name (one connection per identity, closed
+// by close), once every peer holds every block: each organisation's
+// identities use their own organisation's peer, which commits a block a
+// little after the writer's peer did, and a write refers to records the
+// writer just read (a host to attest, a proposal to approve).
+func (g *gov) as(t testing.TB, name string) *fabric.Ledger {
+	t.Helper()
+	g.sync(t)
+	return g.conn(t, name)
+}
+
+// sync waits until every organisation's peer is at the same height.
+func (g *gov) sync(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var hs []uint64
+		for _, o := range g.orgs {
+			h, err := g.conn(t, policyAdmins[o.Num]).Height(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs = append(hs, h)
+		}
+		if slices.Min(hs) == slices.Max(hs) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the peers' heights stay apart: %v", hs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (g *gov) conn(t testing.TB, name string) *fabric.Ledger {
 	t.Helper()
 	if l := g.ls[name]; l != nil {
 		return l
@@ -99,6 +132,12 @@ func (g *gov) as(t *testing.T, name string) *fabric.Ledger {
 	}
 	g.ls[name] = l
 	return l
+}
+
+func (g *gov) close() {
+	for _, l := range g.ls {
+		l.Close()
+	}
 }
 
 func (g *gov) mspIDs() []string {
@@ -129,17 +168,13 @@ func writerName(w ledger.Writer) string {
 
 func playGovernance(t *testing.T, n *fabricnet.Network) {
 	g := &gov{n: n, orgs: n.Orgs(), ls: map[string]*fabric.Ledger{}}
-	t.Cleanup(func() {
-		for _, l := range g.ls {
-			l.Close()
-		}
-	})
+	t.Cleanup(g.close)
 	c := ctx(t)
 	last := g.orgs[len(g.orgs)-1].Num
-	org1 := g.as(t, "padmin")
+	org1 := func(t testing.TB) *fabric.Ledger { return g.as(t, "padmin") }
 
 	// every write's event, from now on, on Org2's peer
-	h0, err := org1.Height(c)
+	h0, err := org1(t).Height(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,12 +201,12 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 	}
 
 	step("a first registry naming one organisation is refused", func(t *testing.T) {
-		_, err := org1.Propose(c, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: &ledger.Registry{
+		_, err := org1(t).Propose(c, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: &ledger.Registry{
 			Members: map[string]ledger.Member{"Org1MSP": {Organizations: []string{"*"}}}}})
 		wantErr(t, err, ledger.ErrForbidden, "at least 2 organisations")
-		_, err = org1.Registry(c)
+		_, err = org1(t).Registry(c)
 		wantErr(t, err, ledger.ErrNotFound, "no registry")
-		open, err := org1.ListProposals(c)
+		open, err := org1(t).ListProposals(c)
 		if err != nil || len(open) != 0 {
 			t.Fatalf("open proposals %+v, %v", open, err)
 		}
@@ -179,7 +214,7 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 
 	var v1 ledger.RegistryRecord
 	step("a registry takes effect when every organisation approved", func(t *testing.T) {
-		p, err := org1.Propose(c, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: g.registry(nil)})
+		p, err := org1(t).Propose(c, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: g.registry(nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +223,7 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 		}
 		for _, o := range g.orgs[1:] {
 			// not in force before the last approval
-			_, err := org1.Registry(c)
+			_, err := org1(t).Registry(c)
 			wantErr(t, err, ledger.ErrNotFound)
 			got, err := g.as(t, policyAdmins[o.Num]).Approve(c, p.ID)
 			if err != nil {
@@ -207,7 +242,7 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 		if err != nil || v1.Version != 1 || v1.Proposal != p.ID || len(v1.Members) != len(g.orgs) {
 			t.Fatalf("registry %+v, %v", v1, err)
 		}
-		hist, err := org1.History(c, ledger.KindProposal, p.ID)
+		hist, err := org1(t).History(c, ledger.KindProposal, p.ID)
 		if err != nil || len(hist) != len(g.orgs) {
 			t.Fatalf("the proposal's history: %+v, %v", hist, err)
 		}
@@ -216,7 +251,7 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 				t.Errorf("approval %d: %+v", i, ch)
 			}
 		}
-		hist, err = org1.History(c, ledger.KindRegistry, ledger.RegistryKey)
+		hist, err = org1(t).History(c, ledger.KindRegistry, ledger.RegistryKey)
 		if err != nil || len(hist) != 1 || hist[0].Registry.Version != 1 || hist[0].Writer.MSP != g.orgs[len(g.orgs)-1].MSPID {
 			t.Fatalf("the registry's history: %+v, %v", hist, err)
 		}
@@ -230,9 +265,9 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 			}
 			_, _, err := g.as(t, who).PutHost(c, filter.Host{Name: name, Country: "JP", Organizations: []string{"CompanyA"}})
 			wantErr(t, err, ledger.ErrForbidden, "Org2MSP may not claim organisation CompanyA", "registry (version 1)")
-			_, err = org1.GetHost(c, name)
+			_, err = org1(t).GetHost(c, name)
 			wantErr(t, err, ledger.ErrNotFound)
-			_, err = org1.History(c, ledger.KindHost, name)
+			_, err = org1(t).History(c, ledger.KindHost, name)
 			wantErr(t, err, ledger.ErrNotFound)
 		}
 		// its own code it may
@@ -245,15 +280,15 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 	var pending ledger.ProposalRecord
 	step("a registry change approved by one organisation stays open", func(t *testing.T) {
 		var err error
-		pending, err = org1.Propose(c, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: g.registry(map[int][]string{1: {"CompanyD"}})})
+		pending, err = org1(t).Propose(c, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: g.registry(map[int][]string{1: {"CompanyD"}})})
 		if err != nil {
 			t.Fatal(err)
 		}
-		reg, err := org1.Registry(c)
+		reg, err := org1(t).Registry(c)
 		if err != nil || reg.Version != 1 || reg.TxID != v1.TxID {
 			t.Fatalf("registry after one approval: %+v, %v", reg, err)
 		}
-		got, err := org1.GetProposal(c, pending.ID)
+		got, err := org1(t).GetProposal(c, pending.ID)
 		if err != nil || got.State != ledger.ProposalOpen || got.Base != 1 || !slices.Equal(got.Missing(), g.mspIDs()[1:]) {
 			t.Fatalf("proposal %+v, %v", got, err)
 		}
@@ -262,7 +297,7 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 			t.Fatalf("open proposals %+v, %v", open, err)
 		}
 		// the proposer cannot approve twice, nor can a vm manager
-		_, err = org1.Approve(c, pending.ID)
+		_, err = org1(t).Approve(c, pending.ID)
 		wantErr(t, err, ledger.ErrInvalid, "already approved by Org1MSP")
 		_, err = g.as(t, "vmm-org2").Approve(c, pending.ID)
 		wantErr(t, err, ledger.ErrForbidden, "role is vmmanager")
@@ -281,21 +316,21 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 				t.Fatalf("%s approves: %v", o.MSPID, err)
 			}
 		}
-		v2, err := org1.Registry(c)
+		v2, err := org1(t).Registry(c)
 		if err != nil || v2.Version != 2 || v2.Proposal != pending.ID || !slices.Contains(v2.Members["Org1MSP"].Organizations, "CompanyD") {
 			t.Fatalf("registry %+v, %v", v2, err)
 		}
-		_, err = org1.Approve(c, rival.ID)
+		_, err = org1(t).Approve(c, rival.ID)
 		wantErr(t, err, ledger.ErrInvalid, "stale", "version 1", "now at version 2")
-		got, err := org1.GetProposal(c, rival.ID)
+		got, err := org1(t).GetProposal(c, rival.ID)
 		if err != nil || got.State != ledger.ProposalStale || len(got.Approvals) != 1 {
 			t.Fatalf("rival after the stale approval: %+v, %v", got, err)
 		}
-		reg, err := org1.Registry(c)
+		reg, err := org1(t).Registry(c)
 		if err != nil || reg.Version != 2 || reg.TxID != v2.TxID {
 			t.Fatalf("registry after the stale approval: %+v, %v", reg, err)
 		}
-		open, err := org1.ListProposals(c)
+		open, err := org1(t).ListProposals(c)
 		if err != nil || len(open) != 0 {
 			t.Fatalf("open proposals %+v, %v", open, err)
 		}
@@ -307,22 +342,22 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 
 	var claimed ledger.HostRecord
 	step("a host's facts are attested by another organisation's attestor only", func(t *testing.T) {
-		agent := g.as(t, "hm1agent")
+		agent := func(t testing.TB) *fabric.Ledger { return g.as(t, "hm1agent") }
 		var err error
-		claimed, _, err = agent.PutHost(c, filter.Host{Name: "hm1", Country: "JP", Organizations: []string{"CompanyA"}, Region: runID})
+		claimed, _, err = agent(t).PutHost(c, filter.Host{Name: "hm1", Country: "JP", Organizations: []string{"CompanyA"}, Region: runID})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if claimed.Attested() {
 			t.Fatalf("a new record is attested: %+v", claimed)
 		}
-		_, _, err = agent.AttestHost(c, "hm1", "JP", []string{"CompanyA"})
+		_, _, err = agent(t).AttestHost(c, "hm1", "JP", []string{"CompanyA"})
 		wantErr(t, err, ledger.ErrForbidden, "attestor", "role is hostagent")
 		_, _, err = g.as(t, "attestor").AttestHost(c, "hm1", "JP", []string{"CompanyA"})
 		wantErr(t, err, ledger.ErrForbidden, "claimed through Org1MSP", "same organisation")
 		_, _, err = g.as(t, "attestor-org2").AttestHost(c, "hm1", "GB", []string{"CompanyA"})
 		wantErr(t, err, ledger.ErrInvalid, "attest the facts as they are now")
-		got, err := agent.GetHost(c, "hm1")
+		got, err := agent(t).GetHost(c, "hm1")
 		if err != nil || got.TxID != claimed.TxID || got.Attestation != nil {
 			t.Fatalf("hm1 after the refused attestations: %+v, %v", got, err)
 		}
@@ -342,8 +377,8 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 	})
 
 	step("a country change makes the record claimed, and it is attested again", func(t *testing.T) {
-		agent := g.as(t, "hm1agent")
-		moved, changed, err := agent.PutHost(c, filter.Host{Name: "hm1", Country: "GB", Organizations: []string{"CompanyA"}, Region: runID})
+		agent := func(t testing.TB) *fabric.Ledger { return g.as(t, "hm1agent") }
+		moved, changed, err := agent(t).PutHost(c, filter.Host{Name: "hm1", Country: "GB", Organizations: []string{"CompanyA"}, Region: runID})
 		if err != nil || !changed || moved.Attested() || moved.Attestation != nil {
 			t.Fatalf("moved %+v %v %v", moved, changed, err)
 		}
@@ -354,7 +389,7 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 		if err != nil || !changed || !rec.Attested() || rec.Country != "GB" || rec.Attestation.Writer.MSP != g.orgs[len(g.orgs)-1].MSPID {
 			t.Fatalf("re-attested %+v %v %v", rec, changed, err)
 		}
-		hist, err := agent.History(c, ledger.KindHost, "hm1")
+		hist, err := agent(t).History(c, ledger.KindHost, "hm1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,30 +405,31 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 
 	project := uniq("proj")
 	step("a project is bound by its organisation first, and another cannot take it", func(t *testing.T) {
-		vmm1, vmm2 := g.as(t, "vmm1"), g.as(t, "vmm-org2")
+		vmm1 := func(t testing.TB) *fabric.Ledger { return g.as(t, "vmm1") }
+		vmm2 := func(t testing.TB) *fabric.Ledger { return g.as(t, "vmm-org2") }
 		subject := filter.ProjectSubject(project)
 		jp := filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}}
-		_, _, err := vmm1.PutRegulation(c, subject, jp)
+		_, _, err := vmm1(t).PutRegulation(c, subject, jp)
 		wantErr(t, err, ledger.ErrForbidden, "bound to no organisation")
 
-		rec, changed, err := org1.BindProject(c, project)
+		rec, changed, err := org1(t).BindProject(c, project)
 		if err != nil || !changed || rec.MSP != "Org1MSP" || rec.Version != 1 {
 			t.Fatalf("bound %+v %v %v", rec, changed, err)
 		}
-		if _, changed, err := org1.BindProject(c, project); err != nil || changed {
+		if _, changed, err := org1(t).BindProject(c, project); err != nil || changed {
 			t.Fatalf("binding again: changed %v, %v", changed, err)
 		}
 		_, _, err = g.as(t, policyAdmins[2]).BindProject(c, project)
 		wantErr(t, err, ledger.ErrForbidden, "bound to Org1MSP", "proposal")
-		_, _, err = vmm2.PutRegulation(c, subject, jp)
+		_, _, err = vmm2(t).PutRegulation(c, subject, jp)
 		wantErr(t, err, ledger.ErrForbidden, "bound to Org1MSP", "Org2MSP may not regulate it")
-		_, err = vmm2.GetRegulation(c, subject)
+		_, err = vmm2(t).GetRegulation(c, subject)
 		wantErr(t, err, ledger.ErrNotFound)
-		b, err := vmm2.GetBinding(c, project)
+		b, err := vmm2(t).GetBinding(c, project)
 		if err != nil || b.MSP != "Org1MSP" || b.TxID != rec.TxID {
 			t.Fatalf("binding after the attempts: %+v, %v", b, err)
 		}
-		if _, _, err := vmm1.PutRegulation(c, subject, jp); err != nil {
+		if _, _, err := vmm1(t).PutRegulation(c, subject, jp); err != nil {
 			t.Fatalf("Org1's vm manager: %v", err)
 		}
 	})
@@ -407,7 +443,7 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 			if o.Num == 2 {
 				continue
 			}
-			b, err := org1.GetBinding(c, project)
+			b, err := org1(t).GetBinding(c, project)
 			if err != nil || b.MSP != "Org1MSP" {
 				t.Fatalf("moved before every approval: %+v, %v", b, err)
 			}
@@ -415,11 +451,11 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 				t.Fatalf("%s approves: %v", o.MSPID, err)
 			}
 		}
-		b, err := org1.GetBinding(c, project)
+		b, err := org1(t).GetBinding(c, project)
 		if err != nil || b.MSP != "Org2MSP" || b.Version != 2 || b.Proposal != p.ID {
 			t.Fatalf("binding %+v, %v", b, err)
 		}
-		hist, err := org1.History(c, ledger.KindBinding, project)
+		hist, err := org1(t).History(c, ledger.KindBinding, project)
 		if err != nil || len(hist) != 2 || hist[0].Binding.MSP != "Org1MSP" || hist[1].Binding.MSP != "Org2MSP" {
 			t.Fatalf("the binding's history %+v, %v", hist, err)
 		}
@@ -431,7 +467,7 @@ func playGovernance(t *testing.T, n *fabricnet.Network) {
 		if _, _, err := g.as(t, "vmm1").PutRegulation(c, vm, terms); err != nil {
 			t.Fatal(err)
 		}
-		res, err := org1.Check(c, vm.ID(), "", []string{"hm1", "hm6"}, filter.Options{})
+		res, err := org1(t).Check(c, vm.ID(), "", []string{"hm1", "hm6"}, filter.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
