@@ -354,6 +354,8 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 	handle("/v1/check", methods{http.MethodPost: s.read(s.heavy(s.check))})
 	handle("/v1/decisions", methods{http.MethodGet: s.read(s.listDecisions)})
 	handle("/v1/decisions/{id}", methods{http.MethodGet: s.read(s.getDecision)})
+	handle("/v1/residency/vm/{id}", methods{http.MethodGet: s.read(s.heavy(s.residencyReport(filter.KindVM)))})
+	handle("/v1/residency/project/{id}", methods{http.MethodGet: s.read(s.heavy(s.residencyReport(filter.KindProject)))})
 	handle("/v1/ledger", methods{http.MethodGet: s.read(s.rs.Info)})
 	handle("/v1/ledger/head", methods{http.MethodGet: s.read(s.rs.Head)})
 	handle("/v1/lookup", methods{http.MethodPost: s.read(s.heavy(s.rs.Lookup))})
