@@ -41,6 +41,8 @@ commands:
   registry show | registry history | registry propose --file FILE
   proposal list | proposal show|approve|history ID
   project bind ID | project show|history ID | project move ID --to MSP
+  residency vm:<uuid>|project:<id> [--from T] [--to T] [-o table|json|html]   where the VMs ran, with evidence
+  residency verify REPORT.json               re-read every claim of a report from the ledger
   check --vm UUID [--project ID] [--host H ...]
   migrate --vm UUID [--target HOST] [--live|--cold] [--wait]
   verify --data DIR [--expect-head HEIGHT:HASH] [--expect-head-file FILE [--head-key KEY]]
@@ -226,8 +228,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = a.proposal(ctx, args[1:])
 	case "project", "projects":
 		err = a.project(ctx, args[1:])
+	case "residency":
+		err = a.residency(ctx, args[1:])
 	default:
-		err = usagef("unknown command %q (regulation, host, check, migrate, verify, adopt, head, token, registry, proposal, project)", args[0])
+		err = usagef("unknown command %q (regulation, host, check, migrate, verify, adopt, head, token, registry, proposal, project, residency)", args[0])
 	}
 	return a.exit(err)
 }
