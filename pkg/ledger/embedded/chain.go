@@ -268,8 +268,17 @@ type (
 	// it.
 )
 
-// opApprove is the op of an approval of a proposal.
+// opApprove is the op of an approval of a proposal in the chain.
 const opApprove ledger.Op = "approve"
+
+// publicOp is e's op as events and histories tell it: an approval is a put
+// of the proposal's record, as every backend tells it.
+func (e *entry) publicOp() ledger.Op {
+	if e.Op == opApprove {
+		return ledger.OpPut
+	}
+	return e.Op
+}
 
 // records decodes the value of e into the record it leaves in the state
 // (none for a delete).
@@ -399,7 +408,7 @@ func (e *entry) event() (ledger.Event, error) {
 		return ledger.Event{}, err
 	}
 	return ledger.Event{
-		Kind: e.Kind, Key: e.recordKey(), Op: e.Op, TxID: e.TxID, Block: e.Seq,
+		Kind: e.Kind, Key: e.recordKey(), Op: e.publicOp(), TxID: e.TxID, Block: e.Seq,
 		Writer: e.Writer, Time: e.Time, Host: r.host, Regulation: r.regulation,
 		Registry: r.registry, Proposal: r.proposal, Binding: r.binding,
 	}, nil
@@ -412,7 +421,7 @@ func (e *entry) change() (ledger.Change, error) {
 		return ledger.Change{}, err
 	}
 	return ledger.Change{
-		TxID: e.TxID, Block: e.Seq, Time: e.Time, Writer: e.Writer, Op: e.Op,
+		TxID: e.TxID, Block: e.Seq, Time: e.Time, Writer: e.Writer, Op: e.publicOp(),
 		Host: r.host, Regulation: r.regulation, Registry: r.registry, Proposal: r.proposal, Binding: r.binding,
 	}, nil
 }

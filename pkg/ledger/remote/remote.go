@@ -20,6 +20,10 @@
 // given, so use https there. Redirects are not followed, so that the token
 // never goes anywhere but the URL given.
 //
+// Governance (governance.go): the registry, proposals and approvals,
+// project bindings and attestations over filterd's /v1/registry,
+// /v1/proposals, /v1/bindings and /v1/hosts/{host}/attest.
+//
 // SignedHead and HashAt read filterd's signed heads (GET /v1/ledger/head),
 // for a head.Witness.
 //
@@ -391,9 +395,11 @@ func (c *Client) DeleteRegulation(ctx context.Context, subject filter.Subject) e
 
 // lookupBody is filterd's answer of POST /v1/lookup.
 type lookupBody struct {
-	Height      uint64                                     `json:"height"`
-	Regulations map[filter.Subject]ledger.RegulationRecord `json:"regulations"`
-	Hosts       map[string]ledger.HostRecord               `json:"hosts"`
+	Height uint64 `json:"height"`
+	// RequireAttested is the registry's cloud-wide setting at Height.
+	RequireAttested bool                                       `json:"require_attested"`
+	Regulations     map[filter.Subject]ledger.RegulationRecord `json:"regulations"`
+	Hosts           map[string]ledger.HostRecord               `json:"hosts"`
 }
 
 // Lookup implements ledger.Ledger with one request (POST /v1/lookup).
@@ -422,7 +428,7 @@ func (c *Client) Lookup(ctx context.Context, subjects []filter.Subject, hosts []
 	if lb.Hosts == nil {
 		lb.Hosts = map[string]ledger.HostRecord{}
 	}
-	return ledger.Lookup{Height: lb.Height, Regulations: lb.Regulations, Hosts: lb.Hosts}, nil
+	return ledger.Lookup{Height: lb.Height, RequireAttested: lb.RequireAttested, Regulations: lb.Regulations, Hosts: lb.Hosts}, nil
 }
 
 // History implements ledger.Ledger.
@@ -430,13 +436,22 @@ func (c *Client) History(ctx context.Context, kind ledger.Kind, key string) ([]l
 	var path string
 	switch kind {
 	case ledger.KindHost:
-		path = "/v1/history/hosts/"
+		path = "/v1/history/hosts/" + url.PathEscape(key)
 	case ledger.KindRegulation:
-		path = "/v1/history/regulations/"
+		path = "/v1/history/regulations/" + url.PathEscape(key)
+	case ledger.KindRegistry:
+		if key != ledger.RegistryKey {
+			return nil, ledger.Errorf(ledger.ErrInvalid, nil, "remote: the registry's key is "+ledger.RegistryKey)
+		}
+		path = "/v1/history/registry"
+	case ledger.KindProposal:
+		path = "/v1/history/proposals/" + url.PathEscape(key)
+	case ledger.KindBinding:
+		path = "/v1/history/bindings/" + url.PathEscape(key)
 	default:
 		return nil, ledger.Errorf(ledger.ErrInvalid, nil, "remote: unknown kind "+strconv.Quote(string(kind)))
 	}
-	_, data, err := c.do(ctx, http.MethodGet, path+url.PathEscape(key), nil, nil)
+	_, data, err := c.do(ctx, http.MethodGet, path, nil, nil)
 	if err != nil {
 		return nil, err
 	}

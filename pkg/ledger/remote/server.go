@@ -386,7 +386,7 @@ func (s *Server) Lookup(w http.ResponseWriter, r *http.Request) {
 		LedgerError(s.log, w, r, err)
 		return
 	}
-	out := lookupBody{Height: lk.Height, Regulations: lk.Regulations, Hosts: lk.Hosts}
+	out := lookupBody{Height: lk.Height, RequireAttested: lk.RequireAttested, Regulations: lk.Regulations, Hosts: lk.Hosts}
 	if out.Regulations == nil {
 		out.Regulations = map[filter.Subject]ledger.RegulationRecord{}
 	}
