@@ -94,6 +94,11 @@ func run(ctx context.Context, cfg hostagent.Config, getenv func(string) string) 
 				Host: host.Name, Servers: nova, Ledger: l, Options: filter.Options{DenyUnregulated: cfg.DenyUnregulated},
 				Clock: clock, Log: log, Metrics: metrics,
 			}
+			// The host agent is the second witness of where VMs run,
+			// where the ledger keeps placements.
+			if rec, ok := l.(hostagent.PlacementRecorder); ok && !cfg.NoWitness {
+				agent.Sweeper.Witness = &hostagent.Witness{Host: host.Name, Recorder: rec, Clock: clock, Log: log, Metrics: metrics}
+			}
 			if cfg.NATS != "" {
 				pub, err := newPublisher(cfg.NATS, log, reg)
 				if err != nil {

@@ -65,8 +65,10 @@ type Config struct {
 	NovaConfsSet  bool
 	MetricsListen string
 	// NATS is the URL of a NATS server for violation events; empty: none.
-	NATS            string
-	NoSweep         bool
+	NATS    string
+	NoSweep bool
+	// NoWitness: the sweep does not record the VMs it sees come and go.
+	NoWitness       bool
 	DenyUnregulated bool
 	LogLevel        string
 	LogFormat       string
@@ -106,6 +108,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "address for /metrics and /healthz (daemon), e.g. 127.0.0.1:9465; empty: none")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "NATS server URL for violation events (daemon); empty: none")
 	fs.BoolVar(&c.NoSweep, "no-sweep", c.NoSweep, "daemon: only re-assert the record, do not sweep")
+	fs.BoolVar(&c.NoWitness, "no-witness", c.NoWitness, "do not record, as the second witness of residency evidence, the VMs the sweep sees come and go")
 	fs.BoolVar(&c.DenyUnregulated, "deny-unregulated", c.DenyUnregulated, "sweep: treat VMs without a regulation as violations (as filterd's option of that name)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")

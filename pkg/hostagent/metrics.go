@@ -18,11 +18,16 @@ type Metrics struct {
 	registered     prometheus.Gauge
 	ledgerUp       prometheus.Gauge
 	publishFailure prometheus.Counter
+	placements     *prometheus.CounterVec
 }
 
 // NewMetrics registers the host agent's metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		placements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledgerfence_hostagent_placements_total",
+			Help: "Placements this host agent recorded as a witness, by op (observed, gone) and outcome (written, unchanged, error).",
+		}, []string{"op", "outcome"}),
 		violations: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ledgerfence_hostagent_violations",
 			Help: "VMs on this host whose regulation the host breaks, by reason, as of the last sweep.",
@@ -71,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.registrations.WithLabelValues(o)
 	}
 	reg.MustRegister(m.violations, m.servers, m.sweeps, m.sweepDuration, m.lastSweep,
-		m.registrations, m.registered, m.ledgerUp, m.publishFailure)
+		m.registrations, m.registered, m.ledgerUp, m.publishFailure, m.placements)
 	return m
 }
 

@@ -40,9 +40,11 @@ type Sweeper struct {
 	Options   filter.Options
 	Batch     int       // servers per ledger lookup; DefaultSweepBatch when 0
 	Publisher Publisher // may be nil
-	Clock     Clock
-	Log       *zap.Logger
-	Metrics   *Metrics // may be nil
+	// Witness, when set, records the VMs the sweep sees come and go.
+	Witness *Witness
+	Clock   Clock
+	Log     *zap.Logger
+	Metrics *Metrics // may be nil
 }
 
 // Violation is a server on a host that one of its regulations forbids.
@@ -128,6 +130,11 @@ func (s *Sweeper) sweep(ctx context.Context) (SweepReport, error) {
 	}
 	if s.Metrics != nil {
 		s.Metrics.ledgerUp.Set(1)
+	}
+	if s.Witness != nil {
+		// A witness write that fails is tried again at the next sweep; it
+		// does not fail the compliance sweep.
+		_ = s.Witness.Observe(ctx, servers)
 	}
 	return rep, nil
 }
