@@ -13,6 +13,7 @@ require (
 	github.com/nats-io/nuid v1.0.1
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.72.0
+	github.com/rabbitmq/amqp091-go v1.17.0
 	go.etcd.io/bbolt v1.5.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.80.0
