@@ -11,7 +11,15 @@
 //
 // Every identity is of one organisation: the rules between organisations
 // (a host registered through one MSP is not taken over through another) need
-// two, which only Fabric has, and its own tests cover them.
+// two, which only Fabric has, and its own tests cover them. Where a rule
+// tells the embedded ledger's one organisation (MSP "") from an organisation
+// with an MSP (an attestor attests another organisation's claim; a project
+// is bound before it is regulated), a case says what is refused where the
+// identities have an MSP (Case.WithMSP).
+//
+// Governance's cases (proposals, approvals, bindings, attestations,
+// regulations of bound projects) run on a backend whose ledgers implement
+// ledger.Governance, and are skipped on one that does not serve them.
 package accesstest
 
 import (
@@ -68,7 +76,37 @@ const (
 	CreateRegulation Action = "create regulation"
 	ChangeRegulation Action = "change regulation"
 	DeleteRegulation Action = "delete regulation"
+
+	// Governance's actions. Propose: a move of a project that PolicyAdmin
+	// bound to the identities' organisation, to another organisation (a
+	// proposal that stays open); Approve: such a proposal of PolicyAdmin's;
+	// BindProject: a new project; AttestHost: the facts of a host Registrar
+	// registered; CreateProjectRegulation: the regulation of a project
+	// bound to the identities' organisation (Own) or of an unbound one
+	// (None).
+	Propose                 Action = "propose"
+	Approve                 Action = "approve"
+	BindProject             Action = "bind project"
+	AttestHost              Action = "attest host"
+	CreateProjectRegulation Action = "create project regulation"
 )
+
+// Actions lists every action, the table's first four, then governance's.
+func Actions() []Action {
+	return []Action{PutHost, CreateRegulation, ChangeRegulation, DeleteRegulation, Propose, Approve, BindProject, AttestHost, CreateProjectRegulation}
+}
+
+// OtherMSP is the organisation the table's proposals move projects to: no
+// identity of the table is of it, so they stay open.
+const OtherMSP = "AccOtherMSP"
+
+func governs(a Action) bool {
+	switch a {
+	case Propose, Approve, BindProject, AttestHost, CreateProjectRegulation:
+		return true
+	}
+	return false
+}
 
 // Whose is the record a case writes.
 type Whose string
@@ -92,6 +130,14 @@ type Case struct {
 	Whose   Whose
 	Allowed bool
 	Words   []string
+	// Invalid: the write is refused as invalid (ledger.ErrInvalid), not
+	// forbidden, saying Words.
+	Invalid bool
+	// WithMSP, when set, are the words of the refusal (ErrForbidden) of an
+	// allowed case where the identities' organisation has an MSP (Fabric):
+	// a rule that tells organisations apart, which on the embedded ledger's
+	// one organisation tells identities apart or nothing.
+	WithMSP []string
 }
 
 // Name names the case, e.g. "hostagent put host other's".
@@ -137,6 +183,35 @@ func Cases() []Case {
 		add(id, ChangeRegulation, Other, false, notOwner...)
 		add(id, DeleteRegulation, Other, false, notOwnerDel...)
 	}
+
+	// Governance.
+	for _, id := range []Identity{HostAgent, HostAdmin, VMManager, PolicyAdmin, Attestor, Recorder} {
+		policy := id.Role == access.RolePolicyAdmin
+		role := "role is " + id.Role
+		if policy {
+			add(id, Propose, None, true)
+			add(id, BindProject, None, true)
+			out = append(out, Case{As: id, Action: Approve, Whose: Other, Invalid: true, Words: []string{"already approved"}})
+		} else {
+			add(id, Propose, None, false, "proposing a change needs the role policyadmin", role)
+			add(id, BindProject, None, false, "binding a project needs the role policyadmin", role)
+			add(id, Approve, Other, false, "approving a proposal needs the role policyadmin", role)
+		}
+		if id.Role == access.RoleAttestor {
+			out = append(out, Case{As: id, Action: AttestHost, Whose: Other, Allowed: true,
+				WithMSP: []string{"an attestor of the same organisation may not attest them"}})
+		} else {
+			add(id, AttestHost, Other, false, "attesting a host needs the role attestor", role)
+		}
+		if policy || id.Role == access.RoleVMManager {
+			add(id, CreateProjectRegulation, Own, true)
+			out = append(out, Case{As: id, Action: CreateProjectRegulation, Whose: None, Allowed: true,
+				WithMSP: []string{"is bound to no organisation", "binds it first"}})
+		} else {
+			add(id, CreateProjectRegulation, Own, false, "creating a regulation", role)
+			add(id, CreateProjectRegulation, None, false, "creating a regulation", role)
+		}
+	}
 	return out
 }
 
@@ -159,19 +234,102 @@ func Run(t *testing.T, ctx context.Context, b Backend) {
 		ledgers[id.Name] = b.As(t, id)
 	}
 	as := func(id Identity) ledger.Ledger { return ledgers[id.Name] }
+	env := probe(t, ctx, as, run)
 	for i, c := range Cases() {
 		t.Run(c.Name(), func(t *testing.T) {
-			runCase(t, ctx, b, as(c.As), as, c, fmt.Sprintf("%s-%d", run, i))
+			if governs(c.Action) && env.noGovernance != "" {
+				t.Skip(env.noGovernance)
+			}
+			runCase(t, ctx, b, as(c.As), as, c, fmt.Sprintf("%s-%d", run, i), env)
 		})
 	}
 }
 
-func runCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, as func(Identity) ledger.Ledger, c Case, uniq string) {
+// environment is what Run learns of the backend before the cases.
+type environment struct {
+	// msp is the organisation of the table's identities ("" on the
+	// embedded ledger).
+	msp string
+	// noGovernance says why governance's cases are skipped ("" to run
+	// them).
+	noGovernance string
+}
+
+// probe registers a host as Registrar, whose record tells the identities'
+// MSP, and asks whether the backend serves governance.
+func probe(t *testing.T, ctx context.Context, as func(Identity) ledger.Ledger, run string) environment {
+	t.Helper()
+	rec, _, err := as(Registrar).PutHost(ctx, filter.Host{Name: "acc-" + run + "-probe", Country: "JP", Organizations: []string{"CompanyA"}})
+	if err != nil {
+		t.Fatalf("%s registers a host: %v", Registrar.Name, err)
+	}
+	env := environment{msp: rec.Writer.MSP}
+	g, ok := as(PolicyAdmin).(ledger.Governance)
+	if !ok {
+		env.noGovernance = "the backend's ledger offers no governance (ledger.Governance)"
+		return env
+	}
+	if _, err := g.Registry(ctx); err != nil && !errors.Is(err, ledger.ErrNotFound) || err != nil && strings.Contains(err.Error(), "no such endpoint") {
+		env.noGovernance = fmt.Sprintf("the backend does not serve governance: %v", err)
+	}
+	return env
+}
+
+func governance(t *testing.T, l ledger.Ledger) ledger.Governance {
+	t.Helper()
+	g, ok := l.(ledger.Governance)
+	if !ok {
+		t.Fatalf("%T is not a ledger.Governance", l)
+	}
+	return g
+}
+
+func runCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, as func(Identity) ledger.Ledger, c Case, uniq string, env environment) {
 	region := "r-" + uniq
 	var err error
 	var kind ledger.Kind
 	var key string
+	project := "acc-" + uniq
+	bind := func() {
+		t.Helper()
+		if _, _, err := governance(t, as(PolicyAdmin)).BindProject(ctx, project); err != nil {
+			t.Fatalf("%s binds %s: %v", PolicyAdmin.Name, project, err)
+		}
+	}
+	move := func() ledger.ProposalRecord {
+		t.Helper()
+		bind()
+		p, err := governance(t, as(PolicyAdmin)).Propose(ctx, ledger.Proposal{Kind: ledger.ProposeBinding, Binding: &ledger.Binding{Project: project, MSP: OtherMSP}})
+		if err != nil {
+			t.Fatalf("%s proposes to move %s: %v", PolicyAdmin.Name, project, err)
+		}
+		return p
+	}
 	switch c.Action {
+	case Propose:
+		bind()
+		kind = ledger.KindProposal
+		var p ledger.ProposalRecord
+		p, err = governance(t, l).Propose(ctx, ledger.Proposal{Kind: ledger.ProposeBinding, Binding: &ledger.Binding{Project: project, MSP: OtherMSP}})
+		key = p.ID
+	case Approve:
+		kind, key = ledger.KindProposal, move().ID
+		_, err = governance(t, l).Approve(ctx, key)
+	case BindProject:
+		kind, key = ledger.KindBinding, project
+		_, _, err = governance(t, l).BindProject(ctx, project)
+	case AttestHost:
+		kind, key = ledger.KindHost, "acc-"+uniq
+		if _, _, err := as(Registrar).PutHost(ctx, filter.Host{Name: key, Country: "JP", Organizations: []string{"CompanyA"}}); err != nil {
+			t.Fatalf("%s registers %s: %v", Registrar.Name, key, err)
+		}
+		_, _, err = governance(t, l).AttestHost(ctx, key, "JP", []string{"CompanyA"})
+	case CreateProjectRegulation:
+		if c.Whose == Own {
+			bind()
+		}
+		kind, key = ledger.KindRegulation, string(filter.ProjectSubject(project))
+		_, _, err = l.PutRegulation(ctx, filter.Subject(key), filter.Terms{Allow: []filter.Rule{{Country: "JP", Organization: "*"}}})
 	case PutHost:
 		kind, key = ledger.KindHost, "acc-"+uniq
 		switch {
@@ -203,13 +361,50 @@ func runCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, as f
 		}
 	}
 
-	hist, herr := l.History(ctx, kind, key)
-	if herr != nil && !errors.Is(herr, ledger.ErrNotFound) {
-		t.Fatalf("history of %s %s: %v", kind, key, herr)
-	}
 	var last *ledger.Change
-	if len(hist) > 0 {
-		last = &hist[len(hist)-1]
+	if key != "" {
+		hist, herr := l.History(ctx, kind, key)
+		if herr != nil && !errors.Is(herr, ledger.ErrNotFound) {
+			t.Fatalf("history of %s %s: %v", kind, key, herr)
+		}
+		if len(hist) > 0 {
+			last = &hist[len(hist)-1]
+		}
+		if c.Action == Approve && err != nil {
+			// PolicyAdmin's proposal is its one change.
+			if len(hist) != 1 {
+				t.Fatalf("a refused approval is in the history of proposal %s: %+v", key, hist)
+			}
+			last = nil
+		}
+	}
+	if c.Action == Propose && err != nil {
+		list, lerr := governance(t, l).ListProposals(ctx)
+		if lerr != nil {
+			t.Fatalf("open proposals: %v", lerr)
+		}
+		for _, p := range list {
+			if p.Binding != nil && p.Binding.Project == project {
+				t.Fatalf("a refused proposal is open: %+v", p)
+			}
+		}
+	}
+	if c.Allowed && len(c.WithMSP) > 0 && env.msp != "" {
+		c.Allowed, c.Words = false, c.WithMSP
+	}
+	if c.Invalid {
+		if !errors.Is(err, ledger.ErrInvalid) {
+			t.Fatalf("%s: want a refusal matching ledger.ErrInvalid, got %v", c.Name(), err)
+		}
+		for _, w := range c.Words {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("refusal %q does not say %q", err, w)
+			}
+		}
+		if last != nil && b.IsWriter(c.As, last.Writer) {
+			t.Fatalf("a refused write is in the history of %s %s: %+v", kind, key, last)
+		}
+		return
 	}
 	if c.Allowed {
 		if err != nil {
