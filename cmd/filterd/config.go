@@ -14,6 +14,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	conf "github.com/ledgerfence/ledgerfence/pkg/config"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
+	"github.com/ledgerfence/ledgerfence/pkg/residency"
 )
 
 // config is filterd's configuration, from flags and the environment.
@@ -45,6 +46,7 @@ type config struct {
 	DecisionBytes    int
 	MaxAbsentHosts   int
 	MaxStaleness     time.Duration
+	WitnessBound     time.Duration
 	ReceiveBuffer    int
 	DecisionTimeout  time.Duration
 	ShutdownTimeout  time.Duration
@@ -88,6 +90,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.MaxStreams, "max-streams", api.DefaultMaxStreams, "event streams (GET /v1/events) served at once (past it: 503)")
 	fs.IntVar(&c.DecisionBytes, "decision-bytes", api.DefaultDecisionBytes, "memory of the recent decisions kept, in bytes (the oldest go first)")
 	fs.IntVar(&c.MaxAbsentHosts, "max-absent-hosts", cache.DefaultMaxAbsentHosts, "unknown host names remembered as such (the oldest are forgotten first)")
+	fs.DurationVar(&c.WitnessBound, "witness-bound", residency.DefaultBound, "how long Nova's word and the host agent's on a VM's placement may be apart before it is a discrepancy (metric, log, NATS)")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", cache.DefaultMaxStaleness, "how long cached entries are trusted after the ledger's event stream broke; past it every decision asks the ledger, fails closed if it does not answer, and /readyz says not ready")
 	fs.IntVar(&c.ReceiveBuffer, "receive-buffer", api.DefaultReceiveBuffer, "socket receive buffer of each connection, in bytes, so that a large webhook request arrives in one go (0: the kernel's, grown as it sees fit)")
 	fs.DurationVar(&c.DecisionTimeout, "decision-timeout", api.DefaultDecisionTimeout, "longest wait for the ledger in one decision; past it the webhook fails closed (keep it below Nova's timeout)")
@@ -138,7 +141,7 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf("%s must be at least %d", b.name, b.min))
 		}
 	}
-	if c.ReadTimeout <= 0 || c.MaxStaleness <= 0 {
+	if c.ReadTimeout <= 0 || c.MaxStaleness <= 0 || c.WitnessBound <= 0 {
 		errs = append(errs, errors.New("--read-timeout and --max-staleness must be positive"))
 	}
 	if c.ReceiveBuffer != 0 && (c.ReceiveBuffer < 4096 || c.ReceiveBuffer > api.MaxReceiveBuffer) {

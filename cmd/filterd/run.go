@@ -23,6 +23,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/head"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
+	"github.com/ledgerfence/ledgerfence/pkg/residency"
 )
 
 // Ledger backends, the values of --ledger.
@@ -107,6 +108,28 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 		apiCfg.Writers = led.writers
 	}
 	cacheCfg := led.cache
+	// Placements one witness recorded and the other did not confirm in
+	// time: counted, logged, and published when NATS is configured.
+	discrepancies := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ledgerfence_placement_discrepancies_total",
+		Help: "Placements one witness recorded and the other did not confirm within the bound, by kind (not_confirmed: Nova's word alone; host_agent_only).",
+	}, []string{"kind"})
+	for _, k := range []string{residency.KindNotConfirmed, residency.KindHostAgentOnly} {
+		discrepancies.WithLabelValues(k)
+	}
+	if err := reg.Register(discrepancies); err != nil {
+		return err
+	}
+	var publishDiscrepancy func(residency.Discrepancy)
+	tracker := &residency.Tracker{Bound: cfg.WitnessBound, Emit: func(d residency.Discrepancy) {
+		discrepancies.WithLabelValues(d.Label()).Inc()
+		log.Warn("placement discrepancy: "+d.Kind, zap.String("instance_uuid", d.Placement.VM), zap.String("host", d.Placement.Host),
+			zap.String("witness", d.Placement.Witness), zap.Time("at", d.Placement.At), zap.String("tx_id", d.Placement.TxID))
+		if publishDiscrepancy != nil {
+			publishDiscrepancy(d)
+		}
+	}}
+	cacheCfg.OnEvent = tracker.Observe
 	cacheCfg.MaxAbsentHosts = cfg.MaxAbsentHosts
 	cacheCfg.MaxRegulations = cfg.MaxRegulations
 	cacheCfg.MaxStaleness = cfg.MaxStaleness
@@ -123,7 +146,11 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 			}
 		}()
 		apiCfg.Publisher = pub
-		cacheCfg.OnEvent = func(ev ledger.Event) { pub.Publish(notify.NewLedgerChanged(ev)) }
+		cacheCfg.OnEvent = func(ev ledger.Event) {
+			tracker.Observe(ev)
+			pub.Publish(notify.NewLedgerChanged(ev))
+		}
+		publishDiscrepancy = func(d residency.Discrepancy) { pub.Publish(notify.NewPlacementDiscrepancy(d)) }
 		led.publish = func(s head.Signed) { pub.Publish(notify.NewLedgerHead(s)) }
 	}
 	if cfg.DecisionLog != "" {
@@ -182,6 +209,20 @@ func run(ctx context.Context, cfg config, log *zap.Logger, onListen func(net.Add
 	go func() {
 		defer wg.Done()
 		led.publishHeads(runCtx, log.Named("head"), headEvery)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(max(time.Second, cfg.WitnessBound/15))
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case now := <-t.C:
+				tracker.Expire(now)
+			}
+		}
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()

@@ -677,7 +677,7 @@ func (c *Cache) apply(ev ledger.Event) {
 		if ev.Registry != nil {
 			c.setRegistry(ev.Registry.RequireAttested, ev.Block)
 		}
-	case ledger.KindProposal, ledger.KindBinding:
+	case ledger.KindProposal, ledger.KindBinding, ledger.KindPlacement:
 		// Not a fact of any decision.
 	default:
 		c.log.Warn("ledger event of unknown kind ignored", zap.String("kind", string(ev.Kind)), zap.Uint64("block", ev.Block))

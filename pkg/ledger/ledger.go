@@ -126,6 +126,7 @@ type Change struct {
 	Registry   *RegistryRecord   `json:"registry,omitempty"`
 	Proposal   *ProposalRecord   `json:"proposal,omitempty"`
 	Binding    *BindingRecord    `json:"binding,omitempty"`
+	Placement  *PlacementRecord  `json:"placement,omitempty"`
 }
 
 // Event tells that a record changed. Events are delivered at least once and
@@ -144,6 +145,7 @@ type Event struct {
 	Registry   *RegistryRecord   `json:"registry,omitempty"`
 	Proposal   *ProposalRecord   `json:"proposal,omitempty"`
 	Binding    *BindingRecord    `json:"binding,omitempty"`
+	Placement  *PlacementRecord  `json:"placement,omitempty"`
 }
 
 // Lookup is a batched read: the regulations of some subjects and the records

@@ -24,7 +24,7 @@ const (
 
 // Subjects lists every subject, in a fixed order (for metrics).
 func Subjects() []string {
-	return []string{SubjectDecisionDenied, SubjectLedgerChanged, SubjectViolation}
+	return []string{SubjectDecisionDenied, SubjectLedgerChanged, SubjectViolation, SubjectLedgerHead, SubjectPlacementDiscrepancy}
 }
 
 // Event is a payload that can be published.

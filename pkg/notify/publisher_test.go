@@ -19,6 +19,7 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/notify"
+	"github.com/ledgerfence/ledgerfence/pkg/residency"
 )
 
 // waitFor is how long a test waits for something that should happen at once.
@@ -176,12 +177,16 @@ func TestPublishDeliversEvents(t *testing.T) {
 	decisions := subscribe[notify.DecisionDenied](t, nc)
 	changes := subscribe[notify.LedgerChanged](t, nc)
 	violations := subscribe[notify.Violation](t, nc)
+	discrepancies := subscribe[notify.PlacementDiscrepancy](t, nc)
 
 	res := table4(t)
 	d, _ := notify.NewDecisionDenied(decision("d1"), &res)
 	c := changed("tx1")
 	v := notify.NewViolation(vm1, "p1", res.Verdicts[1], time.Now())
-	for _, ev := range []notify.Event{d, c, v} {
+	h := notify.LedgerHead{V: notify.Version, Height: 7, Hash: "h7", Time: time.Now()}
+	pd := notify.NewPlacementDiscrepancy(residency.Discrepancy{Kind: residency.NotConfirmed, Placement: ledger.PlacementRecord{
+		Placement: ledger.Placement{VM: vm1, Host: "hm2", Op: ledger.OpLiveMigration, Witness: ledger.WitnessNova, Ref: "m1"}, TxID: "tx9"}})
+	for _, ev := range []notify.Event{d, c, v, h, pd} {
 		if !p.Publish(ev) {
 			t.Fatalf("Publish(%s) = false", ev.Subject())
 		}
@@ -198,6 +203,9 @@ func TestPublishDeliversEvents(t *testing.T) {
 	if gotC.TxID != "tx1" || gotC.Kind != ledger.KindHost || gotC.Key != "hm1" || gotC.Op != ledger.OpPut || gotC.Block != 3 ||
 		gotC.Writer.MSP != "Org1MSP" || gotC.Host == nil || gotC.Host.Country != "JP" {
 		t.Errorf("ledger change = %+v", gotC)
+	}
+	if got := receive(t, discrepancies); got.Kind != residency.KindNotConfirmed || got.Host != "hm2" || got.Instance != vm1 || got.TxID != "tx9" {
+		t.Errorf("discrepancy = %+v", got)
 	}
 	gotV := receive(t, violations)
 	if gotV.ID != v.ID || gotV.Host != "hm3" || gotV.Reason != filter.CountryNotAllowed || gotV.Instance != vm1 || gotV.Detail != v.Detail {
