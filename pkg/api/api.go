@@ -349,6 +349,15 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 		http.MethodPut:    s.write(s.rs.PutRegulation),
 		http.MethodDelete: s.write(s.rs.DeleteRegulation),
 	})
+	handle("/v1/hosts/{host}/attest", methods{http.MethodPost: s.write(s.rs.AttestHost)})
+	handle("/v1/registry", methods{http.MethodGet: s.read(s.rs.Registry)})
+	handle("/v1/proposals", methods{http.MethodGet: s.read(s.rs.ListProposals), http.MethodPost: s.write(s.rs.Propose)})
+	handle("/v1/proposals/{id}", methods{http.MethodGet: s.read(s.rs.GetProposal)})
+	handle("/v1/proposals/{id}/approve", methods{http.MethodPost: s.write(s.rs.Approve)})
+	handle("/v1/bindings/{project}", methods{http.MethodGet: s.read(s.rs.GetBinding), http.MethodPut: s.write(s.rs.BindProject)})
+	handle("/v1/history/registry", methods{http.MethodGet: s.read(s.heavy(s.rs.RegistryHistory))})
+	handle("/v1/history/proposals/{id}", methods{http.MethodGet: s.read(s.heavy(s.rs.ProposalHistory))})
+	handle("/v1/history/bindings/{project}", methods{http.MethodGet: s.read(s.heavy(s.rs.BindingHistory))})
 	handle("/v1/history/hosts/{host}", methods{http.MethodGet: s.read(s.heavy(s.rs.HostHistory))})
 	handle("/v1/history/regulations/{subject}", methods{http.MethodGet: s.read(s.heavy(s.rs.RegulationHistory))})
 	handle("/v1/check", methods{http.MethodPost: s.read(s.heavy(s.check))})
