@@ -54,10 +54,7 @@ func (a *app) registry(ctx context.Context, args []string) error {
 		return err
 	}
 	defer l.Close()
-	g, err := governance(l)
-	if err != nil {
-		return err
-	}
+	g := ledger.Governance(l)
 	cctx, cancel := a.callCtx(ctx, c)
 	defer cancel()
 	switch verb {
@@ -79,15 +76,6 @@ func (a *app) registry(ctx context.Context, args []string) error {
 		return fmt.Errorf("proposing a registry: %w", err)
 	}
 	return a.printProposals(c, []ledger.ProposalRecord{p})
-}
-
-// governance returns l's governance, which every backend offers.
-func governance(l ledger.Ledger) (ledger.Governance, error) {
-	g, ok := l.(ledger.Governance)
-	if !ok {
-		return nil, ledger.Errorf(ledger.ErrUnavailable, nil, "this ledger backend offers no registry, proposals, bindings or attestations")
-	}
-	return g, nil
 }
 
 func readRegistry(file string) (ledger.Registry, error) {
@@ -147,10 +135,7 @@ func (a *app) proposal(ctx context.Context, args []string) error {
 		return err
 	}
 	defer l.Close()
-	g, err := governance(l)
-	if err != nil {
-		return err
-	}
+	g := ledger.Governance(l)
 	cctx, cancel := a.callCtx(ctx, c)
 	defer cancel()
 	switch verb {
@@ -218,10 +203,7 @@ func (a *app) project(ctx context.Context, args []string) error {
 		return err
 	}
 	defer l.Close()
-	g, err := governance(l)
-	if err != nil {
-		return err
-	}
+	g := ledger.Governance(l)
 	cctx, cancel := a.callCtx(ctx, c)
 	defer cancel()
 	switch verb {

@@ -75,11 +75,7 @@ func (a *app) host(ctx context.Context, args []string) error {
 		}
 		return a.printHosts(c, slices.DeleteFunc(hosts, func(h ledger.HostRecord) bool { return h.Attested() }))
 	case "attest":
-		g, err := governance(l)
-		if err != nil {
-			return err
-		}
-		rec, changed, err := g.AttestHost(cctx, name, facts.Country, facts.Organizations)
+		rec, changed, err := l.AttestHost(cctx, name, facts.Country, facts.Organizations)
 		if err != nil {
 			return fmt.Errorf("attesting host %s: %w", name, err)
 		}

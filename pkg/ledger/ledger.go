@@ -191,6 +191,8 @@ type Ledger interface {
 	Watch(ctx context.Context, after uint64) (<-chan Event, error)
 	// Close releases the backend.
 	Close() error
+
+	Governance
 }
 
 type writerKey struct{}
