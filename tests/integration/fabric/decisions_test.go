@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/ledgerfence/ledgerfence/pkg/decide/decidetest"
+	"github.com/ledgerfence/ledgerfence/pkg/filter"
+	"github.com/ledgerfence/ledgerfence/pkg/ledger/fabric"
 )
 
 // The chaincode's Check, on the real network, answers the one table of
@@ -14,14 +16,34 @@ import (
 func TestChaincodeCheckDecidesAsEveryEntryPoint(t *testing.T) {
 	admin := connect(t, "hadmin")
 	vmm := connect(t, "vmm1")
+	padmin := connect(t, "padmin")
+	enroll(t, "org2", "attestor-org2", "attestor", "") // a network up.sh made before it had one
+	attestor := connect(t, "attestor-org2")
 	c := context.Background()
 	for _, h := range decidetest.Hosts() {
 		if _, _, err := admin.PutHost(c, h); err != nil {
 			t.Fatalf("put %s: %v", h.Name, err)
 		}
 	}
+	// Org2's attestor attests, through Org2's peer, once that peer holds
+	// the hosts Org1 registered.
+	g := &gov{n: net0, orgs: net0.Orgs(), ls: map[string]*fabric.Ledger{}}
+	defer g.close()
+	g.sync(t)
+	for _, name := range decidetest.AttestedHosts() {
+		h := hostOf(t, name)
+		if _, _, err := attestor.AttestHost(c, h.Name, h.Country, h.Organizations); err != nil {
+			t.Fatalf("attest %s: %v", name, err)
+		}
+	}
 	for _, r := range decidetest.Regulations() {
-		b, _ := json.Marshal(map[string]any{"allow": r.Allow})
+		if r.Subject.Kind() == filter.KindProject {
+			// a project's regulation is made by its organisation, once it is bound to it
+			if _, _, err := padmin.BindProject(c, r.Subject.ID()); err != nil {
+				t.Fatalf("bind %s: %v", r.Subject, err)
+			}
+		}
+		b, _ := json.Marshal(filter.Terms{Allow: r.Allow, RequireAttested: r.RequireAttested})
 		if _, _, err := vmm.PutRegulationJSON(c, r.Subject, b); err != nil {
 			t.Fatalf("put %s: %v", r.Subject, err)
 		}
@@ -38,4 +60,15 @@ func TestChaincodeCheckDecidesAsEveryEntryPoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostOf is decidetest's host name.
+func hostOf(tb testing.TB, name string) filter.Host {
+	for _, h := range decidetest.Hosts() {
+		if h.Name == name {
+			return h
+		}
+	}
+	tb.Fatalf("decidetest has no host %s", name)
+	return filter.Host{}
 }

@@ -97,7 +97,7 @@ func (g *gov) sync(t testing.TB) {
 	for {
 		var hs []uint64
 		for _, o := range g.orgs {
-			h, err := g.conn(t, policyAdmins[o.Num]).Height(context.Background())
+			h, err := g.conn(t, fmt.Sprintf("org%d-user", o.Num)).Height(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
