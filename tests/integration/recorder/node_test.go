@@ -1,4 +1,4 @@
-package rabbittest_test
+package recorder_test
 
 import (
 	"context"
@@ -9,12 +9,9 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/recorder/rabbittest"
 )
 
-// TestNodeRestart: a node starts, keeps a durable queue's persistent message
-// across a restart, and answers on the same URL.
-func TestNodeRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: no RabbitMQ node")
-	}
+// TestRabbitNode: the private node starts, keeps a durable queue's
+// persistent message across a restart, and answers on the same URL after it.
+func TestRabbitNode(t *testing.T) {
 	n := rabbittest.Start(t)
 	c, err := amqp.Dial(n.URL)
 	if err != nil {
