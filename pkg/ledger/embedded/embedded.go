@@ -146,6 +146,9 @@ type Ledger struct {
 	headKick    chan struct{}
 	headDone    chan struct{}
 
+	// regCache is the registry in force as last read (registryInForce).
+	regCache atomic.Pointer[registryCache]
+
 	signMu  sync.Mutex
 	signed  atomic.Pointer[head.Signed]
 	damaged atomic.Pointer[error]

@@ -76,6 +76,36 @@ func getRegistry(tx *bolt.Tx) (*ledger.RegistryRecord, error) {
 	return &rec, nil
 }
 
+// registryCache is the registry in force as last decoded, with the bytes
+// it was decoded from: a registry may be a few MiB, and every host write
+// and every lookup reads it.
+type registryCache struct {
+	raw []byte
+	rec *ledger.RegistryRecord
+}
+
+// registryInForce is getRegistry through the ledger's cache. The record
+// returned is shared: callers only read it.
+func (l *Ledger) registryInForce(tx *bolt.Tx) (*ledger.RegistryRecord, error) {
+	b := tx.Bucket(bucketRegistry)
+	if b == nil {
+		return nil, nil
+	}
+	v := b.Get([]byte(ledger.RegistryKey))
+	if v == nil {
+		return nil, nil
+	}
+	if c := l.regCache.Load(); c != nil && bytes.Equal(c.raw, v) {
+		return c.rec, nil
+	}
+	var rec ledger.RegistryRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, fmt.Errorf("registry record: %w", err)
+	}
+	l.regCache.Store(&registryCache{raw: bytes.Clone(v), rec: &rec})
+	return &rec, nil
+}
+
 // getBinding returns the binding of project (normalised), nil for none.
 func getBinding(tx *bolt.Tx, project string) (*ledger.BindingRecord, error) {
 	var rec ledger.BindingRecord

@@ -173,7 +173,7 @@ func (l *Ledger) Lookup(ctx context.Context, subjects []filter.Subject, hosts []
 			return err
 		}
 		res.Height = h.Seq
-		reg, err := getRegistry(tx)
+		reg, err := l.registryInForce(tx)
 		if err != nil {
 			return err
 		}

@@ -98,7 +98,7 @@ func (l *Ledger) PutHost(ctx context.Context, h filter.Host) (rec ledger.HostRec
 			return nil, err
 		}
 		if checked {
-			reg, err := getRegistry(tx)
+			reg, err := l.registryInForce(tx)
 			if err != nil {
 				return nil, err
 			}
