@@ -111,6 +111,12 @@ func moveBodies(t testing.TB, n int) [][]byte {
 // INFO notifications, persistent, and waits for the broker's confirms.
 func publish(t testing.TB, url string, bodies [][]byte) {
 	t.Helper()
+	publishKey(t, url, "versioned_notifications.info", bodies)
+}
+
+// publishKey sends bodies to Nova's exchange with routing key key.
+func publishKey(t testing.TB, url, key string, bodies [][]byte) {
+	t.Helper()
 	c, err := amqp.Dial(url)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +133,7 @@ func publish(t testing.TB, url string, bodies [][]byte) {
 	defer cancel()
 	var confs []*amqp.DeferredConfirmation
 	for _, b := range bodies {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "nova", "versioned_notifications.info", true, false,
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "nova", key, false, false,
 			amqp.Publishing{ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent, Body: b})
 		if err != nil {
 			t.Fatal(err)

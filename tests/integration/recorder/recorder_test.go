@@ -21,20 +21,26 @@ const python = "/usr/bin/python3"
 // Notifier (rabbit driver, messagingv2 and messaging) to the node; the sink
 // gets every move once, in order, and the two other versioned notifications
 // are skipped. The legacy notification goes to another routing key, which
-// the recorder does not bind.
+// the recorder does not bind. Without python3-nova, the same messages are
+// replayed from the fixtures that Nova's classes made.
 func TestOsloNotifier(t *testing.T) {
 	node := rabbittest.Start(t)
-	if out, err := exec.Command(python, "-c", "import nova, oslo_messaging").CombinedOutput(); err != nil {
-		absent(t, "python3-nova and oslo.messaging are not importable: %s", strings.TrimSpace(string(out)))
-	}
 	s := newSink()
 	r := run(t, node, s, nil)
-	script := filepath.Join(repoRoot(), "pkg", "nova", "notify", "testdata", "notifications.py")
-	url := strings.Replace(node.URL, "amqp://", "rabbit://", 1)
-	cmd := exec.Command(python, script, "--url", url)
-	cmd.Env = append(os.Environ(), "PYTHONWARNINGS=ignore")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("oslo.messaging Notifier: %v\n%s", err, out)
+	if out, err := exec.Command(python, "-c", "import nova, oslo_messaging").CombinedOutput(); err != nil {
+		t.Logf("python3-nova and oslo.messaging are not importable (%v: %s): replaying the fixtures instead",
+			err, strings.TrimSpace(string(out)))
+		for _, f := range fixtures(t) {
+			publishKey(t, node.URL, f.RoutingKey, [][]byte{[]byte(f.Body)})
+		}
+	} else {
+		script := filepath.Join(repoRoot(), "pkg", "nova", "notify", "testdata", "notifications.py")
+		url := strings.Replace(node.URL, "amqp://", "rabbit://", 1)
+		cmd := exec.Command(python, script, "--url", url)
+		cmd.Env = append(os.Environ(), "PYTHONWARNINGS=ignore")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("oslo.messaging Notifier: %v\n%s", err, out)
+		}
 	}
 	var want []string // the moves' event types, in the order sent
 	skips := 0
@@ -72,7 +78,7 @@ func TestOsloNotifier(t *testing.T) {
 	if got := r.metric("ledgerfence_recorder_messages_total", recorder.ResultMalformed); got != 0 {
 		t.Errorf("malformed counter %v", got)
 	}
-	t.Logf("oslo.messaging sent %d moves and %d other versioned notifications: each recorded once, in order", len(want), skips)
+	t.Logf("%d moves and %d other versioned notifications published: each move recorded once, in order", len(want), skips)
 }
 
 // TestEveryMessageOnce: with a sink that succeeds, each message is recorded
