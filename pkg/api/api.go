@@ -41,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/ledgerfence/ledgerfence/pkg/api/ui"
 	"github.com/ledgerfence/ledgerfence/pkg/cache"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
@@ -369,6 +370,7 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 	handle("/v1/ledger/head", methods{http.MethodGet: s.read(s.rs.Head)})
 	handle("/v1/lookup", methods{http.MethodPost: s.read(s.heavy(s.rs.Lookup))})
 	handle("/v1/events", methods{http.MethodGet: s.read(s.rs.Events)})
+	handle(ui.Prefix, ui.Handler())
 	s.mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.Handle("/healthz", methods{http.MethodGet: s.healthz})
 	s.mux.Handle("/readyz", methods{http.MethodGet: s.readyz})
