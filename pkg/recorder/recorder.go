@@ -20,7 +20,10 @@
 //     RetryMax, growing while Record keeps failing) the message is nacked
 //     with requeue, and the broker delivers it again, to this replica or
 //     another;
-//   - a Record error wrapped with Permanent is logged, counted and acked;
+//   - a Record error wrapped with Permanent is logged, counted and acked.
+//     Messages are handled one at a time, so a move whose Record keeps
+//     failing holds up this replica's queue: an error that comes from the
+//     move itself, not from the ledger's availability, must be Permanent;
 //   - a message in flight when the connection, the channel or the recorder
 //     stops is returned to the queue by the broker, and delivered again.
 //
@@ -190,6 +193,10 @@ func (r *Recorder) session(ctx context.Context) (consumed bool, err error) {
 		case d, ok := <-deliveries:
 			if !ok {
 				return true, closeReason(connClosed, chClosed)
+			}
+			if ctx.Err() != nil {
+				// Stopping: the broker returns d, unacked, when the channel closes.
+				return true, nil
 			}
 			r.handle(ctx, d, &retry)
 		}
