@@ -5,7 +5,7 @@ BIN ?= $(CURDIR)/bin
 CACHE ?= $(or $(LEDGERFENCE_CACHE),$(HOME)/.cache/ledgerfence)
 export LEDGERFENCE_CACHE := $(CACHE)
 
-CMDS := filterd hostagent ledgerctl ledgerfence-cc lfbench
+CMDS := filterd hostagent ledgerctl ledgerfence-cc lfbench recorder
 
 .PHONY: help build test unit lint integration demo bench bench-fabric fuzz fuzz-short fabric-bin fabric-up fabric-down fabric-smoke nova-l1 nova-cloud deps
 help: ## list the targets

@@ -15,16 +15,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/ledgerfence/ledgerfence/pkg/cloud"
+	"github.com/ledgerfence/ledgerfence/pkg/config"
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/hostagent"
 )
 
 // run wires the agent's parts and runs it until it is done (--once) or ctx ends.
 func run(ctx context.Context, cfg hostagent.Config, getenv func(string) string) error {
-	log, err := newLogger(cfg)
+	log, err := config.Logger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return fmt.Errorf("%w: %v", hostagent.ErrUsage, err)
 	}
@@ -124,21 +124,6 @@ func ledgerName(l string) string {
 		return l
 	}
 	return "filterd " + l
-}
-
-func newLogger(cfg hostagent.Config) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(cfg.LogLevel)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level: %v", err)
-	}
-	zc := zap.NewProductionConfig()
-	if cfg.LogFormat == "console" {
-		zc = zap.NewDevelopmentConfig()
-	}
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
-	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	return zc.Build()
 }
 
 // serveMetrics serves /metrics and /healthz until the returned stop is called.
