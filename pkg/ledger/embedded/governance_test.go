@@ -229,6 +229,43 @@ func TestOperatorProposalsNeedNoApproval(t *testing.T) {
 	verifyOK(t, l)
 }
 
+func TestRegistryMembership(t *testing.T) {
+	l := openTemp(t)
+	// The operator's registry without the ledger's own organisation: its
+	// writers may register no host.
+	if _, err := l.Propose(gOperator, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: registryOf(map[string][]string{"OtherMSP": {"*"}}, false)}); err != nil {
+		t.Fatal(err)
+	}
+	h := mustHeight(t, l)
+	_, _, err := l.PutHost(gHostAdmin, filter.Host{Name: "hm1", Country: "JP", Organizations: []string{"A"}})
+	refusedUnchanged(t, l, h, err, ledger.ErrForbidden, "the ledger's organisation is not a member of the registry")
+
+	// Identities of an organisation with an MSP: a first registry names
+	// two organisations at least, each by its MSP id.
+	m := openTemp(t)
+	org1 := access.WithIdentity(context.Background(), access.Identity{MSP: "Org1MSP", ID: "policy", Role: access.RolePolicyAdmin})
+	_, err = m.Propose(org1, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: registryOf(map[string][]string{"Org1MSP": {"*"}}, false)})
+	refusedUnchanged(t, m, 0, err, ledger.ErrForbidden, "a first registry must name at least 2 organisations")
+	_, err = m.Propose(org1, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: registryOf(map[string][]string{"Org1MSP": {"*"}, "": {"*"}}, false)})
+	refusedUnchanged(t, m, 0, err, ledger.ErrInvalid, "an MSP id is needed for every member")
+	p, err := m.Propose(org1, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: registryOf(map[string][]string{"Org1MSP": {"*"}, "Org2MSP": {"*"}}, false)})
+	if err != nil || p.State != ledger.ProposalOpen || !slices.Equal(p.Missing(), []string{"Org2MSP"}) {
+		t.Fatalf("first registry of two organisations: %+v, %v", p, err)
+	}
+	org2 := access.WithIdentity(context.Background(), access.Identity{MSP: "Org2MSP", ID: "policy", Role: access.RolePolicyAdmin})
+	a, err := m.Approve(org2, p.ID)
+	if err != nil || a.State != ledger.ProposalApplied || len(a.Approvals) != 2 {
+		t.Fatalf("Approve = %+v, %v", a, err)
+	}
+	if reg, err := m.Registry(context.Background()); err != nil || reg.Proposal != p.ID || reg.Version != 1 {
+		t.Fatalf("Registry = %+v, %v", reg, err)
+	}
+	h = mustHeight(t, m)
+	_, err = m.Approve(org2, p.ID)
+	refusedUnchanged(t, m, h, err, ledger.ErrInvalid, "is applied and can no longer be approved")
+	verifyOK(t, m)
+}
+
 func TestOpenProposalsBounded(t *testing.T) {
 	defer func(n int) { maxOpenProposals = n }(maxOpenProposals)
 	maxOpenProposals = 2
