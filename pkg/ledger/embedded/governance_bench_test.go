@@ -100,3 +100,49 @@ func BenchmarkPutHostRegistry(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLookupRegistry measures BenchmarkLookup's batched read (1,000
+// hosts, a VM's two regulations) under no registry and under one of 64
+// members of 1,000 organisation codes each, which every lookup reads for
+// its require_attested.
+func BenchmarkLookupRegistry(b *testing.B) {
+	for _, members := range []int{0, 64} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			l := open(b)
+			ctx := as(alice)
+			if members > 0 {
+				reg := &ledger.Registry{Members: map[string]ledger.Member{}}
+				for m := 0; m < members; m++ {
+					codes := make([]string, 1000)
+					for o := range codes {
+						codes[o] = fmt.Sprintf("Company%04d", o)
+					}
+					reg.Members[fmt.Sprintf("Org%02dMSP", m)] = ledger.Member{Organizations: codes}
+				}
+				if _, err := l.Propose(ctx, ledger.Proposal{Kind: ledger.ProposeRegistry, Registry: reg}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			const n = 1000
+			names := make([]string, n)
+			puts := make([]any, n)
+			for i := range names {
+				names[i] = fmt.Sprintf("cmp-%04d", i)
+				puts[i] = filter.Host{Name: names[i], Country: "JP", Organizations: []string{"CompanyA"}}
+			}
+			if err := embedded.PutBatch(l, alice, puts, n); err != nil {
+				b.Fatal(err)
+			}
+			vm, project := filter.VMSubject(vm1), filter.ProjectSubject("p1")
+			mustPutRegulation(b, l, ctx, vm, filter.Rule{Country: "JP", Organization: "CompanyA"})
+			subjects := []filter.Subject{vm, project}
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := l.Lookup(context.Background(), subjects, names)
+				if err != nil || len(res.Hosts) != n || res.RequireAttested {
+					b.Fatalf("Lookup: %d hosts, %v", len(res.Hosts), err)
+				}
+			}
+		})
+	}
+}
