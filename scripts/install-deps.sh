@@ -14,7 +14,7 @@ mkdir -p "$log"
 
 apt_packages() {
 	export DEBIAN_FRONTEND=noninteractive
-	local want=(prometheus shellcheck curl haproxy rabbitmq-server)
+	local want=(prometheus shellcheck curl haproxy rabbitmq-server chromium)
 	local missing=()
 	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")

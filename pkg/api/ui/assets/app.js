@@ -181,6 +181,11 @@
   async function loadHosts() {
     setState('hosts', 'loading');
     status('hosts-summary', 'Loading the hosts…');
+    // The map needs no token: it loads while the hosts are read.
+    const mapP = loadMap().catch((e) => {
+      status('hosts-summary', e.message, 'error');
+      return null;
+    });
     try {
       const hosts = [];
       let after = '';
@@ -192,13 +197,7 @@
         if (!p.next) break;
         after = p.next;
       }
-      let map = null;
-      try {
-        map = await loadMap();
-      } catch (e) {
-        status('hosts-summary', e.message, 'error');
-      }
-      renderHosts(hosts, map);
+      renderHosts(hosts, await mapP);
       setState('hosts', 'ready');
     } catch (e) {
       status('hosts-summary', 'The hosts could not be read: ' + e.message, 'error');
@@ -256,7 +255,8 @@
       ? 'No host is registered on the ledger.'
       : hosts.length + ' host' + (hosts.length === 1 ? '' : 's') + ' in ' + codes.length + ' countr' + (codes.length === 1 ? 'y' : 'ies') +
         ': ' + nAttested + ' attested, ' + (hosts.length - nAttested) + ' only claimed.';
-    if (offMap.length) text += ' Not on the map: ' + offMap.join(', ') + '.';
+    if (!map) text += ' The world map could not be loaded.';
+    else if (offMap.length) text += ' Not on the map: ' + offMap.join(', ') + '.';
     status('hosts-summary', text, hosts.length === 0 ? 'empty' : '');
   }
 
@@ -290,8 +290,7 @@
   async function loadResidency(vm, from, to) {
     setState('residency', 'loading');
     status('residency-status', 'Reading the residency of ' + vm + '…');
-    const timeline = $('timeline-svg');
-    timeline.hidden = true;
+    $('timeline').hidden = true;
     clear($('intervals'));
     const q = new URLSearchParams({ format: 'json' });
     if (from) q.set('from', from);
@@ -388,7 +387,7 @@
       }));
       t.appendChild(bar);
     }
-    t.hidden = false;
+    $('timeline').hidden = false;
   }
 
   $('residency-form').addEventListener('submit', (ev) => {
