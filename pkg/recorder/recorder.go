@@ -142,7 +142,14 @@ func (r *Recorder) Run(ctx context.Context) error {
 		wait := backoff(r.cfg.ReconnectMin, r.cfg.ReconnectMax, attempt, r.rand)
 		attempt++
 		r.m.reconnects.Inc()
-		r.log.Warn("AMQP connection lost; reconnecting", zap.Error(r.redact.err(err)),
+		level := zap.WarnLevel
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && (aerr.Code == amqp.AccessRefused || aerr.Code == amqp.PreconditionFailed) {
+			// Wrong credentials or permissions, or a queue or exchange that
+			// exists with other arguments: an operator must act.
+			level = zap.ErrorLevel
+		}
+		r.log.Log(level, "AMQP connection lost; reconnecting", zap.Error(r.redact.err(err)),
 			zap.Duration("in", wait), zap.Int("attempt", attempt))
 		if !sleep(ctx, wait) {
 			r.log.Info("recorder stopped")
