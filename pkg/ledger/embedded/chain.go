@@ -352,12 +352,14 @@ func (e *entry) regulationRecord(g filter.Regulation) *ledger.RegulationRecord {
 	return &ledger.RegulationRecord{Regulation: g, Writer: e.Writer, TxID: e.TxID, UpdatedAt: e.Time}
 }
 
-// attested is rec, the host's record as it was, attested by e's writer.
+// attested is rec, the host's record as it was, attested by e's writer: it
+// keeps its claimer as writer, and e is the last transaction that wrote it.
 func (e *entry) attested(rec ledger.HostRecord) *ledger.HostRecord {
 	rec.Attestation = &ledger.Attestation{
 		Country: rec.Country, Organizations: slices.Clone(rec.Organizations),
 		Writer: e.Writer, TxID: e.TxID, At: e.Time,
 	}
+	rec.TxID, rec.UpdatedAt = e.TxID, e.Time
 	return &rec
 }
 

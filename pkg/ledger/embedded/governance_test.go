@@ -418,7 +418,7 @@ func TestAttestationRules(t *testing.T) {
 	}
 	// Facts are attested in any spelling the host record accepts.
 	rec, changed, err := l.AttestHost(gAttestor, "hm1", "jp", []string{"CompanyB", "CompanyA"})
-	if err != nil || !changed || !rec.Attested() || rec.Attestation.Writer.ID != "attestor" || rec.Writer.ID != "agent-hm1" || rec.TxID != hm1.TxID {
+	if err != nil || !changed || !rec.Attested() || rec.Attestation.Writer.ID != "attestor" || rec.Writer.ID != "agent-hm1" || rec.TxID == hm1.TxID || rec.TxID != rec.Attestation.TxID {
 		t.Fatalf("AttestHost = %+v, %v, %v", rec, changed, err)
 	}
 	select {
