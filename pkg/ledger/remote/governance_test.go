@@ -67,6 +67,7 @@ func governanceRoutes(mux *http.ServeMux, s *remote.Server, store *tokens.Store)
 	mux.HandleFunc("PUT /v1/regulations/{subject}", write(s.PutRegulation))
 	mux.HandleFunc("POST /v1/lookup", s.Lookup)
 	mux.HandleFunc("GET /v1/ledger", s.Info)
+	mux.HandleFunc("GET /v1/events", s.Events)
 }
 
 // governanceServer is a server of the ledger's HTTP side alone, with the
@@ -82,7 +83,9 @@ func governanceServer(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := remote.NewServer(l, zaptest.NewLogger(t), remote.ServerOptions{Backend: "embedded", MaxBody: 1 << 20})
+	s := remote.NewServer(l, zaptest.NewLogger(t), remote.ServerOptions{
+		Backend: "embedded", MaxBody: 1 << 20, MaxStreams: 4, Heartbeat: 50 * time.Millisecond, StreamWriteTimeout: 5 * time.Second,
+	})
 	mux := http.NewServeMux()
 	governanceRoutes(mux, s, store)
 	hs := httptest.NewServer(mux)
@@ -324,6 +327,38 @@ func governanceFlows(t *testing.T, url string, as map[string]*remote.Client) {
 	if hist, err := reader.History(ctx, ledger.KindProposal, mv.ID); err != nil || len(hist) != 1 || hist[0].Proposal.ID != mv.ID {
 		t.Fatalf("proposal history = %+v, %v", hist, err)
 	}
+
+	// The event stream carries governance's records.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	events, err := reader.Watch(wctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for end := height(); ; {
+		ev, ok := <-events
+		if !ok {
+			t.Fatalf("the stream ended before block %d; seen %v", end, seen)
+		}
+		switch {
+		case ev.Kind == ledger.KindRegistry && ev.Registry != nil:
+			seen["registry"] = true
+		case ev.Kind == ledger.KindProposal && ev.Proposal != nil && ev.Proposal.ID == ev.Key:
+			seen["proposal"] = true
+		case ev.Kind == ledger.KindBinding && ev.Binding != nil && ev.Binding.Project == ev.Key:
+			seen["binding"] = true
+		case ev.Kind == ledger.KindHost && ev.Op == ledger.OpAttest && ev.Host != nil && ev.Host.Attested():
+			seen["attest"] = true
+		}
+		if ev.Block == end {
+			break
+		}
+	}
+	if len(seen) != 4 {
+		t.Fatalf("events seen: %v", seen)
+	}
+	cancel()
 
 	// Bad input: 400 (413 past the bound) with the error shape, nothing
 	// written.
