@@ -94,21 +94,28 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// artifacts is the directory of the test's artifacts.
+var (
+	artifactsOnce sync.Once
+	artifactsDir  string
+	artifactsErr  error
+)
+
+// artifacts is the directory of the tests' artifacts: $LEDGERFENCE_ARTIFACTS,
+// or one temporary directory (kept) for the whole run.
 func artifacts(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("LEDGERFENCE_ARTIFACTS")
-	if dir == "" {
-		d, err := os.MkdirTemp("", "ledgerfence-ui-artifacts")
-		if err != nil {
-			t.Fatal(err)
+	artifactsOnce.Do(func() {
+		artifactsDir = os.Getenv("LEDGERFENCE_ARTIFACTS")
+		if artifactsDir == "" {
+			artifactsDir, artifactsErr = os.MkdirTemp("", "ledgerfence-ui-artifacts")
+			return
 		}
-		dir = d
+		artifactsErr = os.MkdirAll(artifactsDir, 0o755)
+	})
+	if artifactsErr != nil {
+		t.Fatal(artifactsErr)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return artifactsDir
 }
 
 // filterd starts a filterd with an admin token and a read token and returns
@@ -333,8 +340,7 @@ func TestAuditorsPage(t *testing.T) {
 	exe := chromium(t)
 	base, data := filterd(t)
 	seed(t, base, data)
-	dir := artifacts(t)
-	t.Logf("artifacts: %s", dir)
+	t.Logf("artifacts: %s", artifacts(t))
 
 	// /ui redirects to /ui/, which needs no token (the page holds no data).
 	resp, err := http.Get(base + "/ui")
@@ -346,28 +352,7 @@ func TestAuditorsPage(t *testing.T) {
 		t.Fatalf("GET /ui: %d at %s, CSP %q", resp.StatusCode, resp.Request.URL, resp.Header.Get("Content-Security-Policy"))
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
-	start := time.Now()
-	if err := chromedp.Do(ctx); err != nil { // the browser's start
-		t.Fatalf("starting %s: %v", exe, err)
-	}
-	t.Logf("chromium started in %v", time.Since(start).Round(time.Millisecond))
-	con := &console{}
-	con.watch(ctx)
-	poll := func(what, expr string) {
-		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
-			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
-			t.Fatalf("waiting for %s: %v; the page says:\n%s", what, err, state)
-		}
-	}
+	ctx, con, poll := browser(t, exe)
 
 	// 1. Without a token the API answers 401 and the page asks for it.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/")); err != nil {
@@ -475,7 +460,7 @@ func TestAuditorsPage(t *testing.T) {
 	poll("a decision's verdicts", `document.querySelectorAll('#decision-detail tbody tr').length > 0`)
 
 	// 4. The residency timeline of a VM the ledger never saw placed.
-	status := residency(t, ctx, base, poll)
+	status := residencyOfNone(t, ctx, base, poll)
 
 	// 5. No console error or exception after the token was entered. A
 	// ledger that keeps no placements answers 501, which the browser logs
@@ -490,11 +475,47 @@ func TestAuditorsPage(t *testing.T) {
 		}
 	}
 
+	screenshot(t, ctx, "ui.png")
+}
+
+// browser starts headless chromium (exe) with one tab, whose console it
+// watches, and returns the tab's context and a poll of a predicate.
+func browser(t *testing.T, exe string) (context.Context, *console, func(what, expr string)) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	start := time.Now()
+	if err := chromedp.Do(ctx); err != nil { // the browser's start
+		t.Fatalf("starting %s: %v", exe, err)
+	}
+	t.Logf("chromium started in %v", time.Since(start).Round(time.Millisecond))
+	con := &console{}
+	con.watch(ctx)
+	poll := func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+			t.Fatalf("waiting for %s: %v; the page says:\n%s", what, err, state)
+		}
+	}
+	return ctx, con, poll
+}
+
+// screenshot saves a full-page screenshot of the tab as name in the
+// artifacts' directory.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "ui.png")
+	path := filepath.Join(artifacts(t), name)
 	if err := os.WriteFile(path, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -517,10 +538,10 @@ func readTokenPrompt(t *testing.T, ctx context.Context) string {
 	return s
 }
 
-// residency asks the page for the timeline of a VM with no placement; the
+// residencyOfNone asks the page for the timeline of a VM with no placement; the
 // page must say so, whether the ledger keeps placements (an empty report)
 // or not (501).
-func residency(t *testing.T, ctx context.Context, base string, poll func(what, expr string)) int {
+func residencyOfNone(t *testing.T, ctx context.Context, base string, poll func(what, expr string)) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, base+"/v1/residency/vm/"+vmNone, nil)
 	req.Header.Set("Authorization", "Bearer "+readToken)
