@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -203,7 +204,7 @@ func rulesOf(w ledger.Writer, who access.Identity, checked bool, role string) ac
 }
 
 func validProposalID(id string) error {
-	if id == "" || len(id) > maxProposalIDLen || bytes.ContainsAny([]byte(id), "\x00/") {
+	if id == "" || len(id) > maxProposalIDLen || strings.ContainsAny(id, "\x00/") {
 		return ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf("%q is not a proposal id", filter.Clip(id)))
 	}
 	return nil
