@@ -365,12 +365,24 @@ func TestAuditorsPage(t *testing.T) {
 	}
 	t.Logf("first load (empty cache, no token yet): DOMContentLoaded %.0f ms, load %.0f ms, world map in at %.0f ms (%.0f bytes on the wire)",
 		cold["dcl"], cold["load"], cold["map"], cold["mapBytes"])
+	// A wrong token is refused, and the page says so.
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#token-input"), "not-the-read-token"),
+		chromedp.Click(chromedp.CSS("#token-form button[type=submit]")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	poll("the wrong token refused", `!document.getElementById('token-prompt').hidden && document.getElementById('token-reason').textContent.includes('refused')`)
 	// The only errors so far: the browser's log lines of the 401s.
+	n401 := 0
 	for _, m := range con.take() {
-		if isError(m) && !(m.Source == "network" && strings.Contains(m.Text, "401") && strings.Contains(m.URL, "/v1/")) {
+		if m.Source == "network" && strings.Contains(m.Text, "401") && strings.Contains(m.URL, "/v1/") {
+			n401++
+		} else if isError(m) {
 			t.Errorf("before the token: console %s (%s)", m, m.URL)
 		}
 	}
+	t.Logf("before the token: %d reads answered 401, as the browser logged them", n401)
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#token-input"), readToken),
 		chromedp.Click(chromedp.CSS("#token-form button[type=submit]")),
