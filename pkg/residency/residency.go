@@ -238,6 +238,11 @@ func (q Query) intervals(ps []ledger.PlacementRecord, asOf time.Time) []Interval
 		if i+1 < len(nova) {
 			iv.To, iv.Open = nova[i+1].At, false
 		}
+		// Nova tells an evacuation only by the rebuild that ends it, on
+		// another host than the VM's last.
+		if iv.Op == ledger.OpRebuild && len(out) > 0 && out[len(out)-1].Host != iv.Host {
+			iv.Op = ledger.OpEvacuate
+		}
 		out = append(out, iv)
 	}
 	// The host agent's word: confirms the interval on its host it falls
