@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -159,8 +158,8 @@ func effective(tx *bolt.Tx, p *ledger.ProposalRecord) error {
 	return nil
 }
 
-// openProposals returns the proposals open now, in the order they were
-// made.
+// openProposals returns the proposals open now, in id order (the
+// bucket's), as the chaincode lists them.
 func openProposals(tx *bolt.Tx) ([]ledger.ProposalRecord, error) {
 	b := tx.Bucket(bucketProposals)
 	if b == nil {
@@ -182,13 +181,6 @@ func openProposals(tx *bolt.Tx) ([]ledger.ProposalRecord, error) {
 			out = append(out, p)
 		}
 		return nil
-	})
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i].Approvals[0].At, out[j].Approvals[0].At
-		if !a.Equal(b) {
-			return a.Before(b)
-		}
-		return out[i].ID < out[j].ID
 	})
 	return out, err
 }
@@ -412,7 +404,7 @@ func (l *Ledger) GetProposal(ctx context.Context, id string) (ledger.ProposalRec
 }
 
 // ListProposals returns the open proposals (at most MaxOpenProposals), in
-// the order they were made. Errors: ErrUnavailable.
+// id order. Errors: ErrUnavailable.
 func (l *Ledger) ListProposals(ctx context.Context) ([]ledger.ProposalRecord, error) {
 	var out []ledger.ProposalRecord
 	err := l.view(ctx, func(tx *bolt.Tx) error {
