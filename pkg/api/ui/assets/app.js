@@ -46,7 +46,12 @@
     e.textContent = text;
     e.className = 'status' + (kind ? ' ' + kind : '');
   }
-  function setState(id, state) { $(id).dataset.state = state; }
+  // setState says where a view is (loading, ready, empty, error); a view's
+  // first answer is marked in the page's performance timeline.
+  function setState(id, state) {
+    $(id).dataset.state = state;
+    if (state !== 'loading' && state !== 'idle' && performance.mark) performance.mark(id + ':' + state);
+  }
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   function fmtTime(s) {
     if (!s) return '';
