@@ -145,6 +145,15 @@ check "hm6agent (Org2) carries ledgerfence.host=hm6" has_attrs hm6agent hostagen
 if ((LF_ORGS >= 3)); then
   check "hm7agent (Org3) carries ledgerfence.host=hm7" has_attrs hm7agent hostagent hm7
 fi
+has_role() { # NAME ROLE
+  openssl x509 -in "$ids/$1/cert.pem" -noout -text | grep -q "\"ledgerfence.role\":\"$2\""
+}
+for n in "${LF_ORG_NUMS[@]}"; do
+  sfx=-org$n
+  ((n > 1)) || sfx=""
+  check "attestor$sfx (Org$n) carries ledgerfence.role=attestor" has_role "attestor$sfx" attestor
+  check "padmin$sfx (Org$n) carries ledgerfence.role=policyadmin" has_role "padmin$sfx" policyadmin
+done
 no_role() { ! openssl x509 -in "$ids/norole/cert.pem" -noout -text | grep -q 'ledgerfence.role'; }
 check "norole's certificate has no ledgerfence.role" no_role
 chains() { # NAME N: the certificate verifies against organisation N's CA (the MSP's cacerts)
