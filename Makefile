@@ -50,6 +50,7 @@ fuzz: ## a minute of each fuzz test
 	$(GO) test -run '^$$' -fuzz FuzzParseRules -fuzztime 60s ./pkg/filter
 	$(GO) test -run '^$$' -fuzz FuzzWebhook -fuzztime 60s ./pkg/api
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNova -fuzztime 60s ./pkg/nova
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./pkg/nova/notify
 
 fabric-bin: ## build Fabric's binaries once into the cache
 	./tools/fabric/build.sh
