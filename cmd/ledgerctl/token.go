@@ -41,7 +41,7 @@ func (a *app) token(_ context.Context, args []string) error {
 	c := a.commonFlags(fs)
 	var role, host, id string
 	if verb == "issue" {
-		fs.StringVar(&role, "role", "", "the identity's role: "+strings.Join(access.Roles(), ", ")+" (attestor and recorder write nothing yet)")
+		fs.StringVar(&role, "role", "", "the identity's role: "+strings.Join(access.Roles(), ", "))
 		fs.StringVar(&host, "host", "", "the one host a hostagent token may write (Nova's name of the compute host)")
 		fs.StringVar(&id, "id", "", "the identity's name, recorded as the writer of its writes and the owner of the regulations it creates: [A-Za-z0-9._@-] (default for a hostagent: hostagent-HOST)")
 	}

@@ -14,9 +14,12 @@
 //     it;
 //   - only the owner, or a policyadmin of the owner's organisation, changes or
 //     deletes it;
+//   - the registry, proposals, project bindings and attestations follow the
+//     rules of governance.go;
+//   - a recorder records placements from Nova's notifications, a host agent
+//     those it sees on its own host (MayRecordPlacement);
 //   - every other write is refused: an identity without a role, of a role
-//     that writes nothing here yet (RoleAttestor, RoleRecorder) or of a role
-//     this package does not know.
+//     that may not make it, or of a role this package does not know.
 //
 // The embedded ledger has one organisation, whose MSP is "": an identity of
 // MSP "" is of the organisation of every record, so there only the host a
@@ -49,8 +52,8 @@ const (
 	// RolePolicyAdmin creates regulations and changes or deletes any
 	// regulation owned by an identity of its organisation.
 	RolePolicyAdmin = "policyadmin"
-	// RoleAttestor will attest host records written by another
-	// organisation; it writes nothing here yet.
+	// RoleAttestor attests the facts of host records claimed by another
+	// organisation (MayAttest), and writes nothing else.
 	RoleAttestor = "attestor"
 	// RoleRecorder writes placements as Nova's notifications tell them
 	// (witness nova), and nothing else.
