@@ -220,9 +220,6 @@ func Propose(who Identity, p ledger.Proposal, reg *ledger.RegistryRecord, bindin
 			if who.MSP != "" && msp == "" {
 				return p, nil, 0, invalidf("registry: an MSP id is needed for every member")
 			}
-			if who.MSP == "" && msp != "" {
-				return p, nil, 0, invalidf("registry: the embedded ledger has one organisation, the member \"\"; %s cannot be one", filter.Clip(msp))
-			}
 			needed[msp] = true
 		}
 		p = ledger.Proposal{Kind: p.Kind, Registry: &r}
