@@ -156,6 +156,17 @@ func MayWriteRegulation(who Identity, subject filter.Subject, terms filter.Terms
 		}
 		return mayRegulateProject(who, subject, BindingSubject(subject, terms), binding)
 	}
+	// A project moved to another organisation: its regulation is that
+	// organisation's to change (its policyadmin, or the owner if of it),
+	// no longer the old one's.
+	if subject.Kind() == filter.KindProject && binding != nil && !sameOrganisation(who, old.Owner) {
+		if binding.MSP == who.MSP && who.MSP != "" && who.Role == RolePolicyAdmin {
+			return nil
+		}
+	}
+	if subject.Kind() == filter.KindProject && binding != nil && binding.MSP != who.MSP {
+		return forbid("project %s is bound to %s; %s may not change its regulation", subject.ID(), mspName(binding.MSP), mspName(who.MSP))
+	}
 	if err := mayChange(who, subject, old, "change"); err != nil {
 		return err
 	}

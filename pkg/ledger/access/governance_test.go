@@ -209,6 +209,15 @@ func TestBindingsAndProjectRegulations(t *testing.T) {
 	// Its owner changing it to name another organisation's project.
 	owned := ledger.RegulationRecord{Regulation: filter.Regulation{Subject: vm, Owner: carol.String()}}
 	wantForbidden(t, MayWriteRegulation(carol, vm, named, owned, true, bound1), false, "bound to Org1MSP")
+	// After a move to Org2: Org2's policy admin changes the regulation that
+	// Org1's vmmanager owns; Org1's writers no longer do.
+	owned1 := ledger.RegulationRecord{Regulation: filter.Regulation{Subject: subj, Owner: alice.String()}}
+	bound2 := &ledger.BindingRecord{Binding: ledger.Binding{Project: project, MSP: "Org2MSP"}, Version: 2}
+	wantForbidden(t, MayWriteRegulation(policy2, subj, terms, owned1, true, bound2), true)
+	wantForbidden(t, MayWriteRegulation(carol, subj, terms, owned1, true, bound2), false, "owner")
+	wantForbidden(t, MayWriteRegulation(alice, subj, terms, owned1, true, bound2), false, "bound to Org2MSP")
+	wantForbidden(t, MayWriteRegulation(policy1, subj, terms, owned1, true, bound2), false, "bound to Org2MSP")
+	wantForbidden(t, MayWriteRegulation(alice, subj, terms, owned1, true, bound1), true)
 	// A move: every member, the project's organisation and the new one.
 	cur := registry(2, map[string][]string{"Org1MSP": {"CompanyA"}, "Org2MSP": {"CompanyB"}})
 	_, needed, base, err := Propose(policy2, ledger.Proposal{Kind: ledger.ProposeBinding, Binding: &ledger.Binding{Project: project, MSP: "Org3MSP"}}, cur, bound1)
