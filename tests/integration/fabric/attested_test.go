@@ -1,7 +1,10 @@
 package fabric_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -58,16 +61,26 @@ func allowedBy(tb testing.TB, f *filterd, vm filter.Subject, host string, want b
 	}
 }
 
-// verdictOf reads the decision kept for the webhook's answer about vm and
-// host.
+// verdictOf asks filterd's POST /v1/check about vm and host (the webhook's
+// decision path, answered with the host's facts), and checks that the
+// decision the webhook keeps gives the same reason.
 func verdictOf(tb testing.TB, f *filterd, vm filter.Subject, host string) decide.Verdict {
 	tb.Helper()
-	a := f.mustWebhook(tb, novaBody(vm.ID(), "", []string{host}))
-	d := f.decision(tb, a.decision)
-	if len(d.Verdicts) != 1 {
-		tb.Fatalf("decision %s: %d verdicts, want 1", d.ID, len(d.Verdicts))
+	body, _ := json.Marshal(map[string]any{"instance_uuid": vm.ID(), "hosts": []string{host}})
+	resp, err := f.client.Post(f.url+"/v1/check", "application/json", bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return d.Verdicts[0]
+	defer resp.Body.Close()
+	var rep decide.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil || resp.StatusCode != http.StatusOK || len(rep.Verdicts) != 1 {
+		tb.Fatalf("POST /v1/check: %d %+v: %v", resp.StatusCode, rep, err)
+	}
+	a := f.mustWebhook(tb, novaBody(vm.ID(), "", []string{host}))
+	if d := f.decision(tb, a.decision); len(d.Verdicts) != 1 || d.Verdicts[0].Reason != rep.Verdicts[0].Reason {
+		tb.Fatalf("the webhook's decision %+v and /v1/check's %+v differ", d.Verdicts, rep.Verdicts)
+	}
+	return rep.Verdicts[0]
 }
 
 // Through Nova's webhook on the Fabric backend: a host whose facts are only
