@@ -114,7 +114,8 @@ func (a *app) verify(ctx context.Context, args []string) error {
 			return err
 		}
 	} else if rep.OK {
-		fmt.Fprintf(a.stdout, "ok: %d entries, %d hosts, %d regulations, head %s\n", rep.Height, rep.Hosts, rep.Regulations, rep.ChainHead())
+		fmt.Fprintf(a.stdout, "ok: %d entries, %d hosts, %d regulations, head %s; %d proposals, %d project bindings, registry version %d\n",
+			rep.Height, rep.Hosts, rep.Regulations, rep.ChainHead(), rep.Proposals, rep.Bindings, rep.RegistryVersion)
 		if rep.HeadFileBehind > 0 {
 			fmt.Fprintf(a.stdout, "note: the head file remembers %s, %d entries behind: filterd stopped before writing it (a crash?); filterd writes it when it opens the ledger\n",
 				rep.HeadFile, rep.HeadFileBehind)
