@@ -26,8 +26,8 @@ type entry struct {
 	Kind ledger.Kind `json:"kind"`
 	Key  string      `json:"key"`
 	Op   ledger.Op   `json:"op"`
-	// Value is the filter.Host or filter.Regulation written, as JSON; empty
-	// for a delete.
+	// Value is what was written (a host, a regulation, governance's
+	// records, a placement), as JSON; empty for a delete.
 	Value  json.RawMessage `json:"value,omitempty"`
 	Writer ledger.Writer   `json:"writer"`
 	Time   time.Time       `json:"time"`
@@ -179,11 +179,15 @@ func appendEntry(tx *bolt.Tx, kind ledger.Kind, key string, op ledger.Op, value 
 	if err := tx.Bucket(bucketChain).Put(seqKey(e.Seq), data); err != nil {
 		return nil, err
 	}
-	key = e.recordKey()
-	if err := tx.Bucket(bucketIndex).Put(indexKey(kind, key, e.Seq), nil); err != nil {
+	if err := tx.Bucket(bucketMeta).Put(metaHead, append(seqKey(e.Seq), sum[:]...)); err != nil {
 		return nil, err
 	}
-	if err := tx.Bucket(bucketMeta).Put(metaHead, append(seqKey(e.Seq), sum[:]...)); err != nil {
+	if kind == ledger.KindPlacement {
+		// Its own buckets are a placement's index (placement.go).
+		return e, storePlacement(tx, e)
+	}
+	key = e.recordKey()
+	if err := tx.Bucket(bucketIndex).Put(indexKey(kind, key, e.Seq), nil); err != nil {
 		return nil, err
 	}
 	rec, err := e.stateJSON()
@@ -222,6 +226,7 @@ type records struct {
 	registry   *ledger.RegistryRecord
 	proposal   *ledger.ProposalRecord
 	binding    *ledger.BindingRecord
+	placement  *ledger.PlacementRecord
 }
 
 // The values of entries, beyond a regulation's (filter.Regulation). Every
@@ -322,6 +327,12 @@ func (e *entry) records() (records, error) {
 			return bad("binding", err)
 		}
 		return records{binding: &ledger.BindingRecord{Binding: v.Binding, Version: v.Version, Writer: e.Writer, Proposal: v.Proposal, TxID: e.TxID, UpdatedAt: e.Time}}, nil
+	case e.Kind == ledger.KindPlacement:
+		var v placementValue
+		if err := json.Unmarshal(e.Value, &v); err != nil {
+			return bad("placement", err)
+		}
+		return records{placement: &ledger.PlacementRecord{Placement: v.Placement, Verdict: v.Verdict, Writer: e.Writer, TxID: e.TxID, RecordedAt: e.Time}}, nil
 	case e.Kind == ledger.KindProposal && e.Op == opApprove:
 		var p ledger.ProposalRecord
 		if err := json.Unmarshal(e.Value, &p); err != nil {
@@ -412,7 +423,7 @@ func (e *entry) event() (ledger.Event, error) {
 	return ledger.Event{
 		Kind: e.Kind, Key: e.recordKey(), Op: e.publicOp(), TxID: e.TxID, Block: e.Seq,
 		Writer: e.Writer, Time: e.Time, Host: r.host, Regulation: r.regulation,
-		Registry: r.registry, Proposal: r.proposal, Binding: r.binding,
+		Registry: r.registry, Proposal: r.proposal, Binding: r.binding, Placement: r.placement,
 	}, nil
 }
 
@@ -425,6 +436,7 @@ func (e *entry) change() (ledger.Change, error) {
 	return ledger.Change{
 		TxID: e.TxID, Block: e.Seq, Time: e.Time, Writer: e.Writer, Op: e.publicOp(),
 		Host: r.host, Regulation: r.regulation, Registry: r.registry, Proposal: r.proposal, Binding: r.binding,
+		Placement: r.placement,
 	}, nil
 }
 

@@ -52,6 +52,12 @@
 // in force and keep an attestation while the facts stay the same, and a
 // regulation's creation against its project's binding.
 //
+// Placements (placement.go, ledger.Residency): each placement a witness
+// records is an entry of the same chain, with the verdict of the one
+// decision on the state its write saw, which Verify decides again on the
+// state replayed up to it; a VM's placements, or a project's, in a period
+// are read from an index ordered by VM and time.
+//
 // Errors follow the contract of package ledger: ErrInvalid for input that
 // pkg/filter rejects (nothing is written), ErrNotFound, and ErrUnavailable
 // when the request's context has ended, the ledger is closed or the file

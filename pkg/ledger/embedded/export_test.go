@@ -81,3 +81,47 @@ func PutBatch(l *Ledger, w ledger.Writer, puts []any, batch int) error {
 	}
 	return l.flushHead()
 }
+
+// RecordPlacements records placements as RecordPlacement records them, by
+// w, batch of them per bbolt transaction, for benchmarks that need a VM of
+// 10,000 placements. The head file follows as after any commit.
+func RecordPlacements(l *Ledger, w ledger.Writer, ps []ledger.Placement, batch int) error {
+	for len(ps) > 0 {
+		n := min(batch, len(ps))
+		var last *entry
+		err := l.db.Update(func(tx *bolt.Tx) error {
+			for _, p := range ps[:n] {
+				p, err := ledger.NormalizePlacement(p)
+				if err != nil {
+					return err
+				}
+				_, e, _, err := l.recordPlacement(tx, p, w)
+				if err != nil {
+					return err
+				}
+				if e != nil {
+					last = e
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if last != nil {
+			tip := remembered{Genesis: l.tip.Load().Genesis, Head: l.tip.Load().Head}
+			if tip.Genesis == "" {
+				first, err := l.HashAt(l.ctx, 1)
+				if err != nil {
+					return err
+				}
+				tip.Genesis = first
+			}
+			tip.Head.Height, tip.Head.Hash = last.Seq, last.TxID
+			l.tip.Store(&tip)
+			l.kickHead()
+		}
+		ps = ps[n:]
+	}
+	return l.flushHead()
+}

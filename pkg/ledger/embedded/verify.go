@@ -42,6 +42,8 @@ type VerifyReport struct {
 	Proposals       int    `json:"proposals,omitempty"`
 	Bindings        int    `json:"bindings,omitempty"`
 	RegistryVersion uint64 `json:"registry_version,omitempty"`
+	// Placements counts the placements checked against the chain.
+	Placements int `json:"placements,omitempty"`
 	// HeadFile is the head the head file next to the ledger remembers;
 	// HeadFileBehind counts the entries the chain has beyond it (the head
 	// file follows commits within a few milliseconds, and at close: a crash
@@ -204,6 +206,9 @@ type replay struct {
 	// applied is the proposal the last entry applied, whose change must be
 	// the next entry.
 	applied *ledger.ProposalRecord
+	// placements counts the placements replayed, projectPlacements those
+	// of them with a project.
+	placements, projectPlacements int
 }
 
 // verify checks the file in tx (see Verify) and records in hashes the hash of
@@ -363,6 +368,16 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 	if firstMsg != "" {
 		return fail(firstSeq, "%s", firstMsg)
 	}
+
+	// The placements and their indexes.
+	seq, msg, err := verifyPlacements(ctx, tx, r.placements, r.projectPlacements)
+	if err != nil {
+		return rep, err
+	}
+	if msg != "" {
+		return fail(seq, "%s", msg)
+	}
+	rep.Placements = r.placements
 	rep.OK = true
 	return rep, nil
 }
@@ -371,7 +386,7 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 // replayed so far, and replays it. It returns what is wrong, "" if nothing.
 func (r *replay) apply(e *entry) string {
 	state, ok := r.state[e.Kind]
-	if !ok {
+	if !ok && e.Kind != ledger.KindPlacement {
 		return fmt.Sprintf("unknown kind %q", filter.Clip(string(e.Kind)))
 	}
 	if e.Writer.ID == "" {
@@ -381,6 +396,10 @@ func (r *replay) apply(e *entry) string {
 	r.applied = nil
 	if applied != nil && !(e.Op == ledger.OpPut && (e.Kind == ledger.KindRegistry || e.Kind == ledger.KindBinding)) {
 		return fmt.Sprintf("entry %d applied proposal %s, and this entry is not its change", e.Seq-1, applied.ID)
+	}
+	if e.Kind == ledger.KindPlacement {
+		_, msg := r.putPlacement(e)
+		return msg
 	}
 	key := e.recordKey()
 	cur, exists := state[key]

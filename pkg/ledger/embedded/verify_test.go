@@ -108,6 +108,11 @@ func forge(seq uint64, edit func(e *entry)) func(tx *bolt.Tx) error {
 			if err != nil {
 				return err
 			}
+			if e.Kind == ledger.KindPlacement {
+				if err := unstorePlacement(tx, e); err != nil {
+					return err
+				}
+			}
 			if s == seq {
 				edit(e)
 			}
@@ -120,6 +125,12 @@ func forge(seq uint64, edit func(e *entry)) func(tx *bolt.Tx) error {
 			data, _ := json.Marshal(e)
 			if err := tx.Bucket(bucketChain).Put(seqKey(s), data); err != nil {
 				return err
+			}
+			if e.Kind == ledger.KindPlacement {
+				if err := storePlacement(tx, e); err != nil {
+					return err
+				}
+				continue
 			}
 			rec, err := e.stateJSON()
 			if err != nil {
@@ -141,6 +152,27 @@ func forge(seq uint64, edit func(e *entry)) func(tx *bolt.Tx) error {
 		}
 		return tx.Bucket(bucketMeta).Put(metaHead, append(seqKey(h.Seq), last[:]...))
 	}
+}
+
+// unstorePlacement removes the records of e, a placement entry, from the
+// placements buckets.
+func unstorePlacement(tx *bolt.Tx, e *entry) error {
+	r, err := e.records()
+	if err != nil {
+		return err
+	}
+	p := r.placement.Placement
+	pk := placementKey(p)
+	if err := tx.Bucket(bucketPlacements).Delete(pk); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketPlacementRefs).Delete(refKey(p)); err != nil {
+		return err
+	}
+	if p.Project == "" {
+		return nil
+	}
+	return tx.Bucket(bucketPlacementProjects).Delete(projectKey(p.Project, pk))
 }
 
 func put(bucket []byte, key string, value []byte) func(tx *bolt.Tx) error {
