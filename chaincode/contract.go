@@ -6,7 +6,10 @@
 // identity and role. Its governance transactions (governance.go) keep the
 // registry of which organisation may claim which organisation codes,
 // proposals every organisation concerned approves, project bindings and
-// attestations of host facts by a second organisation.
+// attestations of host facts by a second organisation. Its residency
+// transactions (placement.go) record placements, where VMs ran as Nova's
+// notifications and the host agents tell it, each with the verdict of the one
+// decision on the world state of its transaction.
 //
 // Transactions take and return strings: their arguments are names or JSON,
 // their results pkg/ledger's records (and pkg/ledger/fabric/wire's result types) in

@@ -8,6 +8,7 @@ package wire
 
 import (
 	"strings"
+	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
@@ -36,6 +37,10 @@ const (
 	TxBindProject   = "BindProject"
 	TxGetBinding    = "GetBinding"
 	TxAttestHost    = "AttestHost"
+
+	// Residency (ledger.Residency).
+	TxRecordPlacement = "RecordPlacement"
+	TxPlacements      = "Placements"
 )
 
 // Certificate attributes (Fabric CA, put in the enrolment certificate with
@@ -52,6 +57,7 @@ const (
 	RoleVMManager   = access.RoleVMManager
 	RolePolicyAdmin = access.RolePolicyAdmin
 	RoleAttestor    = access.RoleAttestor
+	RoleRecorder    = access.RoleRecorder
 )
 
 // Limits on the size of one request.
@@ -59,6 +65,10 @@ const (
 	MaxBatch    = 10000 // hosts or subjects in one GetHosts, Lookup or Check
 	MaxPage     = 1000  // hosts in one ListHosts page
 	DefaultPage = 100
+
+	// MaxPlacementPage is the most placements one Placements page holds
+	// (and keys it reads), about 2 MB of JSON.
+	MaxPlacementPage = 2000
 )
 
 // PutHostResult is the result of PutHost. Changed is false when the record was
@@ -97,9 +107,40 @@ type AttestHostResult struct {
 	Changed bool              `json:"changed"`
 }
 
+// RecordPlacementResult is the result of RecordPlacement. Changed is false
+// when the placement (same VM, witness and ref) was recorded before: Record
+// is the stored one, nothing was written and no event was emitted.
+type RecordPlacementResult struct {
+	Record  ledger.PlacementRecord `json:"record"`
+	Changed bool                   `json:"changed"`
+}
+
+// PlacementQuery is the argument of Placements: the placements of VM, or of
+// the VMs of Project (one of them), whose At is in [From, To) (a zero From:
+// from the first; a zero To: to the last), one page at a time. After is the
+// Next of the previous page ("" for the first); Limit is the page's size, the
+// keys it reads, 1 to MaxPlacementPage (0: MaxPlacementPage).
+type PlacementQuery struct {
+	VM      string    `json:"vm,omitempty"`
+	Project string    `json:"project,omitempty"`
+	From    time.Time `json:"from,omitzero"`
+	To      time.Time `json:"to,omitzero"`
+	After   string    `json:"after,omitempty"`
+	Limit   int       `json:"limit,omitempty"`
+}
+
+// PlacementPage is the result of Placements: the page's placements, ordered
+// by VM, At, witness and ref, and Next, the After of the next page ("" when
+// there is none). A page of a project's placements may hold fewer than its
+// limit, none even, and a Next: it read Limit keys, some out of the period.
+type PlacementPage struct {
+	Placements []ledger.PlacementRecord `json:"placements"`
+	Next       string                   `json:"next,omitempty"`
+}
+
 // EventName is the name of the chaincode event of a write: "host.put",
 // "host.attest", "regulation.put", "regulation.delete", "registry.put",
-// "proposal.put" or "binding.put". Its payload is a ledger.Event in JSON,
+// "proposal.put", "binding.put" or "placement.put" (key: the VM's UUID). Its payload is a ledger.Event in JSON,
 // without Block (the client knows it from the block). A proposal's approval
 // that applies it is one event of the kind it changed (registry or binding)
 // that carries the proposal as well.
