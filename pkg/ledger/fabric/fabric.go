@@ -1,4 +1,4 @@
-// Package fabric is the ledger.Ledger and ledger.Governance backend over
+// Package fabric is the ledger.Ledger, ledger.Governance and ledger.Residency backend over
 // Hyperledger Fabric: it talks to one peer's Gateway service
 // (fabric-gateway) with the caller's own X.509 identity, and to
 // ledgerfence's chaincode (package chaincode).

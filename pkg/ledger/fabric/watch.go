@@ -26,7 +26,8 @@ func (p position) TransactionID() string { return p.tx }
 // ledger.Event per write, of a host (op put, or attest with the attested
 // record), a regulation, the registry, a proposal or a binding, with its
 // record (an approval that applied a proposal is the registry's or the
-// binding's event, with the proposal as well).
+// binding's event, with the proposal as well), or a placement (key the VM's
+// UUID, with the placement's record and its verdict).
 //
 // The stream starts at block after itself, not after it: a block may hold
 // several transactions, and a consumer that resumes with the Block of the
