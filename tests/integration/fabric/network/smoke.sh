@@ -153,6 +153,7 @@ for n in "${LF_ORG_NUMS[@]}"; do
   ((n > 1)) || sfx=""
   check "attestor$sfx (Org$n) carries ledgerfence.role=attestor" has_role "attestor$sfx" attestor
   check "padmin$sfx (Org$n) carries ledgerfence.role=policyadmin" has_role "padmin$sfx" policyadmin
+  check "recorder$sfx (Org$n) carries ledgerfence.role=recorder" has_role "recorder$sfx" recorder
 done
 no_role() { ! openssl x509 -in "$ids/norole/cert.pem" -noout -text | grep -q 'ledgerfence.role'; }
 check "norole's certificate has no ledgerfence.role" no_role
@@ -170,9 +171,9 @@ fi
 is_client() { openssl x509 -in "$ids/$1/cert.pem" -noout -subject | grep -q 'OU = client'; }
 check "vmm1 is a client identity (NodeOU client)" is_client vmm1
 want_ids() {
-  local i want=(hm1agent hm2agent hm3agent hm4agent hm5agent vmm1 vmm2 padmin hadmin norole attestor hm6agent
-    vmm-org2 padmin-org2 hadmin-org2 attestor-org2 org1-admin org1-user org2-admin org2-user)
-  ((LF_ORGS < 3)) || want+=(hm7agent vmm-org3 padmin-org3 hadmin-org3 attestor-org3 org3-admin org3-user)
+  local i want=(hm1agent hm2agent hm3agent hm4agent hm5agent vmm1 vmm2 padmin hadmin norole attestor recorder
+    hm6agent vmm-org2 padmin-org2 hadmin-org2 attestor-org2 recorder-org2 org1-admin org1-user org2-admin org2-user)
+  ((LF_ORGS < 3)) || want+=(hm7agent vmm-org3 padmin-org3 hadmin-org3 attestor-org3 recorder-org3 org3-admin org3-user)
   for i in "${want[@]}"; do
     [[ -s $ids/$i/cert.pem && -s $ids/$i/key.pem && -s $ids/$i/mspid && -d $ids/$i/msp ]] ||
       { echo "  identity $i incomplete" >&2; return 1; }

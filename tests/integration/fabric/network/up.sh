@@ -246,11 +246,12 @@ done
 enrolments=()
 for h in "${hosts[@]}"; do enrolments+=("org1 ${h}agent hostagent $h"); done
 enrolments+=("org1 vmm1 vmmanager" "org1 vmm2 vmmanager" "org1 padmin policyadmin" "org1 hadmin hostadmin"
-  "org1 norole none" "org1 attestor attestor" "org2 hm6agent hostagent hm6" "org2 vmm-org2 vmmanager"
-  "org2 padmin-org2 policyadmin" "org2 hadmin-org2 hostadmin" "org2 attestor-org2 attestor")
+  "org1 norole none" "org1 attestor attestor" "org1 recorder recorder" "org2 hm6agent hostagent hm6"
+  "org2 vmm-org2 vmmanager" "org2 padmin-org2 policyadmin" "org2 hadmin-org2 hostadmin"
+  "org2 attestor-org2 attestor" "org2 recorder-org2 recorder")
 if ((LF_ORGS >= 3)); then
   enrolments+=("org3 hm7agent hostagent hm7" "org3 vmm-org3 vmmanager" "org3 padmin-org3 policyadmin"
-    "org3 hadmin-org3 hostadmin" "org3 attestor-org3 attestor")
+    "org3 hadmin-org3 hostadmin" "org3 attestor-org3 attestor" "org3 recorder-org3 recorder")
 fi
 enrollers=()
 for e in "${enrolments[@]}"; do
