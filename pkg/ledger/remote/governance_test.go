@@ -29,27 +29,7 @@ import (
 // them (writes need a writer token, whose identity the rules see, or the
 // admin token, the operator's).
 func governanceRoutes(mux *http.ServeMux, s *remote.Server, store *tokens.Store) {
-	write := func(h http.HandlerFunc) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok {
-				remote.WriteError(w, http.StatusUnauthorized, "writes need Authorization: Bearer <token>")
-				return
-			}
-			ctx := r.Context()
-			if tok == token {
-				ctx = ledger.WithWriter(ctx, ledger.Writer{ID: api.DefaultWriter, Role: access.RoleOperator})
-			} else {
-				who, err := store.Authenticate(tok)
-				if err != nil {
-					remote.WriteError(w, http.StatusUnauthorized, "writes need Authorization: Bearer <token>")
-					return
-				}
-				ctx = access.WithIdentity(ctx, who)
-			}
-			h(w, r.WithContext(ctx))
-		}
-	}
+	write := func(h http.HandlerFunc) http.HandlerFunc { return authenticated(store, h) }
 	mux.HandleFunc("GET /v1/registry", s.Registry)
 	mux.HandleFunc("GET /v1/proposals", s.ListProposals)
 	mux.HandleFunc("POST /v1/proposals", write(s.Propose))
@@ -68,6 +48,31 @@ func governanceRoutes(mux *http.ServeMux, s *remote.Server, store *tokens.Store)
 	mux.HandleFunc("POST /v1/lookup", s.Lookup)
 	mux.HandleFunc("GET /v1/ledger", s.Info)
 	mux.HandleFunc("GET /v1/events", s.Events)
+}
+
+// authenticated makes a write's context name its writer as pkg/api's
+// write does: the admin token is the operator's, a writer token its
+// identity's.
+func authenticated(store *tokens.Store, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			remote.WriteError(w, http.StatusUnauthorized, "writes need Authorization: Bearer <token>")
+			return
+		}
+		ctx := r.Context()
+		if tok == token {
+			ctx = ledger.WithWriter(ctx, ledger.Writer{ID: api.DefaultWriter, Role: access.RoleOperator})
+		} else {
+			who, err := store.Authenticate(tok)
+			if err != nil {
+				remote.WriteError(w, http.StatusUnauthorized, "writes need Authorization: Bearer <token>")
+				return
+			}
+			ctx = access.WithIdentity(ctx, who)
+		}
+		h(w, r.WithContext(ctx))
+	}
 }
 
 // governanceServer is a server of the ledger's HTTP side alone, with the

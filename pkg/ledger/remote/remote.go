@@ -20,6 +20,9 @@
 // given, so use https there. Redirects are not followed, so that the token
 // never goes anywhere but the URL given.
 //
+// Placements (placement.go, ledger.Residency): POST and GET
+// /v1/placements.
+//
 // Governance (governance.go): the registry, proposals and approvals,
 // project bindings and attestations over filterd's /v1/registry,
 // /v1/proposals, /v1/bindings and /v1/hosts/{host}/attest.
@@ -212,6 +215,12 @@ func (c *Client) url(path string, query url.Values) string {
 // do sends a request and returns the answer of a 2xx status; any other
 // status is an error of its kind.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, []byte, error) {
+	return c.doLimit(ctx, method, path, query, body, maxAnswer)
+}
+
+// doLimit is do reading an answer of at most limit bytes; a longer one is
+// an error.
+func (c *Client) doLimit(ctx context.Context, method, path string, query url.Values, body any, limit int64) (*http.Response, []byte, error) {
 	if err := c.ctx.Err(); err != nil {
 		return nil, nil, ledger.Errorf(ledger.ErrUnavailable, err, "remote: client closed")
 	}
@@ -237,9 +246,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return nil, nil, unreachable(err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, nil, unreachable(err)
+	}
+	if int64(len(data)) > limit {
+		return nil, nil, ledger.Errorf(ledger.ErrUnavailable, nil, "remote: filterd's answer is longer than "+strconv.FormatInt(limit, 10)+" bytes")
 	}
 	if resp.StatusCode/100 != 2 {
 		return nil, nil, statusError(resp.StatusCode, data)
