@@ -19,7 +19,9 @@
 //
 // Governance's cases (proposals, approvals, bindings, attestations,
 // regulations of bound projects) run on a backend whose ledgers implement
-// ledger.Governance, and are skipped on one that does not serve them.
+// ledger.Governance, and are skipped on one that does not serve them;
+// placements' cases (a recorder records Nova's word, a host agent its own
+// host's) on one whose ledgers implement ledger.Residency, likewise.
 package accesstest
 
 import (
@@ -29,6 +31,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger"
@@ -89,16 +92,26 @@ const (
 	BindProject             Action = "bind project"
 	AttestHost              Action = "attest host"
 	CreateProjectRegulation Action = "create project regulation"
+
+	// Placements' actions. RecordNova: a placement of witness nova (Nova's
+	// word) of a new VM on OwnHost; RecordSeen: a placement of witness
+	// hostagent (the host agent's word) on OwnHost (Own) or on another
+	// host (Other).
+	RecordNova Action = "record nova placement"
+	RecordSeen Action = "record hostagent placement"
 )
 
 // Actions lists every action, the table's first four, then governance's.
 func Actions() []Action {
-	return []Action{PutHost, CreateRegulation, ChangeRegulation, DeleteRegulation, Propose, Approve, BindProject, AttestHost, CreateProjectRegulation}
+	return []Action{PutHost, CreateRegulation, ChangeRegulation, DeleteRegulation, Propose, Approve, BindProject, AttestHost, CreateProjectRegulation,
+		RecordNova, RecordSeen}
 }
 
 // OtherMSP is the organisation the table's proposals move projects to: no
 // identity of the table is of it, so they stay open.
 const OtherMSP = "AccOtherMSP"
+
+func places(a Action) bool { return a == RecordNova || a == RecordSeen }
 
 func governs(a Action) bool {
 	switch a {
@@ -212,6 +225,27 @@ func Cases() []Case {
 			add(id, CreateProjectRegulation, None, false, "creating a regulation", role)
 		}
 	}
+
+	// Placements: a recorder records Nova's word and nothing else, a host
+	// agent its own word on its own host.
+	for _, id := range []Identity{HostAgent, HostAdmin, VMManager, PolicyAdmin, Attestor, Recorder} {
+		role := "role is " + id.Role
+		switch id.Role {
+		case access.RoleRecorder:
+			add(id, RecordNova, None, true)
+			add(id, RecordSeen, Own, false, "records Nova's word", "not hostagent's")
+			add(id, RecordSeen, Other, false, "records Nova's word")
+		case access.RoleHostAgent:
+			add(id, RecordNova, None, false, "records its own word", "not nova's")
+			add(id, RecordSeen, Own, true)
+			add(id, RecordSeen, Other, false, "records placements on its own host only", OwnHost)
+		default:
+			need := "recording a placement needs the role recorder or hostagent"
+			add(id, RecordNova, None, false, need, role)
+			add(id, RecordSeen, Own, false, need, role)
+			add(id, RecordSeen, Other, false, need, role)
+		}
+	}
 	return out
 }
 
@@ -240,6 +274,9 @@ func Run(t *testing.T, ctx context.Context, b Backend) {
 			if governs(c.Action) && env.noGovernance != "" {
 				t.Skip(env.noGovernance)
 			}
+			if places(c.Action) && env.noPlacements != "" {
+				t.Skip(env.noPlacements)
+			}
 			runCase(t, ctx, b, as(c.As), as, c, fmt.Sprintf("%s-%d", run, i), env)
 		})
 	}
@@ -253,6 +290,8 @@ type environment struct {
 	// noGovernance says why governance's cases are skipped ("" to run
 	// them).
 	noGovernance string
+	// noPlacements says why placements' cases are skipped ("" to run them).
+	noPlacements string
 }
 
 // probe registers a host as Registrar, whose record tells the identities'
@@ -264,6 +303,14 @@ func probe(t *testing.T, ctx context.Context, as func(Identity) ledger.Ledger, r
 		t.Fatalf("%s registers a host: %v", Registrar.Name, err)
 	}
 	env := environment{msp: rec.Writer.MSP}
+	if rs, ok := as(Recorder).(ledger.Residency); !ok {
+		env.noPlacements = "the backend's ledger keeps no placements (ledger.Residency)"
+	} else if _, err := rs.Placements(ctx, ledger.PlacementQuery{VM: newVM().ID()}); err != nil {
+		if !errors.Is(err, ledger.ErrNotFound) && !strings.Contains(err.Error(), "no such endpoint") {
+			t.Fatalf("%s reads placements: %v", Recorder.Name, err)
+		}
+		env.noPlacements = fmt.Sprintf("the backend does not serve placements: %v", err)
+	}
 	g, ok := as(PolicyAdmin).(ledger.Governance)
 	if !ok {
 		env.noGovernance = "the backend's ledger offers no governance (ledger.Governance)"
@@ -285,6 +332,10 @@ func governance(t *testing.T, l ledger.Ledger) ledger.Governance {
 }
 
 func runCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, as func(Identity) ledger.Ledger, c Case, uniq string, env environment) {
+	if places(c.Action) {
+		runPlacementCase(t, ctx, b, l, c, uniq)
+		return
+	}
 	region := "r-" + uniq
 	var err error
 	var kind ledger.Kind
@@ -425,6 +476,49 @@ func runCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, as f
 	}
 	if last != nil && b.IsWriter(c.As, last.Writer) {
 		t.Fatalf("a refused write is in the history of %s %s: %+v", kind, key, last)
+	}
+}
+
+// runPlacementCase records the placement of c, a placements' case, as
+// c.As, and checks the outcome: allowed, the VM's one placement is the
+// identity's, with its role; refused, as c says, the VM has none.
+func runPlacementCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, c Case, uniq string) {
+	rs, ok := l.(ledger.Residency)
+	if !ok {
+		t.Fatalf("%T is not a ledger.Residency", l)
+	}
+	vm := newVM().ID()
+	p := ledger.Placement{VM: vm, Host: OwnHost, Op: ledger.OpBoot, At: time.Now().UTC(), Witness: ledger.WitnessNova, Ref: "acc-" + uniq}
+	if c.Action == RecordSeen {
+		p.Op, p.Witness = ledger.OpObserved, ledger.WitnessHostAgent
+		if c.Whose == Other {
+			p.Host = "acc-" + uniq
+		}
+	}
+	_, _, err := rs.RecordPlacement(ctx, p)
+	got, rerr := rs.Placements(ctx, ledger.PlacementQuery{VM: vm})
+	if rerr != nil {
+		t.Fatalf("placements of %s: %v", vm, rerr)
+	}
+	if c.Allowed {
+		if err != nil {
+			t.Fatalf("%s: want allowed, got %v", c.Name(), err)
+		}
+		if len(got) != 1 || got[0].Ref != p.Ref || !b.IsWriter(c.As, got[0].Writer) || got[0].Writer.Role != c.As.Role {
+			t.Fatalf("the placements of %s are not the one %s (%s) recorded: %+v", vm, c.As.Name, c.As.Role, got)
+		}
+		return
+	}
+	if !errors.Is(err, ledger.ErrForbidden) {
+		t.Fatalf("%s: want a refusal matching ledger.ErrForbidden, got %v", c.Name(), err)
+	}
+	for _, w := range c.Words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("refusal %q does not say %q", err, w)
+		}
+	}
+	if len(got) != 0 {
+		t.Fatalf("a refused placement is recorded: %+v", got)
 	}
 }
 

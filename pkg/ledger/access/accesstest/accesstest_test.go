@@ -48,6 +48,10 @@ func (a as) AttestHost(ctx context.Context, name, country string, orgs []string)
 	return a.Ledger.AttestHost(a.ctx(ctx), name, country, orgs)
 }
 
+func (a as) RecordPlacement(ctx context.Context, p ledger.Placement) (ledger.PlacementRecord, bool, error) {
+	return a.Ledger.RecordPlacement(a.ctx(ctx), p)
+}
+
 // inProcess is the embedded ledger with an identity per case; with msp
 // set, every identity is of that organisation, as the chaincode's are of
 // one MSP (the rules that tell organisations apart then apply).
