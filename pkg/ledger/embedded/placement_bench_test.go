@@ -87,8 +87,8 @@ func BenchmarkPlacementsOfVM(b *testing.B) {
 // TestPlacementsOfALongLivedVM: a VM of 10,000 placements is read whole
 // in well under a second, and a period of it is one range.
 func TestPlacementsOfALongLivedVM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes 10,000 placements")
+	if testing.Short() || raceDetector {
+		t.Skip("writes 10,000 placements, and times their reading")
 	}
 	const n = 10_000
 	l := placementLedger(t)
