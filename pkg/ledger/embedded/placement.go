@@ -2,10 +2,13 @@ package embedded
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -469,44 +472,68 @@ func placementHost(p ledger.Placement) string {
 	return p.From
 }
 
+// placementSum is what Verify keeps of a placement the chain records, to
+// check its record: its entry, the SHA-256 of its record's key and value
+// as written, and its project.
+type placementSum struct {
+	seq     uint64
+	sum     [sha256.Size]byte
+	project string
+}
+
+// recordSum is the SHA-256 of a placements bucket's key and value.
+func recordSum(k, v []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(binary.AppendUvarint(nil, uint64(len(k))))
+	h.Write(k)
+	h.Write(v)
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
 // putPlacement checks that e is a placement the ledger could have recorded
-// on the state replayed so far, its verdict decided again on that state.
-func (r *replay) putPlacement(e *entry) (records, string) {
+// on the state replayed so far, its verdict decided again on that state,
+// and keeps what checks its record (placementSum).
+func (r *replay) putPlacement(e *entry) string {
 	if e.Op != ledger.OpPut {
-		return records{}, fmt.Sprintf("a placement's op is %q", filter.Clip(string(e.Op)))
+		return fmt.Sprintf("a placement's op is %q", filter.Clip(string(e.Op)))
 	}
 	var v placementValue
 	if err := strictJSON(e.Value, &v); err != nil {
-		return records{}, fmt.Sprintf("placement value: %v", err)
+		return fmt.Sprintf("placement value: %v", err)
 	}
 	n, err := ledger.NormalizePlacement(v.Placement)
-	if err != nil || !sameJSON(n, v.Placement) || !n.At.Equal(v.At) || n.VM != e.Key {
-		return records{}, fmt.Sprintf("placement value is not the normalised placement of VM %q", filter.Clip(e.Key))
+	same := n
+	same.At = v.At
+	if err != nil || same != v.Placement || !n.At.Equal(v.At) || v.At.Location() != time.UTC || n.VM != e.Key {
+		return fmt.Sprintf("placement value is not the normalised placement of VM %q", filter.Clip(e.Key))
 	}
 	if !operator(e.Writer) {
 		// A credential's host is not recorded: the rules are checked for
 		// the role and the witness.
 		who := access.Identity{MSP: e.Writer.MSP, ID: e.Writer.ID, Role: e.Writer.Role, Host: placementHost(n)}
 		if err := access.MayRecordPlacement(who, n); err != nil {
-			return records{}, fmt.Sprintf("a placement its writer may not record: %v", err)
+			return fmt.Sprintf("a placement its writer may not record: %v", err)
 		}
 	}
 	want, err := r.placementVerdict(e.Seq-1, n)
 	if err != nil {
-		return records{}, fmt.Sprintf("placement verdict: %v", err)
+		return fmt.Sprintf("placement verdict: %v", err)
 	}
 	if !sameJSON(v.Verdict, want) {
-		return records{}, fmt.Sprintf("the placement's verdict is not the decision on the ledger's state then (%s)", verdictWords(want))
+		return fmt.Sprintf("the placement's verdict is not the decision on the ledger's state then (%s)", verdictWords(want))
 	}
-	rec, err := e.records()
+	rec := &ledger.PlacementRecord{Placement: v.Placement, Verdict: v.Verdict, Writer: e.Writer, TxID: e.TxID, RecordedAt: e.Time}
+	data, err := placementJSON(e.Seq, rec)
 	if err != nil {
-		return records{}, err.Error()
+		return err.Error()
 	}
-	r.placements++
-	if rec.placement.Project != "" {
+	r.placements = append(r.placements, placementSum{seq: e.Seq, sum: recordSum(placementKey(rec.Placement), data), project: rec.Project})
+	if rec.Project != "" {
 		r.projectPlacements++
 	}
-	return rec, ""
+	return ""
 }
 
 func verdictWords(v *ledger.PlacementVerdict) string {
@@ -540,14 +567,20 @@ func (r *replay) placementVerdict(height uint64, p ledger.Placement) (*ledger.Pl
 		})
 }
 
-// verifyPlacements checks the placements buckets against the chain, whose
-// replay found placements placements (projects of them with a project):
-// each record is the one its entry wrote, under its key, and each entry
-// wrote one; each ref and project index entry names a record that it
-// indexes. It returns the first entry found wrong (0: none, or a record no
-// entry wrote) and what is wrong ("" if nothing).
-func verifyPlacements(ctx context.Context, tx *bolt.Tx, placements, projects int) (uint64, string, error) {
+// verifyPlacements checks the placements buckets against sums, the
+// placements the chain records in entry order (projects of them with a
+// project): each record is the one its entry wrote, under its key, and each
+// entry wrote one; each ref names its record, and each record of a project
+// is in the project index, which holds nothing else. It returns the first
+// entry found wrong (0: none, or a record no entry wrote) and what is wrong
+// ("" if nothing).
+func verifyPlacements(ctx context.Context, tx *bolt.Tx, sums []placementSum, projects int) (uint64, string, error) {
 	b := tx.Bucket(bucketPlacements)
+	refs := tx.Bucket(bucketPlacementRefs)
+	var pc *bolt.Cursor
+	if pb := tx.Bucket(bucketPlacementProjects); pb != nil {
+		pc = pb.Cursor()
+	}
 	var (
 		seen     int
 		firstSeq uint64
@@ -568,24 +601,33 @@ func verifyPlacements(ctx context.Context, tx *bolt.Tx, placements, projects int
 				return nil
 			}
 			seq := binary.BigEndian.Uint64(v)
-			e, err := readEntry(tx, seq)
-			if err != nil || e.Kind != ledger.KindPlacement {
+			i, found := slices.BinarySearchFunc(sums, seq, func(s placementSum, seq uint64) int { return cmp.Compare(s.seq, seq) })
+			if !found {
 				note(0, fmt.Sprintf("placement record %q was written by no chain entry", filter.Clip(string(k))))
 				return nil
 			}
-			r, err := e.records()
-			if err != nil {
-				return err
+			if recordSum(k, v) != sums[i].sum {
+				// What differs: the key or the record.
+				msg := fmt.Sprintf("placement record %q differs from what the entry wrote", filter.Clip(string(k)))
+				if e, err := readEntry(tx, seq); err == nil {
+					if r, err := e.records(); err == nil && r.placement != nil && !bytes.Equal(k, placementKey(r.placement.Placement)) {
+						msg = fmt.Sprintf("placement record %q is not under the key of the placement the entry wrote", filter.Clip(string(k)))
+					}
+				}
+				note(seq, msg)
+				return nil
 			}
-			want, err := placementJSON(seq, r.placement)
-			if err != nil {
-				return err
+			if refs == nil || !bytes.Equal(refs.Get(refKeyOf(k)), k) {
+				note(seq, fmt.Sprintf("the placement ref index does not name placement %q", filter.Clip(string(k))))
+				return nil
 			}
-			switch {
-			case !bytes.Equal(k, placementKey(r.placement.Placement)):
-				note(seq, fmt.Sprintf("placement record %q is not under the key of the placement the entry wrote", filter.Clip(string(k))))
-			case !bytes.Equal(v, want):
-				note(seq, fmt.Sprintf("placement record %q differs from what the entry wrote", filter.Clip(string(k))))
+			if p := sums[i].project; p != "" {
+				want := projectKey(p, k)
+				if pc == nil {
+					note(seq, fmt.Sprintf("placement %q is missing from the project index", filter.Clip(string(k))))
+				} else if got, _ := pc.Seek(want); !bytes.Equal(got, want) {
+					note(seq, fmt.Sprintf("placement %q is missing from the project index", filter.Clip(string(k))))
+				}
 			}
 			return nil
 		})
@@ -596,57 +638,26 @@ func verifyPlacements(ctx context.Context, tx *bolt.Tx, placements, projects int
 	if firstMsg != "" {
 		return firstSeq, firstMsg, nil
 	}
-	// Each record is its entry's, under its own key: as many records as
-	// entries means one for each.
-	if seen != placements {
-		return 0, fmt.Sprintf("the chain records %d placements and the ledger holds %d", placements, seen), nil
-	}
-	n := 0
-	if refs := tx.Bucket(bucketPlacementRefs); refs != nil {
-		c := refs.Cursor()
-		for k, pk := c.First(); k != nil; k, pk = c.Next() {
-			n++
-			switch {
-			case b == nil || b.Get(pk) == nil:
-				return 0, fmt.Sprintf("the placement ref index names placement %q, which is not recorded", filter.Clip(string(pk))), nil
-			case !bytes.Equal(k, refKeyOf(pk)):
-				return 0, fmt.Sprintf("the placement ref index key %q does not name placement %q", filter.Clip(string(k)), filter.Clip(string(pk))), nil
+	// Each record is its entry's, under its own key (the sum covers both):
+	// as many records as entries means one for each; likewise each ref and
+	// project key checked above is one of as many as there are.
+	count := func(bk *bolt.Bucket) int {
+		n := 0
+		if bk != nil {
+			c := bk.Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				n++
 			}
 		}
+		return n
 	}
-	if n != placements {
-		// Each ref names a record of its own VM, witness and Ref; fewer
-		// refs than records: two records of one ref.
-		return 0, fmt.Sprintf("the placement ref index has %d keys, and the chain's placements make %d: a placement recorded twice, or a ref missing", n, placements), nil
-	}
-	n = 0
-	if pb := tx.Bucket(bucketPlacementProjects); pb != nil {
-		c := pb.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			n++
-			i := bytes.IndexByte(k, 0)
-			if i < 0 {
-				return 0, fmt.Sprintf("placement project index key %q is malformed", filter.Clip(string(k))), nil
-			}
-			pk := k[i+1:]
-			var v []byte
-			if b != nil {
-				v = b.Get(pk)
-			}
-			if v == nil {
-				return 0, fmt.Sprintf("the placement project index names placement %q, which is not recorded", filter.Clip(string(pk))), nil
-			}
-			_, rec, err := decodePlacement(pk, v)
-			if err != nil {
-				return 0, err.Error(), nil
-			}
-			if rec.Project != string(k[:i]) {
-				return 0, fmt.Sprintf("the placement project index puts placement %q under project %q", filter.Clip(string(pk)), filter.Clip(string(k[:i]))), nil
-			}
-		}
-	}
-	if n != projects {
-		return 0, fmt.Sprintf("the placement project index has %d keys, and the chain's placements of projects make %d", n, projects), nil
+	switch {
+	case seen != len(sums):
+		return 0, fmt.Sprintf("the chain records %d placements and the ledger holds %d", len(sums), seen), nil
+	case count(refs) != len(sums):
+		return 0, fmt.Sprintf("the placement ref index has %d keys, and the chain's placements make %d: a placement recorded twice, or a ref of none", count(refs), len(sums)), nil
+	case count(tx.Bucket(bucketPlacementProjects)) != projects:
+		return 0, fmt.Sprintf("the placement project index has %d keys, and the chain's placements of projects make %d", count(tx.Bucket(bucketPlacementProjects)), projects), nil
 	}
 	return 0, "", nil
 }

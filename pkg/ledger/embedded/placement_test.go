@@ -434,20 +434,26 @@ func TestVerifyPlacements(t *testing.T) {
 		}, 0, "written by no chain entry"},
 		{"ref removed", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketPlacementRefs).Delete(refKey(nova(pVM1, "", "", time.Time{}, "m2")))
-		}, 0, "ref index has 3 keys"},
+		}, 7, "the placement ref index does not name placement"},
 		{"ref pointed elsewhere", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketPlacementRefs).Put(refKey(nova(pVM1, "", "", time.Time{}, "m2")), placementKeyAt(tx, 6))
-		}, 0, "does not name placement"},
+		}, 7, "does not name placement"},
+		{"ref of no placement added", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketPlacementRefs).Put(refKey(nova(pVM3, "", "", time.Time{}, "m9")), placementKeyAt(tx, 6))
+		}, 0, "ref index has 5 keys"},
 		{"project index removed", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketPlacementProjects).Delete(projectKey("p2", placementKeyAt(tx, 10)))
-		}, 0, "project index has 3 keys"},
+		}, 10, "missing from the project index"},
+		{"project index key added", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketPlacementProjects).Put(projectKey("p9", placementKeyAt(tx, 10)), nil)
+		}, 0, "project index has 5 keys, and the chain's placements of projects make 4"},
 		{"project index of another project", func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketPlacementProjects)
 			if err := b.Delete(projectKey("p2", placementKeyAt(tx, 10))); err != nil {
 				return err
 			}
 			return b.Put(projectKey("p1", placementKeyAt(tx, 10)), nil)
-		}, 0, `under project "p1"`},
+		}, 10, "missing from the project index"},
 		{"placement entry edited", editEntry(7, false, func(e *entry) {
 			e.Value = []byte(strings.Replace(string(e.Value), `"allowed":false`, `"allowed":true`, 1))
 		}), 7, "does not match its hash"},
@@ -475,7 +481,7 @@ func TestVerifyPlacements(t *testing.T) {
 			e.Value, _ = marshalPlacementValue(p, &ledger.PlacementVerdict{Allowed: true,
 				Regulations: []ledger.RegulationVersion{{Subject: filter.VMSubject(pVM1), Version: 1}, {Subject: filter.ProjectSubject("p1"), Version: 1}},
 				Country:     "JP", Organizations: []string{"A"}})
-		}), 0, "recorded twice"},
+		}), 6, "the placement ref index does not name placement"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -206,9 +206,10 @@ type replay struct {
 	// applied is the proposal the last entry applied, whose change must be
 	// the next entry.
 	applied *ledger.ProposalRecord
-	// placements counts the placements replayed, projectPlacements those
-	// of them with a project.
-	placements, projectPlacements int
+	// placements are the placements replayed, in entry order;
+	// projectPlacements counts those of them with a project.
+	placements        []placementSum
+	projectPlacements int
 }
 
 // verify checks the file in tx (see Verify) and records in hashes the hash of
@@ -377,7 +378,7 @@ func verify(ctx context.Context, tx *bolt.Tx, hashes map[uint64]string) (VerifyR
 	if msg != "" {
 		return fail(seq, "%s", msg)
 	}
-	rep.Placements = r.placements
+	rep.Placements = len(r.placements)
 	rep.OK = true
 	return rep, nil
 }
@@ -398,8 +399,7 @@ func (r *replay) apply(e *entry) string {
 		return fmt.Sprintf("entry %d applied proposal %s, and this entry is not its change", e.Seq-1, applied.ID)
 	}
 	if e.Kind == ledger.KindPlacement {
-		_, msg := r.putPlacement(e)
-		return msg
+		return r.putPlacement(e)
 	}
 	key := e.recordKey()
 	cur, exists := state[key]
