@@ -96,8 +96,8 @@ func run(ctx context.Context, cfg hostagent.Config, getenv func(string) string) 
 			}
 			// The host agent is the second witness of where VMs run,
 			// where the ledger keeps placements.
-			if rec, ok := l.(hostagent.PlacementRecorder); ok && !cfg.NoWitness {
-				agent.Sweeper.Witness = &hostagent.Witness{Host: host.Name, Recorder: rec, Clock: clock, Log: log, Metrics: metrics}
+			if !cfg.NoWitness {
+				agent.Sweeper.Witness = &hostagent.Witness{Host: host.Name, Recorder: l, Clock: clock, Log: log, Metrics: metrics}
 			}
 			if cfg.NATS != "" {
 				pub, err := newPublisher(cfg.NATS, log, reg)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
-	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/residency"
 )
 
@@ -69,13 +68,9 @@ func (a *app) residency(ctx context.Context, args []string) error {
 		return err
 	}
 	defer l.Close()
-	rd, err := residencyReader(l)
-	if err != nil {
-		return err
-	}
 	cctx, cancel := a.callCtx(ctx, c)
 	defer cancel()
-	rep, err := residency.Read(cctx, rd, q, at)
+	rep, err := residency.Read(cctx, l, q, at)
 	if err != nil {
 		return fmt.Errorf("residency of %s: %w", subject, err)
 	}
@@ -116,13 +111,9 @@ func (a *app) residencyVerify(ctx context.Context, args []string) error {
 		return err
 	}
 	defer l.Close()
-	rd, err := residencyReader(l)
-	if err != nil {
-		return err
-	}
 	cctx, cancel := a.callCtx(ctx, c)
 	defer cancel()
-	if err := residency.Verify(cctx, rd, rep); err != nil {
+	if err := residency.Verify(cctx, l, rep); err != nil {
 		var m *residency.Mismatch
 		if errors.As(err, &m) {
 			return &deniedError{m.Error()}
@@ -134,14 +125,6 @@ func (a *app) residencyVerify(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(a.stdout, "verified: %d intervals of %s from %d placements, as the ledger holds them\n", len(rep.Intervals), rep.Subject, rep.Placements)
 	return nil
-}
-
-func residencyReader(l ledger.Ledger) (residency.Reader, error) {
-	rd, ok := l.(residency.Reader)
-	if !ok {
-		return nil, ledger.Errorf(ledger.ErrUnavailable, nil, "this ledger backend keeps no placements")
-	}
-	return rd, nil
 }
 
 func timeFlag(name, v string, def time.Time) (time.Time, error) {

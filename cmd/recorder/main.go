@@ -36,7 +36,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ledgerfence/ledgerfence/pkg/config"
-	"github.com/ledgerfence/ledgerfence/pkg/ledger"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/backend"
 	"github.com/ledgerfence/ledgerfence/pkg/recorder"
 )
@@ -108,11 +107,7 @@ func run(ctx context.Context, s settings) error {
 		return err
 	}
 	defer l.Close()
-	rp, ok := l.(ledger.Residency)
-	if !ok {
-		return fmt.Errorf("the %s ledger keeps no placements", s.Ledger.Ledger)
-	}
-	r, err := recorder.New(s.AMQP, recorder.Ledger{L: rp}, recorder.WithLogger(log), recorder.WithRegisterer(reg))
+	r, err := recorder.New(s.AMQP, recorder.Ledger{L: l}, recorder.WithLogger(log), recorder.WithRegisterer(reg))
 	if err != nil {
 		return err
 	}

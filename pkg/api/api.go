@@ -364,6 +364,7 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 	handle("/v1/check", methods{http.MethodPost: s.read(s.heavy(s.check))})
 	handle("/v1/decisions", methods{http.MethodGet: s.read(s.listDecisions)})
 	handle("/v1/decisions/{id}", methods{http.MethodGet: s.read(s.getDecision)})
+	handle("/v1/placements", methods{http.MethodGet: s.read(s.heavy(s.rs.Placements)), http.MethodPost: s.write(s.rs.RecordPlacement)})
 	handle("/v1/residency/vm/{id}", methods{http.MethodGet: s.read(s.heavy(s.residencyReport(filter.KindVM)))})
 	handle("/v1/residency/project/{id}", methods{http.MethodGet: s.read(s.heavy(s.residencyReport(filter.KindProject)))})
 	handle("/v1/ledger", methods{http.MethodGet: s.read(s.rs.Info)})

@@ -33,12 +33,7 @@ func (s *Server) residencyReport(kind string) http.HandlerFunc {
 			remote.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		l, ok := s.ledger.(residency.Reader)
-		if !ok {
-			remote.WriteError(w, http.StatusNotImplemented, "this ledger backend keeps no placements")
-			return
-		}
-		rep, err := residency.Read(r.Context(), l, q, time.Now().Add(-Settle))
+		rep, err := residency.Read(r.Context(), s.ledger, q, time.Now().Add(-Settle))
 		if err != nil {
 			remote.LedgerError(s.log, w, r, err)
 			return

@@ -193,6 +193,7 @@ type Ledger interface {
 	Close() error
 
 	Governance
+	Residency
 }
 
 type writerKey struct{}
