@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ledgerfence/ledgerfence/pkg/api"
@@ -32,6 +33,11 @@ var pAt = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // placement routes mounted as pkg/api mounts them, over an embedded ledger
 // whose writer tokens live in dir.
 func placementServer(t *testing.T, dir string) string {
+	return placementServerLogging(t, dir, zaptest.NewLogger(t))
+}
+
+// placementServerLogging is placementServer logging to log.
+func placementServerLogging(t testing.TB, dir string, log *zap.Logger) string {
 	t.Helper()
 	l, err := embedded.Open(filepath.Join(dir, embedded.FileName))
 	if err != nil {
@@ -41,7 +47,7 @@ func placementServer(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := remote.NewServer(l, zaptest.NewLogger(t), remote.ServerOptions{
+	s := remote.NewServer(l, log, remote.ServerOptions{
 		Backend: "embedded", MaxBody: 1 << 20, MaxStreams: 4, Heartbeat: 50 * time.Millisecond, StreamWriteTimeout: 5 * time.Second,
 	})
 	mux := http.NewServeMux()
