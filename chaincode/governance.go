@@ -343,7 +343,11 @@ func (c *Contract) AttestHost(ctx Ctx, name, country, orgsJSON string) (string, 
 	if !found {
 		return "", refuse(wire.CodeNotFound, "host %s is not registered", facts.Name)
 	}
-	if err := access.MayAttest(who, rec, facts); err != nil {
+	reg, err := st.registry()
+	if err != nil {
+		return "", err
+	}
+	if err := access.MayAttest(who, rec, facts, reg); err != nil {
 		return "", denied(err)
 	}
 	txID, at, err := st.tx()

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -142,7 +143,11 @@ func MayClaim(who Identity, h filter.Host, reg *ledger.RegistryRecord) error {
 // is rec: an attestor of another organisation than the one that claimed
 // them (on the embedded ledger, another identity). facts, the country and
 // organisations attested (normalised), must be the record's as they are now.
-func MayAttest(who Identity, rec ledger.HostRecord, facts filter.Host) error {
+// Under a registry (reg; nil for none) the attestor's organisation must be
+// a member, and the claim one its claimant's organisation may make now: a
+// claim made before the registry, or under an older one, that breaks it is
+// never attested.
+func MayAttest(who Identity, rec ledger.HostRecord, facts filter.Host, reg *ledger.RegistryRecord) error {
 	if who.ID == "" {
 		return errNoName
 	}
@@ -159,6 +164,20 @@ func MayAttest(who Identity, rec ledger.HostRecord, facts filter.Host) error {
 	if facts.Country != rec.Country || !slices.Equal(facts.Organizations, rec.Organizations) {
 		return invalidf("host %s's record says %s %s, not %s %s: attest the facts as they are now",
 			rec.Name, rec.Country, strings.Join(rec.Organizations, ","), facts.Country, strings.Join(facts.Organizations, ","))
+	}
+	if reg != nil {
+		if _, ok := reg.Members[who.MSP]; !ok {
+			return forbid("organisation %s is not a member of the registry (version %d) and may attest no host", mspName(who.MSP), reg.Version)
+		}
+		claimant := Identity{MSP: rec.Writer.MSP, ID: rec.Writer.ID, Role: rec.Writer.Role}
+		if err := MayClaim(claimant, rec.Host, reg); err != nil {
+			var le *ledger.Error
+			msg := err.Error()
+			if errors.As(err, &le) {
+				msg = le.Msg
+			}
+			return forbid("host %s's facts break the registry in force, so they cannot be attested: %s", rec.Name, msg)
+		}
 	}
 	return nil
 }

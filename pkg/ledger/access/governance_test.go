@@ -74,12 +74,20 @@ func TestMayAttest(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantForbidden(t, MayAttest(tc.who, tc.rec, tc.facts), tc.allowed, tc.words...)
+			wantForbidden(t, MayAttest(tc.who, tc.rec, tc.facts, nil), tc.allowed, tc.words...)
 		})
 	}
+	// Under a registry: the attestor's organisation must be a member, and
+	// the claim one its claimant may make now (a claim made before the
+	// registry that breaks it is never attested).
+	reg := registry(2, map[string][]string{"Org1MSP": {"CompanyB"}, "Org2MSP": {"CompanyA"}})
+	wantForbidden(t, MayAttest(attestor2, claimed, facts, reg), false, "break the registry", "CompanyA")
+	fits := registry(3, map[string][]string{"Org1MSP": {"CompanyA"}, "Org2MSP": {"CompanyB"}})
+	wantForbidden(t, MayAttest(attestor2, claimed, facts, fits), true)
+	wantForbidden(t, MayAttest(Identity{MSP: "Org3MSP", ID: "x", Role: RoleAttestor}, claimed, facts, fits), false, "Org3MSP", "not a member")
 	// Facts other than the record's: stale, refused as invalid.
 	other := filter.Host{Name: "hm1", Country: "GB", Organizations: []string{"CompanyA"}}
-	if err := MayAttest(attestor2, claimed, other); !errors.Is(err, ledger.ErrInvalid) {
+	if err := MayAttest(attestor2, claimed, other, nil); !errors.Is(err, ledger.ErrInvalid) {
 		t.Errorf("attesting facts the record does not hold: %v, want ErrInvalid", err)
 	}
 }

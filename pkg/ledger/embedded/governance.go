@@ -517,7 +517,11 @@ func (l *Ledger) AttestHost(ctx context.Context, name, country string, organizat
 			return nil, ledger.Errorf(ledger.ErrNotFound, nil, "host "+facts.Name+" is not registered")
 		}
 		rules := rulesOf(w, who, checked, access.RoleAttestor)
-		if err := access.MayAttest(rules, cur, facts); err != nil {
+		reg, err := l.registryInForce(tx)
+		if err != nil {
+			return nil, err
+		}
+		if err := access.MayAttest(rules, cur, facts, reg); err != nil {
 			return nil, err
 		}
 		if _, fresh := access.Attestation(rules, cur, "", time.Time{}); !fresh {
