@@ -381,10 +381,18 @@ func (l *Ledger) Placements(ctx context.Context, q ledger.PlacementQuery) ([]led
 		if b == nil {
 			return nil
 		}
-		n := 0
-		add := func(k, v []byte) error {
-			if n++; n%1024 == 0 && ctx.Err() != nil {
+		// A long read gives up its read transaction once its caller has
+		// (a writer growing the file waits for every reader).
+		steps := 0
+		step := func() error {
+			if steps++; steps%1024 == 0 && ctx.Err() != nil {
 				return ledger.Errorf(ledger.ErrUnavailable, ctx.Err(), "request ended: "+ctx.Err().Error())
+			}
+			return nil
+		}
+		add := func(k, v []byte) error {
+			if err := step(); err != nil {
+				return err
 			}
 			if len(out) == q.Limit {
 				return ledger.Errorf(ledger.ErrInvalid, nil, fmt.Sprintf(
@@ -407,6 +415,9 @@ func (l *Ledger) Placements(ctx context.Context, q ledger.PlacementQuery) ([]led
 		prefix := append([]byte(q.Project), 0)
 		c := pb.Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
+			if err := step(); err != nil {
+				return err
+			}
 			pk := k[len(prefix):]
 			i := bytes.IndexByte(pk, 0)
 			if i < 0 || len(pk) < i+1+atLen {
