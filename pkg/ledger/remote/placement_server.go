@@ -20,25 +20,11 @@ type placementsBody struct {
 	Placements []ledger.PlacementRecord `json:"placements"`
 }
 
-// residency returns the ledger's placements, answering 404 when the ledger
-// keeps none.
-func (s *Server) residency(w http.ResponseWriter) (ledger.Residency, bool) {
-	rs, ok := s.l.(ledger.Residency)
-	if !ok {
-		WriteError(w, http.StatusNotFound, "this filterd's "+s.o.Backend+" ledger keeps no placements")
-	}
-	return rs, ok
-}
-
 // RecordPlacement serves POST /v1/placements: body a ledger.Placement, the
 // answer the placement as recorded, with the verdict the ledger recorded
 // with it; X-Ledgerfence-Changed says whether it was recorded before (the
 // same VM, witness and ref: then the stored record).
 func (s *Server) RecordPlacement(w http.ResponseWriter, r *http.Request) {
-	rs, ok := s.residency(w)
-	if !ok {
-		return
-	}
 	var in ledger.Placement
 	if DecodeBody(w, r, maxRESTBody, &in) != nil {
 		return
@@ -48,7 +34,7 @@ func (s *Server) RecordPlacement(w http.ResponseWriter, r *http.Request) {
 		LedgerError(s.log, w, r, err)
 		return
 	}
-	rec, changed, err := rs.RecordPlacement(r.Context(), p)
+	rec, changed, err := s.l.RecordPlacement(r.Context(), p)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
@@ -65,10 +51,6 @@ func (s *Server) RecordPlacement(w http.ResponseWriter, r *http.Request) {
 // VM, time, witness and ref. More placements than the limit is a 400 that
 // asks for a narrower period.
 func (s *Server) Placements(w http.ResponseWriter, r *http.Request) {
-	rs, ok := s.residency(w)
-	if !ok {
-		return
-	}
 	v := r.URL.Query()
 	q := ledger.PlacementQuery{VM: v.Get("vm"), Project: v.Get("project")}
 	if (q.VM == "") == (q.Project == "") {
@@ -98,7 +80,7 @@ func (s *Server) Placements(w http.ResponseWriter, r *http.Request) {
 		}
 		q.Limit = n
 	}
-	list, err := rs.Placements(r.Context(), q)
+	list, err := s.l.Placements(r.Context(), q)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return

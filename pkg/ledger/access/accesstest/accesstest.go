@@ -21,7 +21,7 @@
 // regulations of bound projects) run on a backend whose ledgers implement
 // ledger.Governance, and are skipped on one that does not serve them;
 // placements' cases (a recorder records Nova's word, a host agent its own
-// host's) on one whose ledgers implement ledger.Residency, likewise.
+// host's) are skipped on one that does not serve placements, likewise.
 package accesstest
 
 import (
@@ -303,9 +303,7 @@ func probe(t *testing.T, ctx context.Context, as func(Identity) ledger.Ledger, r
 		t.Fatalf("%s registers a host: %v", Registrar.Name, err)
 	}
 	env := environment{msp: rec.Writer.MSP}
-	if rs, ok := as(Recorder).(ledger.Residency); !ok {
-		env.noPlacements = "the backend's ledger keeps no placements (ledger.Residency)"
-	} else if _, err := rs.Placements(ctx, ledger.PlacementQuery{VM: newVM().ID()}); err != nil {
+	if _, err := as(Recorder).Placements(ctx, ledger.PlacementQuery{VM: newVM().ID()}); err != nil {
 		if !errors.Is(err, ledger.ErrNotFound) && !strings.Contains(err.Error(), "no such endpoint") {
 			t.Fatalf("%s reads placements: %v", Recorder.Name, err)
 		}
@@ -483,10 +481,7 @@ func runCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, as f
 // c.As, and checks the outcome: allowed, the VM's one placement is the
 // identity's, with its role; refused, as c says, the VM has none.
 func runPlacementCase(t *testing.T, ctx context.Context, b Backend, l ledger.Ledger, c Case, uniq string) {
-	rs, ok := l.(ledger.Residency)
-	if !ok {
-		t.Fatalf("%T is not a ledger.Residency", l)
-	}
+	rs := l
 	vm := newVM().ID()
 	p := ledger.Placement{VM: vm, Host: OwnHost, Op: ledger.OpBoot, At: time.Now().UTC(), Witness: ledger.WitnessNova, Ref: "acc-" + uniq}
 	if c.Action == RecordSeen {
