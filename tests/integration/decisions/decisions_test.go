@@ -12,7 +12,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,7 +19,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -30,26 +28,18 @@ import (
 	"github.com/ledgerfence/ledgerfence/pkg/filter"
 	"github.com/ledgerfence/ledgerfence/pkg/hostagent"
 	"github.com/ledgerfence/ledgerfence/pkg/ledger/remote"
+	"github.com/ledgerfence/ledgerfence/tests/integration/filterdtest"
 )
-
-const adminToken = "decisions-test-token"
 
 var bin string // directory of the built commands
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ledgerfence-decisions")
+	dir, err := filterdtest.Build("filterd", "ledgerctl")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	bin = dir
-	root, _ := filepath.Abs(filepath.Join("..", "..", ".."))
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/filterd", "./cmd/ledgerctl")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
-	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -59,96 +49,26 @@ func TestMain(m *testing.M) {
 // hosts and regulations, and returns its base URL.
 func filterd(t *testing.T, extra ...string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	data := t.TempDir()
-	attestor := issueToken(t, data, "attestor", "attestor-1")
-	cmd := exec.Command(filepath.Join(bin, "filterd"), append([]string{"--listen", addr, "--data", data, "--log-level", "warn"}, extra...)...)
-	cmd.Env = append(os.Environ(), "LEDGERFENCE_ADMIN_TOKEN="+adminToken)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("filterd's log:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("filterd not ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	attestor := filterdtest.IssueToken(t, bin, data, "attestor", "attestor-1")
+	f := filterdtest.Start(t, bin, filterdtest.Options{Data: data, Args: extra})
 	for _, h := range decidetest.Hosts() {
 		b, _ := json.Marshal(map[string]any{"country": h.Country, "organizations": h.Organizations})
-		put(t, base+"/v1/hosts/"+h.Name, b)
+		f.Put(t, "/v1/hosts/"+h.Name, b)
 	}
 	for _, r := range decidetest.Regulations() {
 		b, _ := json.Marshal(r.Terms())
-		put(t, base+"/v1/regulations/"+string(r.Subject), b)
+		f.Put(t, "/v1/regulations/"+string(r.Subject), b)
 	}
 	// The operator claimed the hosts' facts; another identity, an
 	// attestor's, attests some of them.
 	for _, h := range decidetest.Hosts() {
 		if slices.Contains(decidetest.AttestedHosts(), h.Name) {
 			b, _ := json.Marshal(map[string]any{"country": h.Country, "organizations": h.Organizations})
-			send(t, http.MethodPost, base+"/v1/hosts/"+h.Name+"/attest", attestor, b)
+			f.Write(t, http.MethodPost, "/v1/hosts/"+h.Name+"/attest", attestor, b)
 		}
 	}
-	return base
-}
-
-// issueToken issues a writer token of role for the embedded ledger in data,
-// with ledgerctl, and returns it.
-func issueToken(t *testing.T, data, role, id string) string {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(bin, "ledgerctl"), "token", "issue", "--data", data, "--role", role, "--id", id, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("ledgerctl token issue: %v", err)
-	}
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal(out, &tok); err != nil || tok.Token == "" {
-		t.Fatalf("ledgerctl token issue: %q: %v", out, err)
-	}
-	return tok.Token
-}
-
-func put(t *testing.T, url string, body []byte) {
-	t.Helper()
-	send(t, http.MethodPut, url, adminToken, body)
-}
-
-func send(t *testing.T, method, url, token string, body []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: %d", method, url, resp.StatusCode)
-	}
+	return f.URL
 }
 
 func postJSON(t *testing.T, url string, body any) *http.Response {

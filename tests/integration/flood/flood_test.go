@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,38 +27,29 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ledgerfence/ledgerfence/tests/integration/filterdtest"
 )
 
 const (
-	adminToken = "flood-test-token"
-	vmUUID     = "6f1c0d3e-8b2a-4c1d-9e7f-0a1b2c3d4e5f"
+	vmUUID = "6f1c0d3e-8b2a-4c1d-9e7f-0a1b2c3d4e5f"
 	// rssBound is what filterd's defaults promise under any of the floods.
 	rssBound = 256 << 20
 )
 
-var filterdBin string
+var bin string // directory of the built filterd
 
 func TestMain(m *testing.M) {
 	if base := os.Getenv("LEDGERFENCE_FLOOD_NORMAL"); base != "" {
 		normalClient(base)
 		return
 	}
-	dir, err := os.MkdirTemp("", "ledgerfence-flood")
+	dir, err := filterdtest.Build("filterd")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	filterdBin = os.Getenv("LEDGERFENCE_FILTERD_BIN")
-	if filterdBin == "" {
-		filterdBin = filepath.Join(dir, "filterd")
-		root, _ := filepath.Abs(filepath.Join("..", "..", ".."))
-		cmd := exec.Command("go", "build", "-o", filterdBin, "./cmd/filterd")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build ./cmd/filterd: %v\n%s", err, out)
-			os.Exit(1)
-		}
-	}
+	bin = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -67,6 +57,7 @@ func TestMain(m *testing.M) {
 
 // filterd is a running filterd process.
 type filterd struct {
+	*filterdtest.Filterd
 	base string
 	addr string
 	cmd  *exec.Cmd
@@ -74,67 +65,18 @@ type filterd struct {
 
 func start(t *testing.T) *filterd {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(filterdBin, "--listen", addr, "--data", t.TempDir(), "--log-level", "error")
-	cmd.Env = append(os.Environ(), "LEDGERFENCE_ADMIN_TOKEN="+adminToken)
-	logf, err := os.Create(filepath.Join(t.TempDir(), "filterd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f := &filterd{base: "http://" + addr, addr: addr, cmd: cmd}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(f.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("filterd not ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ff := filterdtest.Start(t, bin, filterdtest.Options{LogLevel: "error"})
+	f := &filterd{Filterd: ff, base: ff.URL, addr: ff.Addr, cmd: ff.Cmd}
 	for _, h := range []struct{ name, body string }{
 		{"hm1", `{"country": "JP", "organizations": ["CompanyA", "CompanyB"]}`},
 		{"hm3", `{"country": "DE", "organizations": ["CompanyA"]}`},
 	} {
-		f.put(t, "/v1/hosts/"+h.name, h.body)
+		f.Put(t, "/v1/hosts/"+h.name, []byte(h.body))
 	}
-	f.put(t, "/v1/regulations/vm:"+vmUUID, `{"countries": ["JP", "GB"], "organizations": ["CompanyA", "CompanyB"]}`)
+	f.Put(t, "/v1/regulations/vm:"+vmUUID, []byte(`{"countries": ["JP", "GB"], "organizations": ["CompanyA", "CompanyB"]}`))
 	return f
 }
 
-func (f *filterd) put(t *testing.T, path, body string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, f.base+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT %s: %d", path, resp.StatusCode)
-	}
-}
-
-// status reads a field of /proc/<pid>/status, in bytes.
 func (f *filterd) status(t *testing.T, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", f.cmd.Process.Pid))
