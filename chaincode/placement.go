@@ -248,13 +248,42 @@ func (c *Contract) Placements(ctx Ctx, queryJSON string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return result(page)
+	return page.encode()
 }
 
 // placementPage is wire.PlacementPage with the records as stored.
 type placementPage struct {
 	Placements []json.RawMessage `json:"placements"`
 	Next       string            `json:"next,omitempty"`
+}
+
+// encode writes the page as wire.PlacementPage's JSON, the records as
+// stored (JSON this contract wrote), without decoding them again.
+func (p placementPage) encode() (string, error) {
+	n := 32 + len(p.Next)
+	for _, r := range p.Placements {
+		n += len(r) + 1
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(`{"placements":[`)
+	for i, r := range p.Placements {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(r)
+	}
+	b.WriteByte(']')
+	if p.Next != "" {
+		next, err := json.Marshal(p.Next)
+		if err != nil {
+			return "", fmt.Errorf("encode result: %w", err)
+		}
+		b.WriteString(`,"next":`)
+		b.Write(next)
+	}
+	b.WriteByte('}')
+	return b.String(), nil
 }
 
 // placements reads the keys in [start, end), up to q.Limit of them, and

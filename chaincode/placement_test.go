@@ -428,3 +428,25 @@ func TestPlacementKeysOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestPlacementPageEncoding(t *testing.T) {
+	recs := []json.RawMessage{json.RawMessage(`{"vm":"a","ref":"x\"y"}`), json.RawMessage(`{"vm":"b"}`)}
+	for _, p := range []placementPage{
+		{Placements: []json.RawMessage{}},
+		{Placements: recs[:1]},
+		{Placements: recs, Next: "placement/a/\"b\"/<c>&\u2028"},
+	} {
+		got, err := p.encode()
+		must(t, err)
+		want, err := json.Marshal(p)
+		must(t, err)
+		if got != string(want) {
+			t.Fatalf("encoded\n%s\nwant\n%s", got, want)
+		}
+		var back wire.PlacementPage
+		must(t, json.Unmarshal([]byte(got), &back))
+		if back.Next != p.Next || len(back.Placements) != len(p.Placements) {
+			t.Fatalf("decoded %+v", back)
+		}
+	}
+}
