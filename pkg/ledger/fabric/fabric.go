@@ -1,7 +1,7 @@
-// Package fabric is the ledger.Ledger, ledger.Governance and ledger.Residency backend over
-// Hyperledger Fabric: it talks to one peer's Gateway service
-// (fabric-gateway) with the caller's own X.509 identity, and to
-// ledgerfence's chaincode (package chaincode).
+// Package fabric is the ledger.Ledger, ledger.Governance and
+// ledger.Residency backend over Hyperledger Fabric: it talks to one peer's
+// Gateway service (fabric-gateway) with the caller's own X.509 identity, and
+// to ledgerfence's chaincode (package chaincode).
 //
 // Reads are evaluated on the peer; writes are endorsed (by as many
 // organisations as the endorsement policy needs), submitted to the orderer
