@@ -126,8 +126,17 @@ func TestEventsOfRegulations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := vmm.DeleteRegulation(c, vm); err != nil {
-		t.Fatal(err)
+	// The delete is endorsed by both organisations' peers; the other
+	// organisation's may not hold the put's block yet, and answers that
+	// there is no regulation: try again while it catches up.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := vmm.DeleteRegulation(c, vm)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ledger.ErrNotFound) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 	var got []ledger.Event
 	for len(got) < 2 {
