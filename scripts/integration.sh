@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export LEDGERFENCE_REQUIRE_INTEGRATION=${LEDGERFENCE_REQUIRE_INTEGRATION:-1}
+# Test artifacts (the auditors' page's screenshots) are kept here.
+export LEDGERFENCE_ARTIFACTS=${LEDGERFENCE_ARTIFACTS:-${LEDGERFENCE_CACHE:-$HOME/.cache/ledgerfence}/artifacts}
+mkdir -p "$LEDGERFENCE_ARTIFACTS"
+echo "integration: artifacts in $LEDGERFENCE_ARTIFACTS"
 status=0
 run() {
 	local name=$1
