@@ -207,6 +207,7 @@ func BenchmarkE2ENotificationToPlacement(b *testing.B) {
 	b.ReportMetric(msOf(percentile(committed, 1)), "recorded_at-max-ms")
 	b.ReportMetric(msOf(percentile(seen, 0.5)), "seen-p50-ms")
 	b.ReportMetric(msOf(percentile(seen, 0.99)), "seen-p99-ms")
+	b.ReportMetric(loadAverage(), "load-1m")
 	if d, err := rec.metric("ledgerfence_recorder_record_duration_seconds_sum"); err == nil {
 		if n, err := rec.metric("ledgerfence_recorder_record_duration_seconds_count"); err == nil && n > 0 {
 			b.ReportMetric(d/n*1000, "record-mean-ms")
@@ -342,6 +343,7 @@ func BenchmarkE2ERecorderLoad(b *testing.B) {
 				b.Logf("recorder %d: VmRSS idle %.1f MiB, peak %.1f MiB; recorded %v", r+1, float64(idle[r])/1024,
 					float64(peak[r])/1024, recs[r].messages(b, recorder.ResultRecorded))
 			}
+			b.ReportMetric(loadAverage(), "load-1m")
 			b.ReportMetric(float64(slices.Max(idle))/1024, "idle-rss-MiB")
 			b.ReportMetric(float64(maxPeak)/1024, "peak-rss-MiB")
 			b.ReportMetric(float64(sumPeak)/1024, "peak-rss-all-MiB")
@@ -434,6 +436,7 @@ func BenchmarkE2EReport10k(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(out))/(1<<20), "report-MiB")
 		b.ReportMetric(float64(rep.Violations), "violations")
+		b.ReportMetric(loadAverage(), "load-1m")
 	})
 	b.Run("verify", func(b *testing.B) {
 		for b.Loop() {
@@ -442,6 +445,7 @@ func BenchmarkE2EReport10k(b *testing.B) {
 				b.Fatalf("ledgerctl residency verify: exit %d: %s%s", code, out, errs)
 			}
 		}
+		b.ReportMetric(loadAverage(), "load-1m")
 	})
 	b.Run("html", func(b *testing.B) {
 		for b.Loop() {
@@ -508,6 +512,7 @@ func BenchmarkE2EWebhookWithRecorder(b *testing.B) {
 	}
 	for range b.N {
 		report("alone", runLfbench(b, bin, l.fd.URL, args...))
+		b.ReportMetric(loadAverage(), "alone-load-1m")
 
 		const queue = "e2e-webhook"
 		rec := startRecorder(b, bin, "recorder", l.fd.URL, l.token, node.URL, "--queue", queue)
@@ -541,6 +546,7 @@ func BenchmarkE2EWebhookWithRecorder(b *testing.B) {
 		rec.kill()
 		deleteQueue(b, node.URL, queue)
 		report("with-recorder", rows)
+		b.ReportMetric(loadAverage(), "with-recorder-load-1m")
 		b.ReportMetric(float64(sent)/fed.Seconds(), "fed-msgs/s")
 		b.ReportMetric(recorded/fed.Seconds(), "recorded-msgs/s")
 	}

@@ -373,6 +373,21 @@ func machineBusy() (busy, all int64) {
 	return busy, all
 }
 
+// loadAverage is the machine's load average over the last minute (other
+// work shares the machine: a figure is read with it).
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
 // ledgerctl runs ledgerctl with args and returns its output and exit code
 // (a failure to run it fails t).
 func ledgerctl(t testing.TB, bin string, args ...string) (stdout, stderr string, code int) {
