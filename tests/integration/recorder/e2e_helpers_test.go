@@ -392,6 +392,14 @@ func loadAverage() float64 {
 // (a failure to run it fails t).
 func ledgerctl(t testing.TB, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	stdout, stderr, code, _ = ledgerctlCPU(t, bin, args...)
+	return stdout, stderr, code
+}
+
+// ledgerctlCPU is ledgerctl, also returning the CPU time (user and system)
+// the command took.
+func ledgerctlCPU(t testing.TB, bin string, args ...string) (stdout, stderr string, code int, cpu time.Duration) {
+	t.Helper()
 	home := t.TempDir()
 	cmd := exec.Command(filepath.Join(bin, "ledgerctl"), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_STATE_HOME=" + filepath.Join(home, "state")}
@@ -406,7 +414,10 @@ func ledgerctl(t testing.TB, bin string, args ...string) (stdout, stderr string,
 	default:
 		t.Fatalf("ledgerctl %s: %v", strings.Join(args, " "), err)
 	}
-	return out.String(), errs.String(), code
+	if ps := cmd.ProcessState; ps != nil {
+		cpu = ps.UserTime() + ps.SystemTime()
+	}
+	return out.String(), errs.String(), code, cpu
 }
 
 // newUUID is a random UUID (version 4), lower case.
