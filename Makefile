@@ -43,8 +43,8 @@ bench: ## benchmarks: decision, embedded ledger, webhook end to end
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) run ./cmd/lfbench -c 1,2,8
 
-bench-fabric: fabric-bin ## figures on a real Fabric network: commit latency, webhook warm/cold, chaincode per request, enforcement
-	$(GO) test ./tests/integration/fabric -count=1 -run '^$$' -bench 'RegistrationCommit|Webhook1000Hosts|CommitToEnforcement|NetworkRSS' -benchtime 20x -v
+bench-fabric: fabric-bin ## figures on a real Fabric network: commit latency (hosts, attestations, placements), webhook warm/cold, enforcement, network memory
+	$(GO) test ./tests/integration/fabric -count=1 -run '^$$' -bench 'RegistrationCommit|Webhook1000Hosts|CommitToEnforcement|Governed|AttestationToWebhook|PlacementCommit|PlacementsRead|NetworkRSS' -benchtime 20x -v
 
 fuzz: ## a minute of each fuzz test
 	$(GO) test -run '^$$' -fuzz FuzzParseRules -fuzztime 60s ./pkg/filter
