@@ -227,9 +227,22 @@ func (q Query) intervals(ps []ledger.PlacementRecord, asOf time.Time) []Interval
 	}
 	var out []Interval
 	// Nova's word: each placement on a host opens an interval that the
-	// next placement closes.
+	// next placement closes. A placement on the host the VM is already on
+	// (a resize's confirmation after its finish, a reboot's rebuild) adds
+	// its evidence to the interval rather than cutting it.
 	for i, p := range nova {
 		if p.Host == "" {
+			continue
+		}
+		if n := len(out); n > 0 && i > 0 && nova[i-1].Host == p.Host && out[n-1].Host == p.Host && !out[n-1].Open &&
+			sameVerdict(out[n-1].Verdict, p.Verdict) {
+			last := &out[n-1]
+			last.Evidence = append(last.Evidence, evidence(p))
+			if i+1 < len(nova) {
+				last.To = nova[i+1].At
+			} else {
+				last.To, last.Open = end, true
+			}
 			continue
 		}
 		iv := Interval{VM: p.VM, Project: p.Project, Host: p.Host, From: p.At, To: end, Open: true, Op: p.Op,
@@ -308,3 +321,11 @@ func (q Query) intervals(ps []ledger.PlacementRecord, asOf time.Time) []Interval
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// sameVerdict reports whether two verdicts say the same of a host.
+func sameVerdict(a, b *ledger.PlacementVerdict) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Allowed == b.Allowed && a.Reason == b.Reason && a.Regulation == b.Regulation
+}

@@ -110,6 +110,25 @@ func TestBuildTheIntervalsOfAVMsLife(t *testing.T) {
 	}
 }
 
+// A resize's finish and its confirmation both place the VM on the same
+// host: one interval with both as evidence. A placement on the same host
+// with another verdict (a regulation tightened meanwhile) starts another.
+func TestSameHostIsOneInterval(t *testing.T) {
+	ps := []ledger.PlacementRecord{
+		place(ledger.WitnessNova, ledger.OpBoot, "hm1", 0, true),
+		place(ledger.WitnessNova, ledger.OpResize, "hm3", 60, true),
+		place(ledger.WitnessNova, ledger.OpResize, "hm3", 61, true),
+		place(ledger.WitnessNova, ledger.OpRebuild, "hm3", 90, false),
+	}
+	r := Build(query(t), ps, at(120))
+	if len(r.Intervals) != 3 || r.Intervals[1].Host != "hm3" || len(r.Intervals[1].Evidence) != 2 ||
+		!r.Intervals[1].To.Equal(at(90)) || !r.Intervals[2].Violation || r.Intervals[2].Op != ledger.OpRebuild {
+		var b bytes.Buffer
+		WriteTable(&b, r)
+		t.Fatalf("intervals:\n%s", b.String())
+	}
+}
+
 func TestBuildClipsToThePeriodAndAsOf(t *testing.T) {
 	q, err := Query{Subject: filter.VMSubject(vm), From: at(90), To: at(200)}.Normalize()
 	if err != nil {

@@ -122,9 +122,9 @@ func TestRecorderEndToEnd(t *testing.T) {
 	want := []wantInterval{
 		{"hm1", ledger.OpBoot, at(0), at(1), false},
 		{"hm2", ledger.OpLiveMigration, at(1), at(2), false},
-		// Nova's finish and confirm of a resize each place the VM on hm3.
-		{"hm3", ledger.OpResize, at(2), at(2.5), false},
-		{"hm3", ledger.OpResize, at(2.5), at(3), false},
+		// Nova's finish and confirm of a resize each place the VM on hm3:
+		// one interval, with both as evidence.
+		{"hm3", ledger.OpResize, at(2), at(3), false},
 		{"hm4", ledger.OpLiveMigration, at(3), at(4), true},
 		{"hm1", ledger.OpUnshelve, at(5), at(6), false},
 	}
@@ -192,8 +192,12 @@ func TestRecorderEndToEnd(t *testing.T) {
 		} else if iv.Verdict.Reason != "" || iv.Verdict.Country != "JP" {
 			t.Errorf("interval %d on %s: reason %q, country %q", i+1, iv.Host, iv.Verdict.Reason, iv.Verdict.Country)
 		}
-		if !slices.Equal(iv.Witnesses, []string{ledger.WitnessNova}) || len(iv.Evidence) != 1 {
-			t.Errorf("interval %d: witnesses %v, %d pieces of evidence; want nova's, one", i+1, iv.Witnesses, len(iv.Evidence))
+		evidence := 1
+		if iv.Op == ledger.OpResize {
+			evidence = 2 // the resize's finish and its confirmation
+		}
+		if !slices.Equal(iv.Witnesses, []string{ledger.WitnessNova}) || len(iv.Evidence) != evidence {
+			t.Errorf("interval %d: witnesses %v, %d pieces of evidence; want nova's, %d", i+1, iv.Witnesses, len(iv.Evidence), evidence)
 		}
 		// Every interval is shorter than the bound: the host agent, absent
 		// here, is not yet missed.
