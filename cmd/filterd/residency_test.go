@@ -63,8 +63,20 @@ func TestDiscrepanciesAndTheResidencyReport(t *testing.T) {
 	record(recorder, ledger.Placement{VM: vm, Host: "hm2", Op: ledger.OpLiveMigration, At: t0.Add(10 * time.Second), Witness: ledger.WitnessNova, Ref: "m2"})
 	record(agent2, ledger.Placement{VM: vm, Host: "hm2", Op: ledger.OpObserved, At: t0.Add(10*time.Second + 500*time.Millisecond), Witness: ledger.WitnessHostAgent, Ref: "a1"})
 	record(recorder, ledger.Placement{VM: vm, Host: "hm3", Op: ledger.OpLiveMigration, At: t0.Add(20 * time.Second), Witness: ledger.WitnessNova, Ref: "m3"})
+	// A placement of a move filterd decided on names that decision.
+	wh := `{"spec": {"nova_object.name": "RequestSpec", "nova_object.data": {"instance_uuid": "` + strings.ToUpper(vm) + `"}},
+	  "context": {"request_id": "req-move-4"}, "hosts": [{"host": "hm1"}, {"host": "hm2"}]}`
+	resp, _ := call(t, client, http.MethodPost, base+"/scheduler/nova/external", "", wh)
+	decision := resp.Header.Get("X-Ledgerfence-Decision")
+	b, _ := json.Marshal(ledger.Placement{VM: vm, Host: "hm1", Op: ledger.OpLiveMigration, At: t0.Add(30 * time.Second),
+		Witness: ledger.WitnessNova, Ref: "m4", RequestID: "req-move-4"})
+	resp, body := call(t, client, http.MethodPost, base+"/v1/placements", recorder, string(b))
+	var rec ledger.PlacementRecord
+	if err := json.Unmarshal([]byte(body), &rec); err != nil || resp.StatusCode != http.StatusOK || decision == "" || rec.DecisionID != decision {
+		t.Fatalf("placement of a decided move: %d %s; want decision %q", resp.StatusCode, body, decision)
+	}
 	// The host agent of hm2 may not speak for hm1.
-	b, _ := json.Marshal(ledger.Placement{VM: vm, Host: "hm1", Op: ledger.OpObserved, At: t0, Witness: ledger.WitnessHostAgent, Ref: "a2"})
+	b, _ = json.Marshal(ledger.Placement{VM: vm, Host: "hm1", Op: ledger.OpObserved, At: t0, Witness: ledger.WitnessHostAgent, Ref: "a2"})
 	if resp, _ := call(t, client, http.MethodPost, base+"/v1/placements", agent2, string(b)); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("hm2's agent recording hm1: %d, want 403", resp.StatusCode)
 	}
@@ -72,11 +84,11 @@ func TestDiscrepanciesAndTheResidencyReport(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, metrics := call(t, client, http.MethodGet, base+"/metrics", "", "")
-		if strings.Contains(metrics, `ledgerfence_placement_discrepancies_total{kind="not_confirmed"} 2`) {
+		if strings.Contains(metrics, `ledgerfence_placement_discrepancies_total{kind="not_confirmed"} 3`) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no 2 discrepancies after 20 s:\n%s", grepLines(metrics, "discrepanc"))
+			t.Fatalf("no 3 discrepancies after 20 s:\n%s", grepLines(metrics, "discrepanc"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -90,8 +102,7 @@ func TestDiscrepanciesAndTheResidencyReport(t *testing.T) {
 		}
 		Violations int
 	}
-	var body string
-	for deadline := time.Now().Add(20 * time.Second); len(rep.Intervals) < 3 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); len(rep.Intervals) < 4 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		var resp *http.Response
 		resp, body = call(t, client, http.MethodGet, base+"/v1/residency/vm/"+vm+"?from="+t0.Add(-time.Hour).Format(time.RFC3339), "", "")
 		if resp.StatusCode != http.StatusOK {
@@ -101,7 +112,7 @@ func TestDiscrepanciesAndTheResidencyReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(rep.Intervals) != 3 || rep.Violations != 1 || rep.Intervals[2].Host != "hm3" || !rep.Intervals[2].Violation ||
+	if len(rep.Intervals) != 4 || rep.Violations != 1 || rep.Intervals[2].Host != "hm3" || !rep.Intervals[2].Violation ||
 		len(rep.Intervals[1].Witnesses) != 2 {
 		t.Fatalf("report: %s", body)
 	}

@@ -306,6 +306,8 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 		// filterd's own answers see a write before its event arrives.
 		OnWrite:       c.Invalidate,
 		StreamRefused: func() { m.limit(LimitStreams) },
+		// A placement recorded through this filterd names its decision.
+		DecisionFor: func(requestID, vm string) string { return s.decisions.forMove(requestID, vm) },
 		Streams:       func(d int) { m.streams.Add(float64(d)) },
 	})
 	s.scratch.New = func() any { return newScratch() }

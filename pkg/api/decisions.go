@@ -125,6 +125,9 @@ type decisionStore struct {
 	ring     []*decision
 	head, n  int // ring[head] is the oldest of n
 	byID     map[string]*decision
+	// byMove names the latest decision of a Nova request about a VM
+	// (requestID "/" instance).
+	byMove   map[string]string
 	bytes    int
 	maxBytes int
 	spare    [][]byte // packed verdicts of evicted decisions
@@ -151,7 +154,7 @@ const (
 )
 
 func newDecisionStore(max, maxBytes int) *decisionStore {
-	return &decisionStore{ring: make([]*decision, max), byID: make(map[string]*decision, max), maxBytes: maxBytes}
+	return &decisionStore{ring: make([]*decision, max), byID: make(map[string]*decision, max), byMove: make(map[string]string), maxBytes: maxBytes}
 }
 
 // add keeps d, evicting the oldest decisions until it fits. A decision
@@ -170,6 +173,9 @@ func (s *decisionStore) add(d *decision) {
 		old := s.ring[s.head]
 		s.ring[s.head] = nil
 		delete(s.byID, old.id)
+		if k := old.moveKey(); k != "" && s.byMove[k] == old.id {
+			delete(s.byMove, k)
+		}
 		if len(s.spare) < maxSpare && cap(old.verdicts) <= maxSpareBytes {
 			s.spare = append(s.spare, old.verdicts[:0])
 		}
@@ -180,7 +186,34 @@ func (s *decisionStore) add(d *decision) {
 	s.ring[(s.head+s.n)%len(s.ring)] = d
 	s.n++
 	s.byID[d.id] = d
+	if k := d.moveKey(); k != "" {
+		s.byMove[k] = d.id
+	}
 	s.bytes += size
+}
+
+// moveKey is d's key in byMove, "" for a request without a request id or
+// instance.
+func (d *decision) moveKey() string {
+	if d.requestID == "" || d.instance == "" {
+		return ""
+	}
+	vm, err := filter.NormalizeUUID(d.instance)
+	if err != nil {
+		return ""
+	}
+	return d.requestID + "/" + vm
+}
+
+// forMove returns the id of the latest decision kept for Nova's request
+// requestID about the VM instance, "" for none.
+func (s *decisionStore) forMove(requestID, instance string) string {
+	if requestID == "" || instance == "" {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byMove[requestID+"/"+instance]
 }
 
 // buffer returns memory for a new decision's packed verdicts: that of an

@@ -34,6 +34,9 @@ func (s *Server) RecordPlacement(w http.ResponseWriter, r *http.Request) {
 		LedgerError(s.log, w, r, err)
 		return
 	}
+	if p.DecisionID == "" && p.RequestID != "" && s.o.DecisionFor != nil {
+		p.DecisionID = s.o.DecisionFor(p.RequestID, p.VM)
+	}
 	rec, changed, err := s.l.RecordPlacement(r.Context(), p)
 	if err != nil {
 		LedgerError(s.log, w, r, err)

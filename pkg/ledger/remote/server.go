@@ -57,6 +57,10 @@ type ServerOptions struct {
 	// of each stream opened (+1) and closed (-1).
 	StreamRefused func()
 	Streams       func(delta int)
+	// DecisionFor, when set, names the serving process's decision for
+	// Nova's request requestID about VM vm ("" for none): a placement
+	// recorded without a decision id gets it.
+	DecisionFor func(requestID, vm string) string
 }
 
 // Server serves a ledger over HTTP. Its methods are http.HandlerFuncs.
