@@ -308,7 +308,7 @@ func New(l ledger.Ledger, c Resolver, log *zap.Logger, reg prometheus.Registerer
 		StreamRefused: func() { m.limit(LimitStreams) },
 		// A placement recorded through this filterd names its decision.
 		DecisionFor: func(requestID, vm string) string { return s.decisions.forMove(requestID, vm) },
-		Streams:       func(d int) { m.streams.Add(float64(d)) },
+		Streams:     func(d int) { m.streams.Add(float64(d)) },
 	})
 	s.scratch.New = func() any { return newScratch() }
 	s.routes(gatherer)

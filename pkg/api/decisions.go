@@ -121,10 +121,10 @@ func (d *decision) view(withVerdicts bool) Decision {
 // allocating for them. A stored decision's verdicts are therefore only read
 // under mu: get returns a copy.
 type decisionStore struct {
-	mu       sync.Mutex
-	ring     []*decision
-	head, n  int // ring[head] is the oldest of n
-	byID     map[string]*decision
+	mu      sync.Mutex
+	ring    []*decision
+	head, n int // ring[head] is the oldest of n
+	byID    map[string]*decision
 	// byMove names the latest decision of a Nova request about a VM
 	// (requestID "/" instance).
 	byMove   map[string]string
