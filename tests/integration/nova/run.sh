@@ -7,8 +7,10 @@
 #          against a real filterd, the nova-api guard, the devstack plugin's
 #          phases: ~2 min on a fresh machine with apt.
 #   cloud  the mini cloud (keystone, placement, glance, nova api, conductor,
-#          scheduler, three fake computes) end to end, and the devstack
-#          plugin with the project's local Fabric network: ~6 min.
+#          scheduler, three fake computes) end to end, with Nova's versioned
+#          notifications recorded as placements by two recorders and host
+#          agents as the second witness, and the devstack plugin with the
+#          project's local Fabric network: ~8 min.
 #
 # Installs what is missing (install.sh), builds filterd (and hostagent) from
 # this repository, installs the filter with pip into a scratch directory,
@@ -59,6 +61,16 @@ if [ -z "${LEDGERFENCE_HOSTAGENT:-}" ] && [ -d "$REPO/cmd/hostagent" ]; then
 	else
 		say "hostagent does not build: hosts are registered through filterd's REST API"
 	fi
+fi
+# ledgerctl and the recorder, for the mini cloud's residency evidence.
+if [ "$level" != l1 ]; then
+	for cmd in ledgerctl recorder; do
+		var=LEDGERFENCE_${cmd^^}
+		if [ -z "${!var:-}" ]; then
+			(cd "$REPO" && go build -o "$WORK/bin/$cmd" "./cmd/$cmd")
+			export "$var=$WORK/bin/$cmd"
+		fi
+	done
 fi
 say "filterd built"
 

@@ -2,8 +2,14 @@
 # Start a mini OpenStack cloud for ledgerfence's end-to-end tests: MariaDB,
 # RabbitMQ, Keystone, Placement, Glance, nova-api, nova-conductor,
 # nova-scheduler (with LedgerfenceFilter), three fake-driver computes
-# (fake-compute-1..3), a fake Neutron and a real filterd; and a second
-# nova-api with ledgerfence's ForcedMoveGuard (api-paste filter).
+# (fake-compute-1..3), a fake Neutron and a real filterd; a second
+# nova-api with ledgerfence's ForcedMoveGuard (api-paste filter); and two
+# replicas of ledgerfence's recorder, which read Nova's versioned
+# notifications from the cloud's RabbitMQ and record each move as a
+# placement (witness nova) through filterd, with writer tokens of role
+# recorder. Host agents' tokens (role hostagent, one per compute) are issued
+# too; the tests run the agents when they need the second witness
+# (cloudctl.start_hostagent), since an agent re-asserts its host's record.
 #
 #   start.sh RIG_DIR
 #
@@ -83,6 +89,8 @@ NOVA_API_PORT=$(free_port)
 NOVA_API_GUARDED_PORT=$(free_port)
 NEUTRON_PORT=$(free_port)
 FILTERD_PORT=$(free_port)
+RECORDER_METRICS_1=$(free_port)
+RECORDER_METRICS_2=$(free_port)
 DB_PASSWORD=$(secret)
 SERVICE_PASSWORD=$(secret)
 ADMIN_PASSWORD=$(secret)
@@ -138,7 +146,40 @@ if [ -z "${LEDGERFENCE_HOSTAGENT:-}" ] && [ -d "$REPO/cmd/hostagent" ]; then
 	(cd "$REPO" && go build -o "$RIG/bin/hostagent" ./cmd/hostagent) \
 		>>"$RIG/logs/manage.log" 2>&1 || say "hostagent does not build; hosts are registered through filterd's REST API"
 fi
-echo "FILTERD_BIN=$FILTERD" >>"$RIG/cloud.env"
+# ledgerctl (tokens, residency reports) and the recorder, built unless
+# LEDGERFENCE_LEDGERCTL / LEDGERFENCE_RECORDER name binaries.
+for cmd in ledgerctl recorder; do
+	var=LEDGERFENCE_${cmd^^}
+	if [ -z "${!var:-}" ]; then
+		(cd "$REPO" && go build -o "$RIG/bin/$cmd" "./cmd/$cmd") \
+			>>"$RIG/logs/manage.log" 2>&1 || fail "go build ./cmd/$cmd"
+	fi
+done
+LEDGERCTL=${LEDGERFENCE_LEDGERCTL:-$RIG/bin/ledgerctl}
+HOSTAGENT=${LEDGERFENCE_HOSTAGENT:-$RIG/bin/hostagent}
+{
+	echo "FILTERD_BIN=$FILTERD"
+	echo "LEDGERCTL_BIN=$LEDGERCTL"
+	echo "RECORDER_BIN=${LEDGERFENCE_RECORDER:-$RIG/bin/recorder}"
+	echo "HOSTAGENT_BIN=$HOSTAGENT"
+} >>"$RIG/cloud.env"
+
+# Writer tokens of filterd's embedded ledger, issued into its data
+# directory as an operator does: one per recorder replica (role recorder:
+# placements of witness nova, nothing else) and one per compute's host
+# agent (role hostagent, bound to its host).
+issue() { # issue ROLE ID [HOST]: prints the new token
+	"$LEDGERCTL" token issue --data "$RIG/filterd" --role "$1" --id "$2" ${3:+--host "$3"} -o json \
+		2>>"$RIG/logs/manage.log" | $PY -c 'import json, sys; print(json.load(sys.stdin)["token"])'
+}
+for n in 1 2; do
+	tok=$(issue recorder "recorder-$n")
+	echo "RECORDER_TOKEN_$n=$tok" >>"$RIG/cloud.env"
+done
+for i in 1 2 3; do
+	tok=$(issue hostagent "hostagent-fake-compute-$i" "fake-compute-$i")
+	echo "HOSTAGENT_TOKEN_$i=$tok" >>"$RIG/cloud.env"
+done
 spawn filterd "$FILTERD" --listen "127.0.0.1:$FILTERD_PORT" --data "$RIG/filterd" \
 	--admin-token "$FILTERD_TOKEN"
 
@@ -174,8 +215,23 @@ RABBIT_ENV=(env HOME="$RIG/rabbitmq" ERL_EPMD_PORT="$EPMD_PORT"
 echo '[].' >"$RIG/rabbitmq/enabled_plugins"
 : >"$RIG/rabbitmq/rabbitmq-env.conf"
 : >"$RIG/rabbitmq/rabbitmq.conf"
+# The node's server and rabbitmqctl with their environment, for the tests
+# that restart the broker (cloudctl.restart_rabbitmq).
+{
+	echo '#!/bin/bash'
+	printf 'exec'
+	printf ' %q' "${RABBIT_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
+	echo
+} >"$RIG/bin/rabbitmq-server"
+{
+	echo '#!/bin/bash'
+	printf 'exec'
+	printf ' %q' "${RABBIT_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n lfnova@localhost
+	echo ' "$@"'
+} >"$RIG/bin/rabbitmqctl"
+chmod 0755 "$RIG/bin/rabbitmq-server" "$RIG/bin/rabbitmqctl"
 spawn epmd env ERL_EPMD_PORT="$EPMD_PORT" epmd -address 127.0.0.1
-spawn rabbitmq "${RABBIT_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
+spawn rabbitmq "$RIG/bin/rabbitmq-server"
 
 # --- database schemas, in parallel while RabbitMQ starts
 K=(--config-dir "$RIG/etc/keystone")
@@ -215,11 +271,18 @@ spawn placement uwsgi --ini "$RIG/etc/placement/uwsgi.ini"
 spawn glance glance-api --config-file "$RIG/etc/glance/glance-api.conf"
 spawn neutron $PY "$HERE/fake_neutron.py" "$NEUTRON_PORT"
 
-RQ() { "${RABBIT_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n lfnova@localhost "$@"; }
+RQ() { "$RIG/bin/rabbitmqctl" "$@"; }
 wait_for 90 rabbitmq RQ await_startup
 quiet RQ add_user openstack "$SERVICE_PASSWORD"
 quiet RQ set_permissions openstack '.*' '.*' '.*'
 say rabbitmq up
+
+# --- the recorders, before Nova sends anything: a notification sent before
+# their queue is bound reaches only oslo's own queue.
+wait_for 60 filterd curl -sf "http://127.0.0.1:$FILTERD_PORT/readyz"
+for n in 1 2; do quiet $PY "$HERE/cloudctl.py" "$RIG" start-recorder "$n"; done
+quiet $PY "$HERE/cloudctl.py" "$RIG" wait-recorders 60
+say "two recorders consuming Nova's notifications"
 
 wait "$NOVA_DB" || fail "nova cell databases"
 say "nova cell databases made"

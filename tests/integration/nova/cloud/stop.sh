@@ -9,7 +9,7 @@ RIG=${1:?usage: stop.sh RIG_DIR [--purge]}
 [ -d "$RIG/pids" ] || exit 0
 RIG=$(cd "$RIG" && pwd)
 
-ORDER="nova-compute1 nova-compute2 nova-compute3 nova-scheduler nova-conductor
+ORDER="hostagent1 hostagent2 hostagent3 recorder1 recorder2 nova-compute1 nova-compute2 nova-compute3 nova-scheduler nova-conductor
 nova-api nova-api-guarded glance placement keystone neutron filterd rabbitmq epmd mariadb"
 
 alive() { kill -0 -- "-$1" 2>/dev/null; }
