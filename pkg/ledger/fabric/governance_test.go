@@ -66,7 +66,7 @@ func TestGovernanceWrites(t *testing.T) {
 	}
 	fake = &fakeGateway{endorse: []func() (*gateway.EndorseResponse, error){stale}}
 	_, err = newTestLedger(t, fake).Approve(c, "tx1")
-	if !errors.Is(err, ledger.ErrInvalid) || fake.endorsed != 1 || fake.submitted != 0 {
+	if !errors.Is(err, ledger.ErrInvalid) || fake.endorsed != refusalAttempts || fake.submitted != 0 {
 		t.Fatalf("stale approval: %v (endorsed %d, submitted %d)", err, fake.endorsed, fake.submitted)
 	}
 
