@@ -374,6 +374,8 @@ func (s *Server) routes(gatherer prometheus.Gatherer) {
 	handle("/v1/lookup", methods{http.MethodPost: s.read(s.heavy(s.rs.Lookup))})
 	handle("/v1/events", methods{http.MethodGet: s.read(s.rs.Events)})
 	handle(ui.Prefix, ui.Handler())
+	// Browsers ask for /favicon.ico on any page: the page's icon.
+	s.mux.Handle("/favicon.ico", methods{http.MethodGet: http.RedirectHandler(ui.Prefix+"favicon.svg", http.StatusMovedPermanently).ServeHTTP})
 	s.mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.mux.Handle("/healthz", methods{http.MethodGet: s.healthz})
 	s.mux.Handle("/readyz", methods{http.MethodGet: s.readyz})

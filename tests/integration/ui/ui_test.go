@@ -460,7 +460,18 @@ func browser(t *testing.T, exe string) (context.Context, *console, func(what, ex
 	con.watch(ctx)
 	poll := func(what, expr string) {
 		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
+		var err error
+		// A poll started while the tab still swaps documents after a
+		// navigation loses its execution context: it starts again, in the
+		// new document, a few times.
+		for try := 0; try < 5; try++ {
+			_, err = chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(20*time.Millisecond)))
+			if err == nil || !strings.Contains(err.Error(), "Cannot find context with specified id") {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
 			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
 			t.Fatalf("waiting for %s: %v; the page says:\n%s", what, err, state)
 		}
