@@ -129,6 +129,29 @@ func TestSameHostIsOneInterval(t *testing.T) {
 	}
 }
 
+// A sighting from an earlier stay on a host does not confirm a later stay
+// there that began within the bound.
+func TestAnEarlierStaysSightingConfirmsNothingLater(t *testing.T) {
+	ps := []ledger.PlacementRecord{
+		place(ledger.WitnessNova, ledger.OpBoot, "hm1", 0, true),
+		place(ledger.WitnessHostAgent, ledger.OpObserved, "hm1", 1, true),
+		place(ledger.WitnessNova, ledger.OpLiveMigration, "hm2", 5, true),
+		place(ledger.WitnessHostAgent, ledger.OpObserved, "hm2", 6, true),
+		place(ledger.WitnessNova, ledger.OpLiveMigration, "hm1", 10, true),
+	}
+	r := Build(query(t), ps, at(60))
+	if len(r.Intervals) != 3 {
+		t.Fatalf("%d intervals", len(r.Intervals))
+	}
+	if last := r.Intervals[2]; last.Host != "hm1" || len(last.Witnesses) != 1 || last.Discrepancy != NotConfirmed {
+		t.Fatalf("the second stay on hm1: witnesses %v, discrepancy %q, evidence %d; want Nova's alone, not confirmed",
+			last.Witnesses, last.Discrepancy, len(last.Evidence))
+	}
+	if first := r.Intervals[0]; len(first.Witnesses) != 2 {
+		t.Fatalf("the first stay on hm1: witnesses %v", first.Witnesses)
+	}
+}
+
 func TestBuildClipsToThePeriodAndAsOf(t *testing.T) {
 	q, err := Query{Subject: filter.VMSubject(vm), From: at(90), To: at(200)}.Normalize()
 	if err != nil {
