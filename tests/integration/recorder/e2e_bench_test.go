@@ -1,6 +1,6 @@
 package recorder_test
 
-// The figures of issue 17's closing note, on the embedded ledger, with the
+// Residency evidence's figures, on the embedded ledger, with the
 // real commands (filterd, recorder, ledgerctl, lfbench) and a private
 // RabbitMQ node. Reported with b.ReportMetric, never asserted:
 //
