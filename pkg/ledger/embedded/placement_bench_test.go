@@ -84,11 +84,12 @@ func BenchmarkPlacementsOfVM(b *testing.B) {
 	}
 }
 
-// TestPlacementsOfALongLivedVM: a VM of 10,000 placements is read whole
-// in well under a second, and a period of it is one range.
+// TestPlacementsOfALongLivedVM: a VM of 10,000 placements is read whole,
+// in order, and a period of it is one range; how long the read took is
+// logged (BenchmarkPlacementsOfVM measures it).
 func TestPlacementsOfALongLivedVM(t *testing.T) {
-	if testing.Short() || raceDetector {
-		t.Skip("writes 10,000 placements, and times their reading")
+	if testing.Short() {
+		t.Skip("-short: writes 10,000 placements")
 	}
 	const n = 10_000
 	l := placementLedger(t)
@@ -105,9 +106,6 @@ func TestPlacementsOfALongLivedVM(t *testing.T) {
 		if !p.At.Equal(benchAt.Add(time.Duration(i)*time.Minute)) || p.Verdict == nil || p.Verdict.Allowed != (i%2 == 0) {
 			t.Fatalf("placement %d: %+v", i, p)
 		}
-	}
-	if took > time.Second {
-		t.Fatalf("reading 10,000 placements took %s", took)
 	}
 	t.Logf("10,000 placements read in %s", took)
 	got, err = l.Placements(context.Background(), ledger.PlacementQuery{VM: vm1, From: benchAt.Add(100 * time.Minute), To: benchAt.Add(200 * time.Minute)})
