@@ -265,11 +265,13 @@ func (q Query) intervals(ps []ledger.PlacementRecord, asOf time.Time) []Interval
 	for k := range out {
 		iv := &out[k]
 		// agent is in time order: start at the first word within Bound
-		// before the interval, but after the VM's previous stay ended (a
-		// sighting then belongs to an earlier stay on this host).
+		// before the interval, but not before the VM's previous stay began:
+		// during that stay the VM may already show on this host (a
+		// migration in progress), before it a sighting belongs to an
+		// earlier stay on this host.
 		lower := iv.From.Add(-q.Bound)
-		if k > 0 && out[k-1].To.After(lower) {
-			lower = out[k-1].To
+		if k > 0 && out[k-1].From.After(lower) {
+			lower = out[k-1].From
 		}
 		first, _ := slices.BinarySearchFunc(agent, lower, func(p ledger.PlacementRecord, t time.Time) int { return p.At.Compare(t) })
 		for j := first; j < len(agent) && agent[j].At.Before(iv.To.Add(q.Bound)); j++ {

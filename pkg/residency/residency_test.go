@@ -130,7 +130,8 @@ func TestSameHostIsOneInterval(t *testing.T) {
 }
 
 // A sighting from an earlier stay on a host does not confirm a later stay
-// there that began within the bound.
+// there that began within the bound; one on the destination while the
+// migration to it is still under way (before Nova's word) does.
 func TestAnEarlierStaysSightingConfirmsNothingLater(t *testing.T) {
 	ps := []ledger.PlacementRecord{
 		place(ledger.WitnessNova, ledger.OpBoot, "hm1", 0, true),
@@ -149,6 +150,14 @@ func TestAnEarlierStaysSightingConfirmsNothingLater(t *testing.T) {
 	}
 	if first := r.Intervals[0]; len(first.Witnesses) != 2 {
 		t.Fatalf("the first stay on hm1: witnesses %v", first.Witnesses)
+	}
+	early := append(ps[:len(ps):len(ps)], place(ledger.WitnessHostAgent, ledger.OpObserved, "hm3", 19, true),
+		place(ledger.WitnessNova, ledger.OpResize, "hm3", 20, true))
+	r = Build(query(t), early, at(60))
+	if len(r.Intervals) != 4 || r.Intervals[3].Host != "hm3" || len(r.Intervals[3].Witnesses) != 2 || len(r.Intervals[2].Witnesses) != 1 {
+		var b bytes.Buffer
+		WriteTable(&b, r)
+		t.Fatalf("a sighting on the destination a minute before Nova's word:\n%s", b.String())
 	}
 }
 
