@@ -32,16 +32,6 @@ type attestInput struct {
 	Organizations []string `json:"organizations"`
 }
 
-// governance returns the ledger's governance, answering 404 when the
-// ledger offers none.
-func (s *Server) governance(w http.ResponseWriter) (ledger.Governance, bool) {
-	g, ok := s.l.(ledger.Governance)
-	if !ok {
-		WriteError(w, http.StatusNotFound, "this filterd's "+s.o.Backend+" ledger offers no registry, proposals, bindings or attestations")
-	}
-	return g, ok
-}
-
 // proposalID reads the {id} path value, answering 400 when it cannot be one.
 func proposalID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
@@ -65,11 +55,7 @@ func project(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 // Registry serves GET /v1/registry: the registry in force (404: none).
 func (s *Server) Registry(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.governance(w)
-	if !ok {
-		return
-	}
-	rec, err := g.Registry(r.Context())
+	rec, err := s.l.Registry(r.Context())
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
@@ -80,15 +66,11 @@ func (s *Server) Registry(w http.ResponseWriter, r *http.Request) {
 // Propose serves POST /v1/proposals: body a ledger.Proposal, answer the
 // proposal as recorded (applied at once when it needs no other approval).
 func (s *Server) Propose(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.governance(w)
-	if !ok {
-		return
-	}
 	var in ledger.Proposal
 	if DecodeBody(w, r, maxProposalBody, &in) != nil {
 		return
 	}
-	rec, err := g.Propose(r.Context(), in)
+	rec, err := s.l.Propose(r.Context(), in)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
@@ -120,11 +102,7 @@ func (s *Server) afterProposal(r *http.Request, rec ledger.ProposalRecord) {
 
 // ListProposals serves GET /v1/proposals: the open proposals.
 func (s *Server) ListProposals(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.governance(w)
-	if !ok {
-		return
-	}
-	list, err := g.ListProposals(r.Context())
+	list, err := s.l.ListProposals(r.Context())
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
@@ -137,15 +115,11 @@ func (s *Server) ListProposals(w http.ResponseWriter, r *http.Request) {
 
 // GetProposal serves GET /v1/proposals/{id}.
 func (s *Server) GetProposal(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.governance(w)
-	if !ok {
-		return
-	}
 	id, ok := proposalID(w, r)
 	if !ok {
 		return
 	}
-	rec, err := g.GetProposal(r.Context(), id)
+	rec, err := s.l.GetProposal(r.Context(), id)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
@@ -157,15 +131,11 @@ func (s *Server) GetProposal(w http.ResponseWriter, r *http.Request) {
 // organisation approves; the answer is the proposal, applied when that was
 // the last approval it needed.
 func (s *Server) Approve(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.governance(w)
-	if !ok {
-		return
-	}
 	id, ok := proposalID(w, r)
 	if !ok {
 		return
 	}
-	rec, err := g.Approve(r.Context(), id)
+	rec, err := s.l.Approve(r.Context(), id)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
@@ -178,15 +148,11 @@ func (s *Server) Approve(w http.ResponseWriter, r *http.Request) {
 // project to the writer's organisation; X-Ledgerfence-Changed says whether
 // it was bound so already.
 func (s *Server) BindProject(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.governance(w)
-	if !ok {
-		return
-	}
 	p, ok := project(w, r)
 	if !ok {
 		return
 	}
-	rec, changed, err := g.BindProject(r.Context(), p)
+	rec, changed, err := s.l.BindProject(r.Context(), p)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
@@ -199,15 +165,11 @@ func (s *Server) BindProject(w http.ResponseWriter, r *http.Request) {
 
 // GetBinding serves GET /v1/bindings/{project} (404: bound to none).
 func (s *Server) GetBinding(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.governance(w)
-	if !ok {
-		return
-	}
 	p, ok := project(w, r)
 	if !ok {
 		return
 	}
-	rec, err := g.GetBinding(r.Context(), p)
+	rec, err := s.l.GetBinding(r.Context(), p)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
@@ -219,10 +181,6 @@ func (s *Server) GetBinding(w http.ResponseWriter, r *http.Request) {
 // "organizations"}, the facts attested, which must be the record's now;
 // the answer is the host's record with its attestation.
 func (s *Server) AttestHost(w http.ResponseWriter, r *http.Request) {
-	g, ok := s.governance(w)
-	if !ok {
-		return
-	}
 	name := r.PathValue("host")
 	if err := filter.ValidateHostName(name); err != nil {
 		ValidationError(w, err)
@@ -237,7 +195,7 @@ func (s *Server) AttestHost(w http.ResponseWriter, r *http.Request) {
 		ValidationError(w, err)
 		return
 	}
-	rec, changed, err := g.AttestHost(r.Context(), facts.Name, facts.Country, facts.Organizations)
+	rec, changed, err := s.l.AttestHost(r.Context(), facts.Name, facts.Country, facts.Organizations)
 	if err != nil {
 		LedgerError(s.log, w, r, err)
 		return
